@@ -1,0 +1,116 @@
+"""The exception hierarchy of secure-fota.
+
+Every error the project raises on purpose is a :class:`FotaError`. Each surface translates
+it exactly once: the CLI into one line and an exit status, the server into a status code and
+a JSON body, the device into a typed result. Anything else escaping a boundary is a bug.
+
+Cryptographic failures never say *why* a check failed (padding, tag, key), only *which*
+check failed, so that the messages cannot serve as an oracle.
+"""
+
+from __future__ import annotations
+
+from secure_fota.reasons import Reason
+
+__all__ = [
+    "ConfigError",
+    "ConflictError",
+    "FormatError",
+    "FotaError",
+    "InputError",
+    "KeyMaterialError",
+    "NotFoundError",
+    "ReleaseRejected",
+    "StorageError",
+    "TransportError",
+    "VerificationError",
+]
+
+
+class FotaError(Exception):
+    """Base class of every error secure-fota raises on purpose."""
+
+    #: process exit status used by the CLI for this kind of error
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InputError(FotaError):
+    """A value given by the user (option, field, parameter) is not acceptable.
+
+    ``field`` names the offending input so that every surface can point at it.
+    """
+
+    exit_code = 2
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.detail = message
+
+
+class FormatError(FotaError):
+    """Bytes that should be in one of our formats are malformed, truncated or oversized.
+
+    ``what`` names the format ("app image", "encrypted image header", "manifest", ...).
+    ``reason`` is the device-facing reason code when the parser knows it.
+    """
+
+    def __init__(self, what: str, message: str, *, reason: Reason | None = None) -> None:
+        super().__init__(f"invalid {what}: {message}")
+        self.what = what
+        self.detail = message
+        self.reason = reason
+
+
+class KeyMaterialError(FotaError):
+    """A key is missing, unreadable, of the wrong type or of the wrong size."""
+
+
+class VerificationError(FotaError):
+    """A cryptographic check failed. ``check`` names the check, never the internal cause."""
+
+    def __init__(self, check: str, message: str | None = None) -> None:
+        super().__init__(message or f"{check} verification failed")
+        self.check = check
+
+
+class ReleaseRejected(FotaError):
+    """A device refuses a release. ``reason`` is the stable code shared with the C core."""
+
+    exit_code = 3
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(f"release rejected ({reason.value}): {message}")
+        self.reason = reason
+        self.detail = message
+
+
+class NotFoundError(FotaError):
+    """A file, release or device type does not exist."""
+
+
+class ConflictError(FotaError):
+    """An operation contradicts what already exists (for example a different re-upload)."""
+
+
+class StorageError(FotaError):
+    """Storing or reading a blob or a database row failed."""
+
+
+class TransportError(FotaError):
+    """A network exchange failed (connection, TLS, time-out, unexpected status or size)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class ConfigError(FotaError):
+    """Configuration is missing or inconsistent."""

@@ -1,0 +1,80 @@
+"""Strict structural parsing of JOSE compact serialisations (RFC 7515 / RFC 7516).
+
+The cryptography is left to the JOSE library; this module only checks the shape before any
+key is touched: the number of parts, the base64url alphabet (no padding, no whitespace),
+bounded sizes, and headers that are JSON objects without duplicate member names (parsers
+disagree on duplicates, so we refuse them, as the C core does).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from typing import Any
+
+from secure_fota.errors import FormatError
+from secure_fota.reasons import Reason
+
+__all__ = ["b64url_decode", "b64url_encode", "parse_json_object", "split_compact"]
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_MALFORMED = Reason.MANIFEST_MALFORMED
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(what: str, text: str, *, reason: Reason = _MALFORMED) -> bytes:
+    """Decode unpadded base64url, refusing any other alphabet, padding or impossible length."""
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise FormatError(what, "is not unpadded base64url", reason=reason)
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise FormatError(what, "is not unpadded base64url", reason=reason) from None
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate member {key!r}")
+        result[key] = value
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json_object(what: str, raw: bytes, *, reason: Reason = _MALFORMED) -> dict[str, Any]:
+    """Parse UTF-8 JSON that must be one object with unique member names."""
+    try:
+        text = raw.decode("utf-8")
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise FormatError(what, f"is not valid JSON ({exc})", reason=reason) from None
+    if not isinstance(value, dict):
+        raise FormatError(what, "is not a JSON object", reason=reason)
+    return value
+
+
+def split_compact(what: str, token: bytes | str, parts: int) -> list[str]:
+    """Split a compact serialisation into exactly ``parts`` base64url segments."""
+    if isinstance(token, bytes):
+        try:
+            token = token.decode("ascii")
+        except UnicodeDecodeError:
+            raise FormatError(what, "contains non-ASCII bytes", reason=_MALFORMED) from None
+    segments = token.split(".")
+    if len(segments) != parts:
+        raise FormatError(
+            what, f"has {len(segments)} dot-separated parts, expected {parts}", reason=_MALFORMED
+        )
+    for index, segment in enumerate(segments):
+        if not _B64URL.fullmatch(segment):
+            raise FormatError(what, f"part {index + 1} is not base64url", reason=_MALFORMED)
+    return segments

@@ -1,0 +1,25 @@
+"""Named bounds on every input secure-fota accepts.
+
+Parsers enforce these before they allocate or trust a length; tests exercise each at N and N+1.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: longest device type, firmware name or user name (the seed has no limit)
+MAX_NAME_LENGTH: Final = 64
+#: largest plaintext app image we sign or accept (the largest ESP32 OTA slot is below 16 MiB)
+MAX_IMAGE_SIZE: Final = 16 * 1024 * 1024
+#: smallest plausible app image: header, one segment header, app descriptor, checksum, digest
+MIN_IMAGE_SIZE: Final = 24 + 8 + 256 + 16
+#: largest manifest a device reads (ours are about 3 KiB)
+MAX_MANIFEST_SIZE: Final = 16 * 1024
+#: most segments the ESP-IDF bootloader accepts (ESP_IMAGE_MAX_SEGMENTS)
+MAX_SEGMENTS: Final = 16
+#: release sequence numbers are positive and fit a signed 32-bit integer on every platform
+MAX_SEQ: Final = 2**31 - 1
+#: read size for streaming encryption, decryption and hashing
+STREAM_CHUNK: Final = 64 * 1024
+#: longest claim string copied from esp_app_desc_t (char[32] with its NUL)
+MAX_DESC_STRING: Final = 32
