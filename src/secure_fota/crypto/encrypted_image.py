@@ -1,0 +1,208 @@
+"""Streaming encryption and decryption of Espressif's esp_encrypted_img (RSA-3072) format.
+
+A fresh AES-256 key and 16-byte IV per image; the key is wrapped with RSA-3072 PKCS#1 v1.5
+(the format's choice, kept for compatibility with ``esp_encrypted_img`` on the device); the
+image is encrypted with AES-256-GCM without associated data. Both directions hold one chunk
+in memory at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers import AEADDecryptionContext, Cipher, algorithms, modes
+
+from secure_fota.errors import FormatError, KeyMaterialError, VerificationError
+from secure_fota.formats.encrypted_image import (
+    HEADER_SIZE,
+    IV_SIZE,
+    EncryptedImageHeader,
+)
+from secure_fota.limits import MAX_IMAGE_SIZE
+from secure_fota.reasons import Reason
+
+__all__ = [
+    "EncryptedImageWriter",
+    "EncryptionResult",
+    "ImageDecryptor",
+    "decrypt_image",
+    "encrypt_image",
+]
+
+_AES_KEY_SIZE = 32
+
+
+def _check_rsa3072(key: rsa.RSAPublicKey | rsa.RSAPrivateKey) -> None:
+    if key.key_size != 3072:
+        raise KeyMaterialError(
+            f"pre-encryption needs an RSA-3072 key, got RSA-{key.key_size} "
+            "(the esp_encrypted_img header has room for exactly 384 key bytes)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptionResult:
+    """What :class:`EncryptedImageWriter` wrote."""
+
+    header: EncryptedImageHeader
+    plaintext_sha256: bytes
+
+    @property
+    def total_size(self) -> int:
+        return self.header.total_size
+
+
+class EncryptedImageWriter:
+    """Encrypt a plaintext of known length into a seekable binary stream, chunk by chunk.
+
+    The header (which carries the GCM tag) is written last, over a placeholder.
+    """
+
+    def __init__(self, out: BinaryIO, public_key: rsa.RSAPublicKey, plaintext_size: int) -> None:
+        if not isinstance(public_key, rsa.RSAPublicKey):
+            raise KeyMaterialError("pre-encryption needs an RSA-3072 public key")
+        _check_rsa3072(public_key)
+        if not 0 < plaintext_size <= MAX_IMAGE_SIZE:
+            raise FormatError("image", f"size {plaintext_size} is outside 1..{MAX_IMAGE_SIZE}")
+        self._out = out
+        self._size = plaintext_size
+        self._written = 0
+        self._start = out.tell()
+        aes_key = os.urandom(_AES_KEY_SIZE)
+        self._iv = os.urandom(IV_SIZE)
+        self._wrapped = public_key.encrypt(aes_key, padding.PKCS1v15())
+        self._encryptor = Cipher(algorithms.AES(aes_key), modes.GCM(self._iv)).encryptor()
+        self._hash = hashlib.sha256()
+        out.write(b"\0" * HEADER_SIZE)
+
+    def write(self, chunk: bytes) -> None:
+        self._written += len(chunk)
+        if self._written > self._size:
+            raise FormatError("image", f"more than the announced {self._size} bytes")
+        self._hash.update(chunk)
+        self._out.write(self._encryptor.update(chunk))
+
+    def finish(self) -> EncryptionResult:
+        if self._written != self._size:
+            raise FormatError("image", f"{self._written} bytes written, {self._size} announced")
+        self._out.write(self._encryptor.finalize())
+        header = EncryptedImageHeader(
+            wrapped_key=self._wrapped, iv=self._iv, bin_size=self._size, tag=self._encryptor.tag
+        )
+        end = self._out.tell()
+        self._out.seek(self._start)
+        self._out.write(header.to_bytes())
+        self._out.seek(end)
+        return EncryptionResult(header=header, plaintext_sha256=self._hash.digest())
+
+
+def encrypt_image(plaintext: bytes, public_key: rsa.RSAPublicKey) -> bytes:
+    """Encrypt an image held in memory (tests and small tools; releases stream)."""
+    buffer = io.BytesIO()
+    writer = EncryptedImageWriter(buffer, public_key, len(plaintext))
+    writer.write(plaintext)
+    writer.finish()
+    return buffer.getvalue()
+
+
+class ImageDecryptor:
+    """Incremental decryption of an esp_encrypted_img stream.
+
+    Feed any chunking of the file to :meth:`update`, which returns plaintext as it becomes
+    available, then call :meth:`finalize`, which checks the length and the GCM tag. Plaintext
+    returned before :meth:`finalize` succeeds is unauthenticated and must not be trusted.
+    """
+
+    def __init__(
+        self,
+        private_key: rsa.RSAPrivateKey,
+        *,
+        expected_size: int | None = None,
+        max_size: int = MAX_IMAGE_SIZE,
+    ) -> None:
+        if not isinstance(private_key, rsa.RSAPrivateKey):
+            raise KeyMaterialError("pre-encryption decryption needs an RSA-3072 private key")
+        _check_rsa3072(private_key)
+        self._key = private_key
+        self._expected = expected_size
+        self._max = max_size
+        self._pending = b""
+        self.header: EncryptedImageHeader | None = None
+        self._decryptor: AEADDecryptionContext | None = None
+        self._remaining = 0
+
+    def _start(self, raw_header: bytes) -> None:
+        header = EncryptedImageHeader.from_bytes(raw_header, max_size=self._max)
+        if self._expected is not None and header.bin_size != self._expected:
+            raise FormatError(
+                "encrypted image header",
+                f"bin_size {header.bin_size} differs from the expected {self._expected}",
+                reason=Reason.IMAGE_HEADER_INVALID,
+            )
+        try:
+            aes_key = self._key.decrypt(header.wrapped_key, padding.PKCS1v15())
+        except ValueError:
+            raise VerificationError("image key") from None
+        if len(aes_key) != _AES_KEY_SIZE:
+            raise VerificationError("image key")
+        self.header = header
+        self._remaining = header.bin_size
+        self._decryptor = Cipher(
+            algorithms.AES(aes_key), modes.GCM(header.iv, header.tag)
+        ).decryptor()
+
+    def _context(self) -> AEADDecryptionContext:
+        if self._decryptor is None:
+            raise FormatError("encrypted image", "decryption has not started")
+        return self._decryptor
+
+    def update(self, chunk: bytes) -> bytes:
+        if self.header is None:
+            self._pending += chunk
+            if len(self._pending) < HEADER_SIZE:
+                return b""
+            raw, chunk = self._pending[:HEADER_SIZE], self._pending[HEADER_SIZE:]
+            self._pending = b""
+            self._start(raw)
+        if len(chunk) > self._remaining:
+            raise FormatError(
+                "encrypted image",
+                "more data than the header's bin_size announces",
+                reason=Reason.IMAGE_SIZE_MISMATCH,
+            )
+        self._remaining -= len(chunk)
+        return self._context().update(chunk)
+
+    def finalize(self) -> None:
+        if self.header is None:
+            raise FormatError(
+                "encrypted image header",
+                f"truncated: {len(self._pending)} of {HEADER_SIZE} bytes",
+                reason=Reason.IMAGE_SIZE_MISMATCH,
+            )
+        if self._remaining:
+            raise FormatError(
+                "encrypted image",
+                f"truncated: {self._remaining} of {self.header.bin_size} bytes missing",
+                reason=Reason.IMAGE_SIZE_MISMATCH,
+            )
+        try:
+            self._context().finalize()
+        except InvalidTag:
+            raise VerificationError("image tag", "image authentication tag mismatch") from None
+
+
+def decrypt_image(
+    data: bytes, private_key: rsa.RSAPrivateKey, *, max_size: int = MAX_IMAGE_SIZE
+) -> bytes:
+    """Decrypt a whole esp_encrypted_img file held in memory and check its tag."""
+    decryptor = ImageDecryptor(private_key, max_size=max_size)
+    plaintext = decryptor.update(data)
+    decryptor.finalize()
+    return plaintext
