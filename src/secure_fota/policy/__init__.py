@@ -1,0 +1,19 @@
+"""The device's side of the release format: pure decisions and verification, no I/O.
+
+:mod:`.decision` decides whether verified claims are an acceptable update for a device;
+:mod:`.verifier` opens a manifest and checks an image against it, mapping every failure to
+one :class:`secure_fota.reasons.Reason`. The Python reference device and the tests use these;
+the C core implements the same rules in the same order.
+"""
+
+from secure_fota.policy.decision import DeviceFacts, decide
+from secure_fota.policy.verifier import DeviceKeys, ImageCheck, check_manifest, check_signed_image
+
+__all__ = [
+    "DeviceFacts",
+    "DeviceKeys",
+    "ImageCheck",
+    "check_manifest",
+    "check_signed_image",
+    "decide",
+]
