@@ -1,0 +1,84 @@
+"""Atomic file creation: a temporary file in the target directory, fsync, then rename.
+
+A reader sees either the old file, or no file, or the complete new one; a failure leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["atomic_output", "commit_all", "fsync_directory", "staged_output", "write_atomic"]
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def staged_output(path: Path, mode: int = 0o644) -> Iterator[tuple[BinaryIO, Path]]:
+    """Yield ``(file, temp_path)`` for a file that will become ``path``; the caller renames.
+
+    The temporary file is removed if the block raises. Use :func:`commit_all` to rename.
+    """
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temp = Path(name)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w+b") as handle:
+            yield handle, temp
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def commit_all(pairs: Sequence[tuple[Path, Path]]) -> None:
+    """Rename each ``(temp, final)`` pair; on failure undo the renames already made."""
+    done: list[Path] = []
+    try:
+        for temp, final in pairs:
+            temp.replace(final)
+            done.append(final)
+    except BaseException:
+        for final in done:
+            final.unlink(missing_ok=True)
+        for temp, _ in pairs:
+            temp.unlink(missing_ok=True)
+        raise
+    for directory in {final.parent for _, final in pairs}:
+        fsync_directory(directory)
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Yield a file object whose content replaces ``path`` atomically when the block ends."""
+    with staged_output(path, mode) as (handle, temp):
+        yield handle
+    try:
+        commit_all([(temp, path)])
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` atomically."""
+    with atomic_output(path, mode) as handle:
+        handle.write(data)

@@ -1,0 +1,1 @@
+"""The firmware author's side: key generation, release building, publishing, local service."""

@@ -1,0 +1,1 @@
+"""The ``fota`` command line. Subcommand modules are imported only when used."""
