@@ -1,0 +1,45 @@
+"""Shared fixtures: the ../shared fixtures (skipped visibly when absent), a session key set,
+and valid app images built in memory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from secure_fota.author.keygen import generate_key_set
+from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("FOTA_SHARED_DIR", REPO.parent / "shared"))
+FIXTURES = SHARED / "fixtures"
+
+
+def shared_fixture(*parts: str) -> Path:
+    """Path of a file under ../shared/fixtures, or skip the test saying why."""
+    path = FIXTURES.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared is not on this machine)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete key set (secure boot v1), generated once per test session."""
+    directory = tmp_path_factory.mktemp("keys")
+    generate_key_set(directory, secure_boot="v1")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def image_v1() -> bytes:
+    """A valid 96 KiB ESP32 app image, version 1.0.0."""
+    return build_app_image(ImageSpec(chip="esp32", version="1.0.0", size=96 * 1024, seed=1))
+
+
+@pytest.fixture
+def firmware(tmp_path: Path, image_v1: bytes) -> Path:
+    path = tmp_path / "app.bin"
+    path.write_bytes(image_v1)
+    return path
