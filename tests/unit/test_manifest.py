@@ -86,7 +86,7 @@ def test_claims_json_is_canonical() -> None:
         ({"fmt": "1"}, Reason.INVALID_CLAIMS),
         ({"seq": 0}, Reason.INVALID_CLAIMS),
         ({"seq": 2**31}, Reason.INVALID_CLAIMS),
-        ({"seq": 7.0}, Reason.INVALID_CLAIMS),
+        ({"seq": 7.5}, Reason.INVALID_CLAIMS),
         ({"seq": True}, Reason.INVALID_CLAIMS),
         ({"device_type": "../etc"}, Reason.INVALID_CLAIMS),
         ({"device_type": "x" * 65}, Reason.INVALID_CLAIMS),

@@ -17,9 +17,17 @@ from typing import Any
 from secure_fota.errors import FormatError
 from secure_fota.reasons import Reason
 
-__all__ = ["b64url_decode", "b64url_encode", "parse_json_object", "split_compact"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "b64url_decode",
+    "b64url_encode",
+    "parse_json_object",
+    "split_compact",
+]
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
+#: deepest nesting of arrays and objects accepted in any JOSE header or claim set
+MAX_JSON_DEPTH = 32
 _MALFORMED = Reason.MANIFEST_MALFORMED
 
 
@@ -50,12 +58,29 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _depth(value: Any, limit: int) -> int:
+    if isinstance(value, dict | list):
+        if limit == 0:
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        children = value.values() if isinstance(value, dict) else value
+        return 1 + max((_depth(child, limit - 1) for child in children), default=0)
+    return 0
+
+
 def parse_json_object(what: str, raw: bytes, *, reason: Reason = _MALFORMED) -> dict[str, Any]:
-    """Parse UTF-8 JSON that must be one object with unique member names."""
+    """Parse JSON under the rules of docs/formats.md ("JSON rules"), identical in the C core.
+
+    Strict UTF-8; one object at the top; no duplicate member names in any object; no
+    ``\\u0000`` escape anywhere; no lone surrogate escapes; at most 32 levels of nesting.
+    """
+    if b"\\u0000" in raw.lower():
+        raise FormatError(what, "contains the escape \\u0000", reason=reason)
     try:
         text = raw.decode("utf-8")
         value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")  # refuses lone surrogates
+        _depth(value, MAX_JSON_DEPTH)
+    except (UnicodeError, ValueError, RecursionError) as exc:
         raise FormatError(what, f"is not valid JSON ({exc})", reason=reason) from None
     if not isinstance(value, dict):
         raise FormatError(what, "is not a JSON object", reason=reason)

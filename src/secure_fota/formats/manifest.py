@@ -40,7 +40,11 @@ def _bad(message: str, reason: Reason = _INVALID) -> FormatError:
 
 
 def _int(claims: dict[str, Any], name: str, low: int, high: int) -> int:
+    """An integer claim: a JSON number with an integral value (so ``7``, ``7.0`` and ``7e0``
+    are all 7, as for the C core, whose JSON parser cannot tell them apart)."""
     value = claims.get(name)
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _MAX_JSON_INT:
+        value = int(value)
     if type(value) is not int:
         raise _bad(f"{name} must be an integer")
     if not low <= value <= high:
@@ -101,9 +105,7 @@ class ManifestClaims:
     @classmethod
     def from_dict(cls, claims: dict[str, Any]) -> ManifestClaims:
         """Validate a decoded claim set; unknown members are ignored (forward compatible)."""
-        fmt = claims.get("fmt")
-        if type(fmt) is not int:
-            raise _bad("fmt must be an integer")
+        fmt = _int(claims, "fmt", 0, _MAX_JSON_INT)
         if fmt != MANIFEST_FORMAT:
             raise _bad(
                 f"format {fmt} is not supported (this reader knows {MANIFEST_FORMAT})",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from secure_fota.crypto.encrypted_image import ImageDecryptor
+from secure_fota.crypto.freshness import open_statement
 from secure_fota.crypto.keys import PublicKey
 from secure_fota.crypto.manifest import OpenedManifest, TrustedKeys, open_manifest
 from secure_fota.crypto.secure_boot import verify_image
@@ -29,7 +30,14 @@ from secure_fota.formats.manifest import ManifestClaims
 from secure_fota.policy.decision import DeviceFacts, decide
 from secure_fota.reasons import Reason
 
-__all__ = ["DeviceKeys", "ImageCheck", "check_manifest", "check_signed_image", "open_checked"]
+__all__ = [
+    "DeviceKeys",
+    "ImageCheck",
+    "check_freshness",
+    "check_manifest",
+    "check_signed_image",
+    "open_checked",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +67,59 @@ def open_checked(token: bytes, keys: DeviceKeys) -> OpenedManifest:
         raise ReleaseRejected(Reason.BAD_SIGNATURE, "manifest signature is not valid") from None
 
 
+def check_freshness(
+    statement: bytes | str | None,
+    manifest: bytes,
+    claims: ManifestClaims,
+    keys: DeviceKeys,
+    *,
+    nonce: str,
+    device_type: str,
+) -> None:
+    """Check the server's freshness statement for this poll against the manifest it came with.
+
+    ``freshness_invalid`` if it is missing, not signed by a trusted freshness key, or not for
+    this nonce and device type; ``stale_manifest`` if it vouches for another manifest or seq.
+    """
+    if statement is None:
+        raise ReleaseRejected(Reason.FRESHNESS_INVALID, "the server sent no freshness statement")
+    try:
+        opened = open_statement(statement, keys.freshness)
+    except FormatError as exc:
+        raise ReleaseRejected(Reason.FRESHNESS_INVALID, exc.detail) from None
+    except VerificationError:
+        raise ReleaseRejected(
+            Reason.FRESHNESS_INVALID, "freshness statement signature is not valid"
+        ) from None
+    if opened.nonce != nonce or opened.device_type != device_type:
+        raise ReleaseRejected(
+            Reason.FRESHNESS_INVALID, "freshness statement is for another poll or device type"
+        )
+    if opened.manifest_sha256 != hashlib.sha256(manifest).hexdigest() or opened.seq != claims.seq:
+        raise ReleaseRejected(
+            Reason.STALE_MANIFEST,
+            f"server vouches for release {opened.seq}, but served a manifest for {claims.seq}",
+        )
+
+
 def check_manifest(
-    token: bytes, keys: DeviceKeys, facts: DeviceFacts, *, now: int | None
+    token: bytes,
+    keys: DeviceKeys,
+    facts: DeviceFacts,
+    *,
+    now: int | None,
+    freshness: tuple[bytes | str | None, str] | None = None,
 ) -> OpenedManifest:
-    """Open a manifest and decide whether it is an update for this device."""
+    """Open a manifest, check its freshness (when asked) and decide whether to update.
+
+    ``freshness`` is ``(statement, nonce)`` for devices that hold a freshness key.
+    """
     opened = open_checked(token, keys)
+    if freshness is not None:
+        statement, nonce = freshness
+        check_freshness(
+            statement, token, opened.claims, keys, nonce=nonce, device_type=facts.device_type
+        )
     decide(opened.claims, facts, now=now)
     return opened
 
