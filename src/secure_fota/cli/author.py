@@ -13,6 +13,7 @@ from secure_fota.cli.output import console, echo_json
 
 if TYPE_CHECKING:
     from secure_fota.author.release import ReleaseFiles
+    from secure_fota.author.upload import UploadTarget
     from secure_fota.keyfiles import AuthorKeys
 
 __all__ = ["author"]
@@ -248,3 +249,224 @@ def verify(
     out.print(f"[green]accepted[/green]: {claims.fw_name} #{claims.seq} for {claims.device_type}")
     for key, value in claims.to_dict().items():
         out.print(f"  {key:15} {value}")
+
+
+def upload_options(function: click.decorators.FC) -> click.decorators.FC:
+    for decorator in reversed(
+        [
+            click.option(
+                "--server", required=True, help="Update server base URL (https://host:port)."
+            ),
+            click.option(
+                "--user",
+                help="Uploader user (HTTP Basic); password from FOTA_UPLOAD_PASSWORD or a prompt.",
+            ),
+            click.option(
+                "--token-env", help="Environment variable holding an uploader bearer token."
+            ),
+            click.option(
+                "--ca",
+                "ca_file",
+                type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                help="CA certificate to trust for the server (default: system CAs).",
+            ),
+            click.option(
+                "--insecure-http",
+                is_flag=True,
+                help="INSECURE: allow a plain http:// URL (loopback development servers only).",
+            ),
+        ]
+    ):
+        function = decorator(function)
+    return function
+
+
+def _target(
+    server: str, user: str | None, token_env: str | None, ca_file: Path | None, insecure_http: bool
+) -> UploadTarget:
+    from secure_fota.author.upload import Credentials, UploadTarget
+    from secure_fota.errors import InputError
+
+    if (user is None) == (token_env is None):
+        raise InputError("--user/--token-env", "give exactly one of --user and --token-env")
+    if token_env is not None:
+        token = os.environ.get(token_env)
+        if not token:
+            raise InputError("--token-env", f"environment variable {token_env} is not set")
+        credentials = Credentials(token=token)
+    else:
+        password = os.environ.get("FOTA_UPLOAD_PASSWORD")
+        if password is None:
+            password = click.prompt(f"password for {user}", hide_input=True, err=True)
+        credentials = Credentials(user=user, password=password)
+    return UploadTarget(
+        server=server, credentials=credentials, ca_file=ca_file, allow_insecure_http=insecure_http
+    )
+
+
+def _upload(target: UploadTarget, out_dir: Path, fw_name: str, seq: int, device_type: str) -> str:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from secure_fota.author.release import release_paths
+    from secure_fota.author.upload import upload_release
+
+    total = sum(p.stat().st_size for p in release_paths(out_dir, fw_name, seq) if p.is_file())
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"uploading {fw_name}-{seq}", total=total)
+        return upload_release(
+            target,
+            out_dir=out_dir,
+            fw_name=fw_name,
+            seq=seq,
+            device_type=device_type,
+            progress=lambda n: bar.advance(task, n),
+        )
+
+
+@author.command("upload")
+@click.argument("out_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--id", "seq", required=True, type=str, help="Release sequence number.")
+@click.option("--device-type", required=True, help="Device type of the release.")
+@click.option(
+    "--name",
+    "fw_name",
+    required=True,
+    help="Firmware name (files NAME-ID.manifest / NAME-ID.bin in OUT_DIR).",
+)
+@upload_options
+def upload(
+    out_dir: Path,
+    seq: str,
+    device_type: str,
+    fw_name: str,
+    server: str,
+    user: str | None,
+    token_env: str | None,
+    ca_file: Path | None,
+    insecure_http: bool,
+) -> None:
+    """Upload OUT_DIR/NAME-ID.manifest and .bin to the update server (POST /uploadFile)."""
+    from secure_fota.formats.names import check_name, check_seq
+
+    number = check_seq("--id", seq)
+    check_name("--name", fw_name)
+    check_name("--device-type", device_type)
+    target = _target(server, user, token_env, ca_file, insecure_http)
+    answer = _upload(target, out_dir, fw_name, number, device_type)
+    click.echo(f"uploaded {fw_name}-{number} for {device_type}: server answered {answer}")
+
+
+@author.command("publish")
+@release_options
+@upload_options
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def publish(
+    server: str,
+    user: str | None,
+    token_env: str | None,
+    ca_file: Path | None,
+    insecure_http: bool,
+    as_json: bool,
+    **options: object,
+) -> None:
+    """Release and upload in one step (fota author release + fota author upload)."""
+    target = _target(server, user, token_env, ca_file, insecure_http)
+    files = _build(**options)  # type: ignore[arg-type]
+    _summary(files, as_json)
+    claims = files.claims
+    answer = _upload(target, files.manifest.parent, claims.fw_name, claims.seq, claims.device_type)
+    if not as_json:
+        click.echo(f"uploaded: server answered {answer}")
+
+
+@author.command("serve")
+@click.option(
+    "--keys",
+    "keys_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Key directory (or public keys with --keystore).",
+)
+@click.option(
+    "--firmware-dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="The only directory firmwarePath may point into.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where release files are written.",
+)
+@upload_options
+@click.option("--secure-boot", type=click.Choice(["v1", "v2"]), default="v1", show_default=True)
+@click.option("--expires", help="Manifest lifetime for every release, e.g. 30d.")
+@click.option(
+    "--host",
+    "bind_host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind (keep it on loopback: this service holds signing keys).",
+)
+@click.option("--port", default=8081, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--service-token-env",
+    default="FOTA_SERVICE_TOKEN",
+    show_default=True,
+    help="Environment variable with the bearer token clients must send (random if unset).",
+)
+@keystore_options
+def serve(
+    keys_dir: Path,
+    firmware_dir: Path,
+    out_dir: Path,
+    server: str,
+    user: str | None,
+    token_env: str | None,
+    ca_file: Path | None,
+    insecure_http: bool,
+    secure_boot: str,
+    expires: str | None,
+    bind_host: str,
+    port: int,
+    service_token_env: str,
+    keystore: Path | None,
+    keystore_password_env: str,
+) -> None:
+    """Run the seed's local REST service: POST /upload signs, encrypts and uploads a release.
+
+    Unlike the seed, it binds to 127.0.0.1, requires a bearer token, reads firmware only from
+    --firmware-dir, validates names, and answers 200 only when the server accepted the upload.
+    """
+    import secrets
+
+    import uvicorn
+
+    from secure_fota.author.release import parse_duration
+    from secure_fota.author.service import ServiceConfig, create_service
+
+    token = os.environ.get(service_token_env)
+    if not token:
+        token = secrets.token_urlsafe(32)
+        click.echo(f"service token (send as 'Authorization: Bearer ...'): {token}", err=True)
+    config = ServiceConfig(
+        keys_dir=keys_dir,
+        firmware_dir=firmware_dir,
+        out_dir=out_dir,
+        target=_target(server, user, token_env, ca_file, insecure_http),
+        token=token,
+        secure_boot=secure_boot,
+        expires_in=parse_duration(expires) if expires else None,
+        keystore=keystore,
+        keystore_password=os.environ.get(keystore_password_env),
+    )
+    uvicorn.run(create_service(config), host=bind_host, port=port, log_level="info")

@@ -1,0 +1,198 @@
+"""``fota author serve``: the seed's local REST service, without its holes.
+
+``POST /upload`` with ``id``, ``deviceType``, ``fwName`` and ``firmwarePath`` (form fields or
+query parameters) builds a release from a firmware file and uploads it to the update server.
+
+Answers: 200 (uploaded; JSON with the claims), 400 (a parameter is missing), 401 (no or wrong
+bearer token), 403 (``firmwarePath`` outside the firmware directory), 404 (firmware file not
+found), 409 (the server holds a different release under that id), 422 (invalid parameter,
+invalid firmware image, or the configured key files cannot be loaded), 502 (the update server
+failed or refused the upload). It never answers 200 unless the server accepted the upload.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from secure_fota.author.release import ReleaseRequest, build_release
+from secure_fota.author.upload import UploadTarget, upload_release
+from secure_fota.errors import (
+    ConflictError,
+    FormatError,
+    FotaError,
+    InputError,
+    KeyMaterialError,
+    NotFoundError,
+    TransportError,
+)
+from secure_fota.formats.names import check_name, check_seq
+from secure_fota.keyfiles import AuthorKeys, load_author_keys
+
+__all__ = ["ServiceConfig", "create_service"]
+
+_MAX_FORM_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    keys_dir: Path
+    firmware_dir: Path
+    out_dir: Path
+    target: UploadTarget
+    token: str
+    secure_boot: str = "v1"
+    expires_in: int | None = None
+    keystore: Path | None = None
+    keystore_password: str | None = None
+
+
+class _KeysUnavailable(FotaError):
+    """The configured key files cannot be loaded (the seed's 422)."""
+
+
+def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if field:
+        body["field"] = field
+    return JSONResponse(body, status_code=status)
+
+
+def _status_of(exc: FotaError) -> int:
+    if isinstance(exc, _KeysUnavailable | InputError | FormatError):
+        return 422
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, ConflictError):
+        return 409
+    if isinstance(exc, TransportError):
+        return 502
+    return 500
+
+
+class _Service:
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self._firmware_root = config.firmware_dir.resolve(strict=True)
+        self._lock = threading.Lock()
+
+    def _keys(self) -> AuthorKeys:
+        config = self.config
+        try:
+            overrides = None
+            if config.keystore is not None:
+                from secure_fota.author.keystore import load_keystore_keys
+
+                overrides = load_keystore_keys(
+                    config.keystore,
+                    (config.keystore_password or "").encode(),
+                    secure_boot_version=config.secure_boot,
+                )
+            return load_author_keys(
+                config.keys_dir,
+                secure_boot_version=config.secure_boot,
+                private_overrides=overrides,
+            )
+        except (KeyMaterialError, NotFoundError) as exc:
+            raise _KeysUnavailable(f"configured key files cannot be loaded: {exc}") from None
+
+    def firmware_path(self, text: str) -> Path:
+        if not text or "\0" in text or len(text) > 4096:
+            raise InputError("firmwarePath", "must be a file path")
+        candidate = Path(text)
+        if not candidate.is_absolute():
+            candidate = self._firmware_root / candidate
+        resolved = candidate.resolve()
+        if not resolved.is_relative_to(self._firmware_root):
+            raise PermissionError("firmwarePath must be inside the firmware directory")
+        if not resolved.is_file():
+            raise NotFoundError(f"firmware file {text!r} not found")
+        return resolved
+
+    def publish(self, seq: int, device_type: str, fw_name: str, firmware: Path) -> dict[str, Any]:
+        with self._lock:
+            config = self.config
+            config.out_dir.mkdir(parents=True, exist_ok=True)
+            files = build_release(
+                ReleaseRequest(
+                    firmware=firmware,
+                    seq=seq,
+                    device_type=device_type,
+                    fw_name=fw_name,
+                    out_dir=config.out_dir,
+                    secure_boot=config.secure_boot,
+                    expires_in=config.expires_in,
+                ),
+                self._keys(),
+                now=int(time.time()),
+            )
+            answer = upload_release(
+                config.target,
+                out_dir=config.out_dir,
+                fw_name=fw_name,
+                seq=seq,
+                device_type=device_type,
+            )
+            return {"result": answer, "claims": files.claims.to_dict()}
+
+
+async def _parameters(request: Request) -> dict[str, str]:
+    values = dict(request.query_params)
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        length = int(request.headers.get("content-length") or 0)
+        if length > _MAX_FORM_BYTES:
+            raise InputError("body", f"larger than {_MAX_FORM_BYTES} bytes")
+        async with request.form(max_files=0, max_fields=16, max_part_size=4096) as form:
+            values.update({k: v for k, v in form.items() if isinstance(v, str)})
+    return values
+
+
+def create_service(config: ServiceConfig) -> Starlette:
+    """The local service as an ASGI app (run it with uvicorn on 127.0.0.1)."""
+    service = _Service(config)
+    expected = config.token.encode()
+
+    async def upload(request: Request) -> Response:
+        header = request.headers.get("authorization", "")
+        supplied = header[7:].encode() if header.lower().startswith("bearer ") else b""
+        if not hmac.compare_digest(supplied, expected):
+            return JSONResponse(
+                {"error": "a valid bearer token is required"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        try:
+            values = await _parameters(request)
+            for name in ("id", "deviceType", "fwName", "firmwarePath"):
+                if not values.get(name):
+                    return _error(400, "required parameter is missing", name)
+            seq = check_seq("id", values["id"])
+            device_type = check_name("deviceType", values["deviceType"])
+            fw_name = check_name("fwName", values["fwName"])
+            firmware = service.firmware_path(values["firmwarePath"])
+            result = await run_in_threadpool(service.publish, seq, device_type, fw_name, firmware)
+        except PermissionError as exc:
+            return _error(403, str(exc), "firmwarePath")
+        except InputError as exc:
+            return _error(422, exc.detail, exc.field)
+        except FotaError as exc:
+            return _error(_status_of(exc), str(exc))
+        except Exception as exc:  # noqa: BLE001 -- the seed's "5xx, see the log", but with a reason
+            return _error(500, f"internal error ({type(exc).__name__})")
+        return JSONResponse(result)
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(routes=[Route("/upload", upload, methods=["POST"]), Route("/healthz", health)])
