@@ -27,6 +27,12 @@ _SUBCOMMANDS: Final = {
         "author",
         "Build, verify, upload and serve releases (the firmware author's side).",
     ),
+    "device": (
+        "secure_fota.cli.device",
+        "device",
+        "A simulated ESP32 running the secure-fota client (reference device).",
+    ),
+    "fleet": ("secure_fota.cli.fleet", "fleet", "Simulate a fleet of devices (load generator)."),
 }
 
 

@@ -1,0 +1,192 @@
+"""``fota device``: the Python reference device (a simulated ESP32 whose state is a directory)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from secure_fota.cli.output import console, echo_json
+
+if TYPE_CHECKING:
+    from secure_fota.device.client import CheckResult, SelfTest
+
+__all__ = ["device"]
+
+_EXIT = {"rejected": 3, "rolled-back": 1}
+
+
+@click.group()
+def device() -> None:
+    """A simulated ESP32 running the secure-fota client (state kept in a directory)."""
+
+
+state_option = click.option(
+    "--state",
+    "state",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The device's state directory.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+
+
+@device.command("init")
+@state_option
+@click.option("--device-type", required=True, help="The device's type.")
+@click.option("--chip", default="esp32", show_default=True, help="Chip (esp32, esp32c3, ...).")
+@click.option(
+    "--keys",
+    "keys_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Key directory; the device takes only what a device holds.",
+)
+@click.option("--server", required=True, help="Update server base URL.")
+@click.option(
+    "--ca",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="CA certificate the device trusts (default: system CAs).",
+)
+@click.option(
+    "--firmware",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Factory app image (signed here with the secure boot key).",
+)
+@click.option(
+    "--seq", required=True, type=str, help="Release sequence number of the factory image."
+)
+@click.option("--secure-boot", type=click.Choice(["v1", "v2"]), default="v1", show_default=True)
+@click.option(
+    "--slot-size",
+    type=click.IntRange(4096),
+    default=16 * 1024 * 1024,
+    show_default=True,
+    help="Size of each OTA slot in bytes.",
+)
+@click.option(
+    "--no-freshness", is_flag=True, help="Do not require the server's freshness statements."
+)
+@click.option("--force", is_flag=True, help="Replace an existing device in --state.")
+def init(
+    state: Path,
+    device_type: str,
+    chip: str,
+    keys_dir: Path,
+    server: str,
+    ca: Path | None,
+    firmware: Path,
+    seq: str,
+    secure_boot: str,
+    slot_size: int,
+    no_freshness: bool,
+    force: bool,
+) -> None:
+    """Provision a device: keys, CA and the factory image as release SEQ."""
+    from secure_fota.device.provision import Provisioning, provision
+    from secure_fota.formats.names import check_seq
+
+    config = provision(
+        Provisioning(
+            state=state,
+            device_type=device_type,
+            chip=chip,
+            keys=keys_dir,
+            server=server,
+            ca=ca,
+            firmware=firmware,
+            seq=check_seq("--seq", seq),
+            secure_boot=secure_boot,
+            slot_size=slot_size,
+            require_freshness=not no_freshness,
+            force=force,
+        )
+    )
+    click.echo(
+        f"device {device_type} ({chip}) provisioned in {state}: factory release {seq}, "
+        f"secure boot {config.secure_boot}, "
+        f"freshness {'required' if config.require_freshness else 'off'}"
+    )
+
+
+def _print(result: CheckResult, as_json: bool) -> None:
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        out = console()
+        claims = result.claims
+        line = result.result
+        if claims is not None:
+            line += f": {claims.fw_name} #{claims.seq} {claims.version}"
+        if result.reason:
+            line += f" ({result.reason.value})"
+        if result.detail:
+            line += f" - {result.detail}"
+        out.print(line)
+    code = _EXIT.get(result.result, 0)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+def _self_test(mode: str) -> SelfTest:
+    return lambda _boot: mode == "pass"
+
+
+@device.command("check")
+@state_option
+@json_option
+def check(state: Path, as_json: bool) -> None:
+    """Poll the server and report whether an acceptable update exists (changes nothing)."""
+    from secure_fota.device.client import Device
+
+    _print(Device(state).check_for_update(), as_json)
+
+
+@device.command("update")
+@state_option
+@json_option
+@click.option(
+    "--self-test",
+    type=click.Choice(["pass", "fail"]),
+    default="pass",
+    show_default=True,
+    help="Outcome of the new image's self-test (fail demonstrates rollback).",
+)
+@click.option(
+    "--interrupt-after",
+    type=click.IntRange(0),
+    help="Simulate a dropped link after this many downloaded bytes (rerun to resume).",
+)
+def update(state: Path, as_json: bool, self_test: str, interrupt_after: int | None) -> None:
+    """Check, and if there is an update: download, verify, install, reboot, self-test, confirm."""
+    from secure_fota.device.client import Device
+
+    result = Device(state, self_test=_self_test(self_test)).perform_update(
+        interrupt_after=interrupt_after
+    )
+    _print(result, as_json)
+
+
+@device.command("status")
+@state_option
+@json_option
+def status(state: Path, as_json: bool) -> None:
+    """Running slot, installed release, version, anti-rollback eFuse and slot states."""
+    from secure_fota.device.client import Device
+
+    info = Device(state).status()
+    if as_json:
+        echo_json(info)
+        return
+    out = console()
+    out.print(
+        f"{info['device_type']}: release {info['seq']} ({info['version']}) "
+        f"on {info['running_slot']}, "
+        f"eFuse secure_version {info['secure_version']}"
+    )
+    for name, slot in info["slots"].items():
+        out.print(
+            f"  {name:8} {slot['state'] or '-':15} seq {slot['seq']}  {slot.get('version') or ''}"
+        )

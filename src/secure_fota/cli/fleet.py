@@ -1,0 +1,100 @@
+"""``fota fleet``: load a server with many simulated devices (bounded, loopback by default)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from secure_fota.cli.output import console
+
+__all__ = ["fleet"]
+
+
+@click.group()
+def fleet() -> None:
+    """Simulate a fleet of devices against an update server."""
+
+
+@fleet.command("simulate")
+@click.option(
+    "--server", required=True, help="Update server base URL (loopback unless --allow-remote)."
+)
+@click.option("--device-type", required=True, help="Device type every simulated device has.")
+@click.option("--devices", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option(
+    "--duration",
+    type=click.FloatRange(0.1, 3600),
+    default=30.0,
+    show_default=True,
+    help="Seconds to run.",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(0.01, 3600),
+    default=5.0,
+    show_default=True,
+    help="Seconds between one device's polls.",
+)
+@click.option(
+    "--ca",
+    "ca_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="CA certificate to trust.",
+)
+@click.option(
+    "--keys",
+    "keys_dir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Device keys: verify manifests and freshness like real devices (default: protocol only).",
+)
+@click.option(
+    "--installed-seq",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Release every device starts on.",
+)
+@click.option(
+    "--max-requests",
+    type=click.IntRange(1),
+    default=1_000_000,
+    show_default=True,
+    help="Stop after this many requests.",
+)
+@click.option(
+    "--new-connection-per-poll",
+    is_flag=True,
+    help="Open a new TLS connection for every poll, as a sleeping ESP32 does.",
+)
+@click.option("--max-connections", type=click.IntRange(1, 10_000), default=512, show_default=True)
+@click.option("--allow-remote", is_flag=True, help="Allow a non-loopback server (you must own it).")
+@click.option(
+    "--json-out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the summary as JSON to this file.",
+)
+def simulate(json_out: Path | None, **options: object) -> None:
+    """Run N devices on one asyncio loop; print polls, 304s, updates, errors and latency."""
+    import asyncio
+
+    from secure_fota.device.fleet import FleetConfig
+    from secure_fota.device.fleet import simulate as run
+
+    report = asyncio.run(run(FleetConfig(**options)))  # type: ignore[arg-type]
+    summary = report.summary()
+    if json_out is not None:
+        json_out.write_text(json.dumps(summary, indent=2))
+    latency = summary["latency_ms"]
+    console().print(
+        f"{summary['devices']} devices, {summary['duration']:.1f} s: {summary['polls']} polls "
+        f"({summary['polls_per_second']}/s), {summary['not_modified']} not modified, "
+        f"{summary['manifests']} manifests, {summary['updates']} updates, "
+        f"{summary['rejected']} rejected, {summary['errors']} errors; latency ms "
+        f"p50 {latency['p50']} p90 {latency['p90']} p99 {latency['p99']} max {latency['max']}"
+    )
+    for sample in summary["error_samples"][:5]:
+        console(stderr=True).print(f"  error: {sample}")
+    if summary["errors"]:
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,307 @@
+"""The reference device: ``check_for_update()`` and ``perform_update()`` on the flash model.
+
+Opening a :class:`Device` is a power-on: the bootloader model picks the app to run (rolling
+back an app that never confirmed itself). ``perform_update`` downloads the release named by
+the manifest's ``seq`` (resuming an interrupted download), verifies it completely, writes the
+inactive slot, switches otadata, reboots, runs the self-test and then confirms (raising the
+anti-rollback eFuse) or rolls back.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from secure_fota.device.bootloader import BootResult, boot
+from secure_fota.device.flash import FACTORY, OTA_SLOTS, FaultInjector, Flash, ImageState
+from secure_fota.device.state import Download, StateDir
+from secure_fota.device.transport import ServerClient
+from secure_fota.errors import ReleaseRejected, TransportError
+from secure_fota.formats.manifest import ManifestClaims
+from secure_fota.keyfiles import load_device_keys
+from secure_fota.limits import MAX_MANIFEST_SIZE, STREAM_CHUNK
+from secure_fota.policy import DeviceFacts, ImageCheck, check_manifest, check_signed_image
+from secure_fota.reasons import Reason
+
+__all__ = ["CheckResult", "Device", "SelfTest"]
+
+#: the self-test an app runs in its first boot; True confirms the new image
+SelfTest = Callable[[BootResult], bool]
+
+UPDATED: Final = "updated"
+AVAILABLE: Final = "update-available"
+UP_TO_DATE: Final = "up-to-date"
+REJECTED: Final = "rejected"
+ROLLED_BACK: Final = "rolled-back"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The outcome of a check or an update, as printed by ``fota device ... --json``."""
+
+    result: str
+    reason: Reason | None = None
+    claims: ManifestClaims | None = None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "result": self.result,
+            "reason": self.reason.value if self.reason else None,
+            "claims": self.claims.to_dict() if self.claims else None,
+            "detail": self.detail,
+        }
+
+
+def _always_passes(_: BootResult) -> bool:
+    return True
+
+
+class Device:
+    """One simulated ESP32, its state in a directory."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        faults: FaultInjector | None = None,
+        self_test: SelfTest = _always_passes,
+        clock: Callable[[], int | None] = lambda: int(time.time()),
+    ) -> None:
+        self.state = StateDir(path, faults)
+        self.config = self.state.load_config()
+        self.keys = load_device_keys(self.state.keys)
+        self.flash = Flash(path, self.config.slot_size, self.state.faults)
+        self.self_test = self_test
+        self.clock = clock
+        self.running = self._boot()
+
+    # -- power-on ---------------------------------------------------------------------
+    def _boot(self) -> BootResult:
+        result = boot(self.flash, self.keys.secure_boot, self.config.secure_boot)
+        if result.pending_verify and result.entry is not None:
+            if self.self_test(result):
+                self._confirm(result)
+            else:
+                self.flash.set_state(result.entry, ImageState.INVALID)
+                return self._boot()
+        else:
+            # a confirmed app whose eFuse update was cut short by a power loss catches up
+            self.flash.burn_secure_version(result.image.app_desc.secure_version)
+        return result
+
+    def _confirm(self, result: BootResult) -> None:
+        """``esp_ota_mark_app_valid_cancel_rollback``: VALID, then raise the eFuse."""
+        if result.entry is not None:
+            self.flash.set_state(result.entry, ImageState.VALID)
+        self.flash.burn_secure_version(result.image.app_desc.secure_version)
+
+    @property
+    def installed_seq(self) -> int:
+        return self.state.load_nvs().slot_seq.get(self.running.slot, 0)
+
+    def facts(self) -> DeviceFacts:
+        return DeviceFacts(
+            device_type=self.config.device_type,
+            chip_id=self.config.chip_id,
+            installed_seq=self.installed_seq,
+            secure_version=self.flash.efuse_secure_version(),
+            slot_size=self.config.slot_size,
+        )
+
+    def _client(self) -> ServerClient:
+        ca = self.state.ca if self.state.ca.exists() else None
+        return ServerClient(self.config.server, ca_file=ca, timeout=self.config.timeout)
+
+    # -- check ------------------------------------------------------------------------
+    def _fetch_manifest(
+        self, client: ServerClient, nonce: str | None
+    ) -> tuple[bytes | None, str | None]:
+        nvs = self.state.load_nvs()
+        cache = self.state.manifest_cache
+        etag = nvs.manifest_etag if cache.exists() else None
+        answer = client.newest_manifest(self.config.device_type, nonce=nonce, etag=etag)
+        if answer.status == "none":
+            return None, None
+        if answer.status == "unchanged":
+            return cache.read_bytes()[: MAX_MANIFEST_SIZE + 1], answer.freshness
+        return answer.body, answer.freshness
+
+    def _remember_manifest(self, manifest: bytes) -> None:
+        import hashlib
+
+        from secure_fota.atomic_file import write_atomic
+
+        write_atomic(self.state.manifest_cache, manifest)
+        nvs = self.state.load_nvs()
+        etag = hashlib.sha256(manifest).hexdigest()
+        if nvs.manifest_etag != etag:
+            nvs.manifest_etag = etag
+            self.state.save_nvs(nvs, "manifest etag")
+
+    def check_for_update(self, client: ServerClient | None = None) -> CheckResult:
+        """Poll the newest manifest, verify it and decide; never changes the flash."""
+        own = client is None
+        client = client or self._client()
+        try:
+            nonce = None
+            if self.keys.freshness and self.config.require_freshness:
+                nonce = secrets.token_hex(16)
+            manifest, statement = self._fetch_manifest(client, nonce)
+            if manifest is None:
+                return CheckResult(UP_TO_DATE, detail="the server has no release for this type")
+            freshness = (statement, nonce) if nonce is not None else None
+            try:
+                opened = check_manifest(
+                    manifest, self.keys, self.facts(), now=self.clock(), freshness=freshness
+                )
+            except ReleaseRejected as exc:
+                if exc.reason is Reason.ALREADY_INSTALLED:
+                    self._remember_manifest(manifest)
+                    return CheckResult(UP_TO_DATE, detail=exc.detail)
+                return CheckResult(REJECTED, reason=exc.reason, detail=exc.detail)
+            self._remember_manifest(manifest)
+            return CheckResult(AVAILABLE, claims=opened.claims)
+        finally:
+            if own:
+                client.close()
+
+    # -- update -----------------------------------------------------------------------
+    def _inactive_slot(self) -> str:
+        return OTA_SLOTS[1] if self.running.slot == OTA_SLOTS[0] else OTA_SLOTS[0]
+
+    def _download(
+        self, client: ServerClient, claims: ManifestClaims, interrupt_after: int | None
+    ) -> Path:
+        nvs = self.state.load_nvs()
+        part = self.state.download_file
+        url = client.binary_url(claims.device_type, claims.seq)
+        if nvs.download is None or (nvs.download.seq, nvs.download.enc_sha256) != (
+            claims.seq,
+            claims.enc_sha256,
+        ):
+            part.unlink(missing_ok=True)
+            nvs.download = Download(seq=claims.seq, enc_sha256=claims.enc_sha256, url=url)
+            self.state.save_nvs(nvs, "download start")
+        try:
+            client.download(
+                url,
+                part,
+                expected_size=claims.enc_size,
+                etag=claims.enc_sha256,
+                interrupt_after=interrupt_after,
+            )
+        except TransportError as exc:
+            if exc.status_code != 404:
+                raise
+            # a seed-compatible server has no by-id URL: take "newest" and let the digests judge
+            legacy = f"{client.base_url}/update/newest/binary?deviceType={claims.device_type}"
+            client.download(
+                legacy,
+                part,
+                expected_size=claims.enc_size,
+                etag=claims.enc_sha256,
+                interrupt_after=interrupt_after,
+            )
+        return part
+
+    def _install(self, part: Path, claims: ManifestClaims, slot: str) -> None:
+        """Decrypt into ``slot`` while checking every digest; raise ReleaseRejected on failure."""
+        check = ImageCheck(claims, self.keys)
+        self.flash.erase(slot)
+        with part.open("rb") as handle:
+            while chunk := handle.read(STREAM_CHUNK):
+                plaintext = check.update(chunk)
+                if plaintext:
+                    self.flash.append(slot, plaintext)
+        check.finish()
+        check_signed_image(self.flash.read_partition(slot), claims, self.keys)
+
+    def _abandon_download(self) -> None:
+        self.state.download_file.unlink(missing_ok=True)
+        nvs = self.state.load_nvs()
+        if nvs.download is not None:
+            nvs.download = None
+            self.state.save_nvs(nvs, "download abandoned")
+
+    def _set_boot_partition(self, slot: str) -> None:
+        """``esp_ota_set_boot_partition``: a new otadata entry pointing at ``slot``."""
+        current = self.flash.current_entry()
+        ota_seq = (current.ota_seq if current else 0) + 1
+        while OTA_SLOTS[(ota_seq - 1) % len(OTA_SLOTS)] != slot:
+            ota_seq += 1
+        self.flash.write_entry(ota_seq, ImageState.NEW)
+
+    def perform_update(
+        self, *, interrupt_after: int | None = None, client: ServerClient | None = None
+    ) -> CheckResult:
+        """Check, and install the newest release if it is an update; reboot and confirm."""
+        own = client is None
+        client = client or self._client()
+        try:
+            check = self.check_for_update(client)
+            if check.result != AVAILABLE or check.claims is None:
+                return check
+            claims = check.claims
+            part = self._download(client, claims, interrupt_after)
+            slot = self._inactive_slot()
+            try:
+                self._install(part, claims, slot)
+            except ReleaseRejected as exc:
+                self._abandon_download()
+                self.flash.erase(slot)
+                return CheckResult(REJECTED, reason=exc.reason, claims=claims, detail=exc.detail)
+            nvs = self.state.load_nvs()
+            nvs.slot_seq[slot] = claims.seq
+            nvs.download = None
+            self.state.save_nvs(nvs, "installed seq")
+            part.unlink(missing_ok=True)
+            self._set_boot_partition(slot)
+            previous = self.running.slot
+            self.running = self._boot()  # esp_restart()
+            if self.running.slot == slot:
+                return CheckResult(UPDATED, claims=claims)
+            return CheckResult(
+                ROLLED_BACK,
+                claims=claims,
+                detail=f"the new image failed its first boot; back on {previous}",
+            )
+        finally:
+            if own:
+                client.close()
+
+    # -- status -----------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        nvs = self.state.load_nvs()
+        states = {entry.slot: entry.state.name.lower() for entry in self.flash.entries()}
+        slots = {}
+        for name in (FACTORY, *OTA_SLOTS):
+            data = self.flash.read_partition(name)
+            info: dict[str, Any] = {"seq": nvs.slot_seq.get(name), "state": states.get(name)}
+            if name == FACTORY:
+                info["state"] = "factory"
+            if data and name == self.running.slot:
+                info["version"] = self.running.image.app_desc.version
+            elif data:
+                from secure_fota.errors import FormatError
+                from secure_fota.formats.app_image import parse_app_image
+
+                try:
+                    info["version"] = parse_app_image(data).app_desc.version
+                except FormatError:
+                    info["version"] = None
+            else:
+                info["state"] = "empty"
+            slots[name] = info
+        return {
+            "device_type": self.config.device_type,
+            "seq": self.installed_seq,
+            "version": self.running.image.app_desc.version,
+            "secure_version": self.flash.efuse_secure_version(),
+            "running_slot": self.running.slot,
+            "slots": slots,
+        }

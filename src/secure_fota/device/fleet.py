@@ -1,0 +1,266 @@
+"""``fota fleet simulate``: many devices polling one server from one asyncio loop.
+
+Each simulated device polls the newest manifest (with ``If-None-Match`` and, when it checks
+freshness, a nonce), and when a newer release appears downloads its binary by id and checks
+it against the manifest's ``enc_sha256``. With the fleet's device keys the manifests and
+freshness statements are verified exactly as a device does (the manifest decryption, which
+all devices of a fleet share, is done once per distinct manifest). Without keys it exercises
+the protocol only. Runs are bounded in time and in requests and stop by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import ipaddress
+import random
+import secrets
+import ssl
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from secure_fota.crypto.freshness import FRESHNESS_HEADER
+from secure_fota.errors import FormatError, InputError, ReleaseRejected
+from secure_fota.formats.manifest import ManifestClaims
+from secure_fota.keyfiles import load_device_keys
+from secure_fota.limits import MAX_MANIFEST_SIZE
+from secure_fota.policy.verifier import DeviceKeys, check_freshness, open_checked
+
+__all__ = ["FleetConfig", "FleetReport", "simulate"]
+
+
+@dataclass(frozen=True, slots=True)
+class FleetConfig:
+    server: str
+    device_type: str
+    devices: int = 100
+    duration: float = 30.0
+    poll_interval: float = 5.0
+    ca_file: Path | None = None
+    keys_dir: Path | None = None
+    installed_seq: int = 0
+    max_requests: int = 1_000_000
+    new_connection_per_poll: bool = False
+    max_connections: int = 512
+    timeout: float = 10.0
+    allow_remote: bool = False
+
+    def validated(self) -> FleetConfig:
+        if not 1 <= self.devices <= 100_000:
+            raise InputError("--devices", "must be 1..100000")
+        if not 0 < self.duration <= 3600:
+            raise InputError("--duration", "must be more than 0 and at most 3600 seconds")
+        if not 0.01 <= self.poll_interval <= 3600:
+            raise InputError("--poll-interval", "must be 0.01..3600 seconds")
+        host = urlsplit(self.server).hostname or ""
+        loopback = host == "localhost"
+        with contextlib.suppress(ValueError):
+            loopback = loopback or ipaddress.ip_address(host).is_loopback
+        if not loopback and not self.allow_remote:
+            raise InputError("--server", "the simulator targets loopback servers only")
+        return self
+
+
+@dataclass(slots=True)
+class FleetReport:
+    devices: int
+    duration: float = 0.0
+    polls: int = 0
+    manifests: int = 0
+    not_modified: int = 0
+    no_release: int = 0
+    updates: int = 0
+    downloaded_bytes: int = 0
+    rejected: int = 0
+    errors: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    error_samples: list[str] = field(default_factory=list)
+    final_seqs: dict[int, int] = field(default_factory=dict)
+
+    def percentile(self, fraction: float) -> float:
+        if not self.latencies_ms:
+            return 0.0
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+    def summary(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["latencies_ms"]
+        data["polls_per_second"] = round(self.polls / self.duration, 1) if self.duration else 0.0
+        data["latency_ms"] = {
+            "p50": round(self.percentile(0.50), 2),
+            "p90": round(self.percentile(0.90), 2),
+            "p99": round(self.percentile(0.99), 2),
+            "max": round(max(self.latencies_ms, default=0.0), 2),
+        }
+        data["final_seqs"] = {str(k): v for k, v in sorted(self.final_seqs.items())}
+        return data
+
+
+class _Verifier:
+    """Shared, cached verification for a fleet holding the same keys."""
+
+    def __init__(self, keys: DeviceKeys | None) -> None:
+        self.keys = keys
+        self._opened: dict[bytes, ManifestClaims | ReleaseRejected] = {}
+
+    def claims(self, manifest: bytes) -> ManifestClaims:
+        if self.keys is None:
+            raise RuntimeError("protocol-only fleets do not open manifests")
+        digest = hashlib.sha256(manifest).digest()
+        cached = self._opened.get(digest)
+        if cached is None:
+            try:
+                cached = open_checked(manifest, self.keys).claims
+            except ReleaseRejected as exc:
+                cached = exc
+            self._opened[digest] = cached
+        if isinstance(cached, ReleaseRejected):
+            raise cached
+        return cached
+
+
+class _Fleet:
+    def __init__(self, config: FleetConfig, client: httpx.AsyncClient, verifier: _Verifier) -> None:
+        self.config = config
+        self.client = client
+        self.verifier = verifier
+        self.report = FleetReport(devices=config.devices)
+        self.deadline = 0.0
+        self.base = config.server.rstrip("/")
+
+    def _budget_left(self) -> bool:
+        return (
+            time.monotonic() < self.deadline
+            and self.report.polls + self.report.updates < self.config.max_requests
+        )
+
+    def _error(self, message: str) -> None:
+        self.report.errors += 1
+        if len(self.report.error_samples) < 20:
+            self.report.error_samples.append(message)
+
+    async def _download(self, seq: int, claims: ManifestClaims | None) -> bool:
+        device_type = quote(self.config.device_type)
+        url = f"{self.base}/api/v1/device-types/{device_type}/releases/{seq}/binary"
+        digest = hashlib.sha256()
+        size = 0
+        async with self.client.stream("GET", url) as response:
+            if response.status_code != 200:
+                self._error(f"binary {seq}: HTTP {response.status_code}")
+                return False
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                digest.update(chunk)
+                if claims is not None and size > claims.enc_size:
+                    self.report.rejected += 1
+                    return False
+        self.report.downloaded_bytes += size
+        if claims is not None and digest.hexdigest() != claims.enc_sha256:
+            self.report.rejected += 1
+            return False
+        return True
+
+    async def _poll(self, state: dict[str, Any]) -> None:
+        verify = self.verifier.keys is not None
+        nonce = (
+            secrets.token_hex(16)
+            if verify and self.verifier.keys and self.verifier.keys.freshness
+            else None
+        )
+        params = {"deviceType": self.config.device_type}
+        if nonce:
+            params["nonce"] = nonce
+        headers = {"If-None-Match": f'"{state["etag"]}"'} if state.get("etag") else {}
+        started = time.perf_counter()
+        response = await self.client.get(
+            f"{self.base}/update/newest/manifest", params=params, headers=headers
+        )
+        self.report.latencies_ms.append((time.perf_counter() - started) * 1000)
+        self.report.polls += 1
+        if response.status_code == 404:
+            self.report.no_release += 1
+            return
+        if response.status_code == 304:
+            self.report.not_modified += 1
+            manifest = state.get("manifest")
+        elif response.status_code == 200:
+            self.report.manifests += 1
+            manifest = response.content
+            if len(manifest) > MAX_MANIFEST_SIZE:
+                self.report.rejected += 1
+                return
+            state["etag"] = response.headers.get("etag", "").strip('"')
+            state["manifest"] = manifest
+        else:
+            self._error(f"manifest poll: HTTP {response.status_code}")
+            return
+        if manifest is None:
+            return
+        claims: ManifestClaims | None = None
+        if verify:
+            try:
+                claims = self.verifier.claims(manifest)
+                if nonce and self.verifier.keys is not None:
+                    check_freshness(
+                        response.headers.get(FRESHNESS_HEADER),
+                        manifest,
+                        claims,
+                        self.verifier.keys,
+                        nonce=nonce,
+                        device_type=self.config.device_type,
+                    )
+            except ReleaseRejected:
+                self.report.rejected += 1
+                return
+            seq = claims.seq
+        else:
+            release = response.headers.get("x-fota-release") or state.get("release")
+            if not release or not str(release).isdigit():
+                return
+            state["release"] = release
+            seq = int(release)
+        if seq > state["seq"] and await self._download(seq, claims):
+            state["seq"] = seq
+            self.report.updates += 1
+
+    async def device(self, index: int) -> None:
+        state: dict[str, Any] = {"seq": self.config.installed_seq}
+        interval = self.config.poll_interval
+        await asyncio.sleep(random.uniform(0, interval))  # noqa: S311 -- spreading load, not security
+        while self._budget_left():
+            started = time.monotonic()
+            try:
+                await self._poll(state)
+            except (httpx.HTTPError, FormatError) as exc:
+                self._error(f"{type(exc).__name__}: {exc}")
+            remaining = interval - (time.monotonic() - started)
+            if remaining > 0:
+                await asyncio.sleep(min(remaining, max(0.0, self.deadline - time.monotonic())))
+        self.report.final_seqs[index] = state["seq"]
+
+
+async def simulate(config: FleetConfig) -> FleetReport:
+    """Run the fleet until the duration or request budget is spent; return the report."""
+    config = config.validated()
+    keys = load_device_keys(config.keys_dir) if config.keys_dir else None
+    context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+    limits = httpx.Limits(
+        max_connections=config.max_connections,
+        max_keepalive_connections=0 if config.new_connection_per_poll else config.max_connections,
+    )
+    async with httpx.AsyncClient(
+        verify=context, limits=limits, timeout=httpx.Timeout(config.timeout)
+    ) as client:
+        fleet = _Fleet(config, client, _Verifier(keys))
+        started = time.monotonic()
+        fleet.deadline = started + config.duration
+        await asyncio.gather(*(fleet.device(i) for i in range(config.devices)))
+        fleet.report.duration = time.monotonic() - started
+    return fleet.report

@@ -1,0 +1,132 @@
+"""``fota device init``: provision a simulated device with its keys, CA and factory app.
+
+The device receives only what a device holds: the manifest and image decryption keys, the
+trusted manifest-signing and freshness public keys, and the secure boot public key. The
+factory image is signed here with the secure boot key, as a factory's provisioning station
+would; the private key is not stored on the device.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from secure_fota.crypto.keys import Role, load_private_key, secure_boot_scheme_of
+from secure_fota.crypto.secure_boot import sign_image, verify_image
+from secure_fota.device.flash import Flash
+from secure_fota.device.state import DeviceConfig, Nvs, StateDir
+from secure_fota.errors import (
+    ConfigError,
+    FormatError,
+    InputError,
+    NotFoundError,
+    VerificationError,
+)
+from secure_fota.formats.app_image import chip_id_for, chip_name, parse_app_image
+from secure_fota.formats.names import check_name, check_seq
+from secure_fota.keyfiles import (
+    MANIFEST_ENCRYPTION_KEY,
+    PRE_ENCRYPTION_KEY,
+    SECURE_BOOT_SIGNING_KEY,
+    SECURE_BOOT_SIGNING_PUB,
+    load_device_keys,
+    read_key_file,
+)
+from secure_fota.limits import MAX_IMAGE_SIZE
+
+__all__ = ["Provisioning", "provision"]
+
+
+@dataclass(frozen=True, slots=True)
+class Provisioning:
+    state: Path
+    device_type: str
+    chip: str
+    keys: Path
+    server: str
+    ca: Path | None
+    firmware: Path
+    seq: int
+    secure_boot: str = "v1"
+    slot_size: int = MAX_IMAGE_SIZE
+    require_freshness: bool = True
+    force: bool = False
+
+
+def _copy_device_keys(source: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in (MANIFEST_ENCRYPTION_KEY, PRE_ENCRYPTION_KEY):
+        data = read_key_file(source / name)
+        path = target / name
+        path.write_bytes(data)
+        path.chmod(0o600)
+    patterns = ("manifest_signing_pub*.pem", "freshness_pub*.pem")
+    for pattern in patterns:
+        for path in sorted(source.glob(pattern)):
+            shutil.copyfile(path, target / path.name)
+    public = source / SECURE_BOOT_SIGNING_PUB
+    if public.exists():
+        shutil.copyfile(public, target / SECURE_BOOT_SIGNING_PUB)
+    else:
+        from secure_fota.crypto.keys import public_pem
+
+        key = load_private_key(Role.SECURE_BOOT_V2, read_key_file(source / SECURE_BOOT_SIGNING_KEY))
+        (target / SECURE_BOOT_SIGNING_PUB).write_bytes(public_pem(key))
+
+
+def provision(request: Provisioning) -> DeviceConfig:
+    """Create the device's state directory; refuse to overwrite one unless ``force``."""
+    check_name("--device-type", request.device_type)
+    seq = check_seq("--seq", request.seq)
+    chip_id = chip_id_for(request.chip)
+    state = StateDir(request.state)
+    if (request.state / "device.json").exists() and not request.force:
+        raise ConfigError(f"{request.state} already holds a device (use --force to replace it)")
+    try:
+        firmware = request.firmware.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"{request.firmware}: firmware file not found") from None
+    image = parse_app_image(firmware)
+    if image.chip_id != chip_id:
+        raise InputError(
+            "--firmware", f"image is for {image.chip}, the device is {chip_name(chip_id)}"
+        )
+    if request.force and request.state.exists():
+        shutil.rmtree(request.state)
+    request.state.mkdir(parents=True, exist_ok=True)
+    _copy_device_keys(request.keys, state.keys)
+    keys = load_device_keys(state.keys)
+    scheme = secure_boot_scheme_of(keys.secure_boot, request.secure_boot)
+    if image.trailer_length:
+        try:
+            verify_image(firmware, keys.secure_boot, scheme)
+        except (FormatError, VerificationError):
+            raise InputError(
+                "--firmware", "image carries a signature this device's secure boot key rejects"
+            ) from None
+        signed = firmware
+    else:
+        signer = load_private_key(
+            Role.SECURE_BOOT_V2,
+            read_key_file(request.keys / SECURE_BOOT_SIGNING_KEY),
+            str(request.keys / SECURE_BOOT_SIGNING_KEY),
+            own_key_file=True,
+        )
+        signed = sign_image(firmware, signer, scheme)
+    if request.ca is not None:
+        shutil.copyfile(request.ca, state.ca)
+    config = DeviceConfig(
+        device_type=request.device_type,
+        chip_id=chip_id,
+        server=request.server,
+        secure_boot=scheme,
+        slot_size=request.slot_size,
+        require_freshness=request.require_freshness and bool(keys.freshness),
+    )
+    state.save_config(config)
+    flash = Flash(request.state, request.slot_size)
+    flash.write_factory(signed)
+    flash.burn_secure_version(image.app_desc.secure_version)
+    state.save_nvs(Nvs(slot_seq={"factory": seq}), "provisioning")
+    return config
