@@ -8,6 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 help:
 	@echo "make test    - create .venv, install, lint, type-check and run every test"
+	@echo "make demo    - create .venv, install, and run the end-to-end demo (fota demo)"
 	@echo "make install - create .venv and install secure-fota with its test extras"
 	@echo "make lint    - ruff"
 	@echo "make clean   - remove build and test leftovers (keeps .venv)"
@@ -36,3 +37,7 @@ test: lint typecheck test-python
 
 clean:
 	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: demo
+demo: $(STAMP)
+	$(BIN)/fota demo

@@ -33,6 +33,7 @@ _SUBCOMMANDS: Final = {
         "A simulated ESP32 running the secure-fota client (reference device).",
     ),
     "fleet": ("secure_fota.cli.fleet", "fleet", "Simulate a fleet of devices (load generator)."),
+    "demo": ("secure_fota.cli.demo", "demo", "Run the end-to-end demo with three attacks."),
 }
 
 

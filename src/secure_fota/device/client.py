@@ -209,17 +209,26 @@ class Device:
             )
         return part
 
-    def _install(self, part: Path, claims: ManifestClaims, slot: str) -> None:
-        """Decrypt into ``slot`` while checking every digest; raise ReleaseRejected on failure."""
+    def _verify_download(self, part: Path, claims: ManifestClaims) -> bytes:
+        """Check and decrypt the downloaded file completely; raise ReleaseRejected on failure.
+
+        Nothing touches the flash until every check has passed, so a refused release leaves
+        the device exactly as it was.
+        """
         check = ImageCheck(claims, self.keys)
-        self.flash.erase(slot)
+        plaintext = bytearray()
         with part.open("rb") as handle:
             while chunk := handle.read(STREAM_CHUNK):
-                plaintext = check.update(chunk)
-                if plaintext:
-                    self.flash.append(slot, plaintext)
+                plaintext += check.update(chunk)
         check.finish()
-        check_signed_image(self.flash.read_partition(slot), claims, self.keys)
+        check_signed_image(bytes(plaintext), claims, self.keys)
+        return bytes(plaintext)
+
+    def _write_slot(self, slot: str, image: bytes) -> None:
+        """``esp_ota_begin`` (erase) and ``esp_ota_write`` in flash-page-sized steps."""
+        self.flash.erase(slot)
+        for start in range(0, len(image), STREAM_CHUNK):
+            self.flash.append(slot, image[start : start + STREAM_CHUNK])
 
     def _abandon_download(self) -> None:
         self.state.download_file.unlink(missing_ok=True)
@@ -250,11 +259,11 @@ class Device:
             part = self._download(client, claims, interrupt_after)
             slot = self._inactive_slot()
             try:
-                self._install(part, claims, slot)
+                image = self._verify_download(part, claims)
             except ReleaseRejected as exc:
                 self._abandon_download()
-                self.flash.erase(slot)
                 return CheckResult(REJECTED, reason=exc.reason, claims=claims, detail=exc.detail)
+            self._write_slot(slot, image)
             nvs = self.state.load_nvs()
             nvs.slot_seq[slot] = claims.seq
             nvs.download = None

@@ -1,0 +1,396 @@
+"""``fota demo``: the whole secure update flow, end to end, in a throwaway workspace.
+
+Keys and a development CA are generated, the update server starts on a free loopback port
+(SQLite + local files, TLS), two real app images are built, released and uploaded, a
+simulated ESP32 updates from 1.0.0 to 1.1.0 (through an interrupted, resumed download), and
+then three attacks are mounted and refused. Every outcome is checked: the demo fails loudly
+if anything behaves otherwise than described.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.panel import Panel
+
+from secure_fota.author.keygen import generate_key_set, generate_tls
+from secure_fota.author.release import ReleaseRequest, build_release
+from secure_fota.author.upload import Credentials, UploadTarget, upload_release
+from secure_fota.device.client import Device
+from secure_fota.device.provision import Provisioning, provision
+from secure_fota.errors import FotaError
+from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
+from secure_fota.keyfiles import load_author_keys
+
+__all__ = ["DemoFailed", "run_demo"]
+
+DEVICE_TYPE = "greenhouse-sensor"
+UPLOADER = "ci-uploader"
+PASSWORD = "demo-password-not-for-production"  # noqa: S105 -- a throwaway demo account
+
+
+class DemoFailed(FotaError):
+    """A step of the demo did not behave as the story says."""
+
+
+@dataclass
+class _Workspace:
+    root: Path
+
+    @property
+    def keys(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def tls(self) -> Path:
+        return self.root / "tls"
+
+    @property
+    def releases(self) -> Path:
+        return self.root / "releases"
+
+    @property
+    def server(self) -> Path:
+        return self.root / "server-data"
+
+    @property
+    def device(self) -> Path:
+        return self.root / "device"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _fota(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "secure_fota.cli.main", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    if result.returncode != 0:
+        raise DemoFailed(f"`fota {' '.join(args)}` failed: {result.stderr.strip()}")
+
+
+@contextlib.contextmanager
+def _server(ws: _Workspace, port: int) -> Iterator[str]:
+    env = {"FOTA_FRESHNESS_KEY_FILE": str(ws.keys / "freshness_key.pem")}
+    common = ["--data-dir", str(ws.server)]
+    _fota("server", "db", "upgrade", *common, env=env)
+    _fota(
+        "server",
+        "user",
+        "add",
+        UPLOADER,
+        "--role",
+        "uploader",
+        "--password-stdin",
+        *common,
+        stdin=PASSWORD + "\n",
+        env=env,
+    )
+    log = (ws.root / "server.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "secure_fota.cli.main",
+            "server",
+            "run",
+            *common,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--tls-cert",
+            str(ws.tls / "server.pem"),
+            "--tls-key",
+            str(ws.tls / "server.key"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
+    )
+    url = f"https://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise DemoFailed(f"the server exited; see {ws.root / 'server.log'}")
+            try:
+                if (
+                    httpx.get(
+                        f"{url}/healthz", verify=str(ws.tls / "ca.pem"), timeout=1
+                    ).status_code
+                    == 200
+                ):
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise DemoFailed("the server did not start within 30 s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+class _Story:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.number = 0
+
+    def step(self, title: str, command: str | None = None) -> None:
+        self.number += 1
+        self.console.print(f"\n[bold cyan]{self.number}. {title}[/bold cyan]")
+        if command:
+            self.console.print(f"   [dim]$ {command}[/dim]")
+
+    def say(self, text: str) -> None:
+        self.console.print(f"   {text}")
+
+    def ok(self, text: str) -> None:
+        self.console.print(f"   [green]✔[/green] {text}")
+
+    def blocked(self, text: str) -> None:
+        self.console.print(f"   [red]✘ refused[/red] {text}")
+
+
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise DemoFailed(message)
+
+
+def run_demo(workspace: Path | None = None, console: Console | None = None) -> None:
+    """Run the demo; raise :class:`DemoFailed` if any outcome differs from the story."""
+    out = console or Console(highlight=False)
+    story = _Story(out)
+    started = time.monotonic()
+    root = workspace or Path(tempfile.mkdtemp(prefix="fota-demo-"))
+    ws = _Workspace(root)
+    ws.releases.mkdir(parents=True, exist_ok=True)
+    out.print(
+        Panel.fit(
+            "secure-fota demo: sign, encrypt, serve and install firmware on a simulated ESP32,\n"
+            f"then watch three attacks fail. Workspace: {root}",
+            border_style="cyan",
+        )
+    )
+    try:
+        _run(ws, story)
+    finally:
+        if workspace is None:
+            shutil.rmtree(root, ignore_errors=True)
+    out.print(
+        Panel.fit(
+            f"[green]demo complete in {time.monotonic() - started:.1f} s[/green]: "
+            "1 update installed, 3 attacks refused, device unchanged by every attack.",
+            border_style="green",
+        )
+    )
+
+
+def _release(
+    ws: _Workspace, image: Path, seq: int, device_type: str = DEVICE_TYPE, name: str = "sensor-app"
+) -> tuple[Path, Path]:
+    files = build_release(
+        ReleaseRequest(
+            firmware=image,
+            seq=seq,
+            device_type=device_type,
+            fw_name=name,
+            out_dir=ws.releases,
+            expires_in=30 * 86400,
+        ),
+        load_author_keys(ws.keys, secure_boot_version="v1"),
+        now=int(time.time()),
+    )
+    return files.manifest, files.binary
+
+
+def _upload(target: UploadTarget, ws: _Workspace, seq: int, name: str = "sensor-app") -> None:
+    upload_release(target, out_dir=ws.releases, fw_name=name, seq=seq, device_type=DEVICE_TYPE)
+
+
+def _run(ws: _Workspace, story: _Story) -> None:
+    story.step(
+        "Generate the key set and a development TLS certificate",
+        "fota keys generate --out keys && fota keys tls --out tls --host 127.0.0.1",
+    )
+    generate_key_set(ws.keys)
+    generate_tls(ws.tls, ["127.0.0.1", "localhost"])
+    story.ok(
+        "secure boot (ECDSA P-256), manifest signing (RSA-3072), manifest encryption "
+        "(RSA-4096), image encryption (RSA-3072), freshness (P-256), flash encryption key"
+    )
+
+    port = _free_port()
+    story.step(
+        "Start the update server (SQLite + local files, TLS, freshness statements)",
+        f"fota server run --data-dir server-data --port {port} --tls-cert tls/server.pem ...",
+    )
+    with _server(ws, port) as url:
+        story.ok(f"listening on {url}")
+        target = UploadTarget(
+            url, Credentials(user=UPLOADER, password=PASSWORD), ca_file=ws.tls / "ca.pem"
+        )
+
+        story.step("Build two real ESP32 app images: 1.0.0 and 1.1.0")
+        v1, v2 = ws.root / "app-1.0.0.bin", ws.root / "app-1.1.0.bin"
+        v1.write_bytes(
+            build_app_image(
+                ImageSpec(version="1.0.0", project_name="greenhouse", size=192 * 1024, seed=1)
+            )
+        )
+        v2.write_bytes(
+            build_app_image(
+                ImageSpec(version="1.1.0", project_name="greenhouse", size=200 * 1024, seed=2)
+            )
+        )
+        story.ok("valid headers, checksums, appended SHA-256 and esp_app_desc_t")
+
+        story.step(
+            "Release and upload 1.0.0 as release #1",
+            f"fota author publish app-1.0.0.bin --id 1 --device-type {DEVICE_TYPE} ...",
+        )
+        _release(ws, v1, 1)
+        _upload(target, ws, 1)
+        story.ok("signed for secure boot, pre-encrypted, manifest signed then encrypted, uploaded")
+
+        story.step(
+            "Provision a device running 1.0.0",
+            f"fota device init --state device --device-type {DEVICE_TYPE} "
+            "--firmware app-1.0.0.bin --seq 1 ...",
+        )
+        provision(
+            Provisioning(
+                state=ws.device,
+                device_type=DEVICE_TYPE,
+                chip="esp32",
+                keys=ws.keys,
+                server=url,
+                ca=ws.tls / "ca.pem",
+                firmware=v1,
+                seq=1,
+            )
+        )
+        device = Device(ws.device)
+        story.ok(
+            f"device holds only its keys; runs {device.status()['version']} from the factory slot"
+        )
+
+        story.step("Release and upload 1.1.0 as release #2")
+        _release(ws, v2, 2)
+        _upload(target, ws, 2)
+        check = device.check_for_update()
+        _expect(check.result == "update-available", f"expected an update, got {check.to_dict()}")
+        story.ok(
+            f"device check: update available, release #{check.claims.seq if check.claims else '?'} "
+            "(manifest decrypted, signature, freshness nonce and policy verified)"
+        )
+
+        story.step(
+            "The device updates; the link drops half way and the download resumes",
+            "fota device update --state device",
+        )
+        try:
+            device.perform_update(interrupt_after=100 * 1024)
+        except FotaError as exc:
+            story.say(f"[yellow]link lost[/yellow]: {exc}")
+        device = Device(ws.device)
+        result = device.perform_update()
+        _expect(
+            result.result == "updated", f"expected the update to install, got {result.to_dict()}"
+        )
+        status = device.status()
+        _expect(status["version"] == "1.1.0" and status["seq"] == 2, f"unexpected state {status}")
+        story.ok(
+            f"resumed with an HTTP Range request, verified enc_sha256, decrypted, checked "
+            f"image_sha256 and the secure boot signature, wrote {status['running_slot']}, "
+            "rebooted, self-test passed, confirmed"
+        )
+        _attacks(ws, story, target, device)
+
+
+def _attacks(ws: _Workspace, story: _Story, target: UploadTarget, device: Device) -> None:
+    before = device.status()
+
+    story.step("Attack 1: an uploader credential is stolen; a tampered binary is uploaded")
+    v3 = ws.root / "app-1.2.0.bin"
+    v3.write_bytes(
+        build_app_image(
+            ImageSpec(version="1.2.0", project_name="greenhouse", size=200 * 1024, seed=3)
+        )
+    )
+    _, binary = _release(ws, v3, 3)
+    data = bytearray(binary.read_bytes())
+    data[-100] ^= 0x01
+    binary.write_bytes(bytes(data))
+    _upload(target, ws, 3)
+    _attack(story, device, before, "enc_digest_mismatch")
+
+    story.step("Attack 2: the old release 1.0.0 is replayed under a new server id")
+    for suffix in (".manifest", ".bin"):
+        shutil.copyfile(
+            ws.releases / f"sensor-app-1{suffix}", ws.releases / f"sensor-app-4{suffix}"
+        )
+    _upload(target, ws, 4)
+    _attack(story, device, before, "rollback")
+
+    story.step("Attack 3: a genuine release for another device type is pushed to this fleet")
+    other = ws.root / "other"
+    other.mkdir()
+    files = build_release(
+        ReleaseRequest(
+            firmware=v3,
+            seq=5,
+            device_type="irrigation-pump",
+            fw_name="sensor-app",
+            out_dir=other,
+        ),
+        load_author_keys(ws.keys, secure_boot_version="v1"),
+        now=int(time.time()),
+    )
+    for path in (files.manifest, files.binary):
+        shutil.copyfile(path, ws.releases / path.name)
+    _upload(target, ws, 5)
+    _attack(story, device, before, "wrong_device_type")
+
+
+def _attack(story: _Story, device: Device, before: dict[str, object], reason: str) -> None:
+    result = device.perform_update()
+    _expect(
+        result.result == "rejected" and result.reason is not None and result.reason.value == reason,
+        f"expected rejection {reason}, got {result.to_dict()}",
+    )
+    after = device.status()
+    _expect(after == before, f"the device changed: {before} -> {after}")
+    story.blocked(f"reason [bold]{reason}[/bold]: {result.detail}")
+    story.ok(
+        f"device unchanged: release {after['seq']} ({after['version']}) "
+        f"on {after['running_slot']}, "
+        f"eFuse secure_version {after['secure_version']}"
+    )
