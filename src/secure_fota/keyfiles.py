@@ -15,6 +15,7 @@ from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from secure_fota.crypto.key_rotation import MAX_ROTATIONS
 from secure_fota.crypto.keys import (
     PrivateKey,
     PublicKey,
@@ -30,18 +31,22 @@ __all__ = [
     "FLASH_ENCRYPTION_KEY",
     "FRESHNESS_KEY",
     "FRESHNESS_PUB",
+    "KEYSET_VERSION",
     "MANIFEST_ENCRYPTION_KEY",
     "MANIFEST_ENCRYPTION_PUB",
     "MANIFEST_SIGNING_KEY",
     "MANIFEST_SIGNING_PUB",
     "PRE_ENCRYPTION_KEY",
     "PRE_ENCRYPTION_PUB",
+    "ROTATIONS_DIR",
     "SECURE_BOOT_SIGNING_KEY",
     "SECURE_BOOT_SIGNING_PUB",
     "AuthorKeys",
     "load_author_keys",
     "load_device_keys",
     "read_key_file",
+    "read_keyset_version",
+    "read_rotations",
     "write_key_file",
 ]
 
@@ -56,6 +61,10 @@ PRE_ENCRYPTION_KEY: Final = "pre_encryption_key.pem"
 PRE_ENCRYPTION_PUB: Final = "pre_encryption_pub.pem"
 FRESHNESS_KEY: Final = "freshness_key.pem"
 FRESHNESS_PUB: Final = "freshness_pub.pem"
+#: the version of the manifest-signing key set the directory's public keys belong to
+KEYSET_VERSION: Final = "keyset_version"
+#: key-rotation statements, one file per version (``v2.jws``, ``v3.jws``, ...)
+ROTATIONS_DIR: Final = "rotations"
 
 _MAX_KEY_FILE: Final = 64 * 1024
 
@@ -112,6 +121,8 @@ class AuthorKeys:
     manifest_encryption: rsa.RSAPublicKey
     pre_encryption: rsa.RSAPublicKey
     warnings: tuple[str, ...] = ()
+    #: key-rotation statements leading to ``manifest_signing``'s key set, oldest first
+    rotations: tuple[str, ...] = ()
 
 
 def _rsa_public(role: Role, path: Path) -> rsa.RSAPublicKey:
@@ -154,6 +165,7 @@ def load_author_keys(
         ),
         pre_encryption=_rsa_public(Role.PRE_ENCRYPTION, directory / PRE_ENCRYPTION_PUB),
         warnings=tuple(warnings),
+        rotations=tuple(read_rotations(directory)[-MAX_ROTATIONS:]),
     )
 
 
@@ -197,4 +209,25 @@ def load_device_keys(directory: Path) -> DeviceKeys:
         manifest_signing=_trusted_signing_keys(directory),
         secure_boot=_secure_boot_public(directory),
         freshness=freshness,
+        keyset_version=read_keyset_version(directory),
     )
+
+
+def read_keyset_version(directory: Path) -> int:
+    """The key set version recorded in ``directory`` (1 when none is recorded)."""
+    path = directory / KEYSET_VERSION
+    if not path.exists():
+        return 1
+    text = path.read_text().strip()
+    if not text.isdigit() or not 1 <= int(text) <= 2**31 - 1:
+        raise KeyMaterialError(f"{path} does not hold a key set version")
+    return int(text)
+
+
+def read_rotations(directory: Path) -> list[str]:
+    """The key-rotation statements of a key directory, oldest first."""
+    from secure_fota.crypto.key_rotation import rotation_version
+
+    folder = directory / ROTATIONS_DIR
+    statements = [p.read_text().strip() for p in folder.glob("v*.jws")] if folder.is_dir() else []
+    return sorted(statements, key=rotation_version)

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from joserfc import jwe
 from joserfc.jwk import RSAKey
 
+from secure_fota.crypto.jws import sign_compact
 from secure_fota.crypto.keys import generate_private_key, key_id
-from secure_fota.crypto.manifest import open_manifest, seal_manifest, sign_compact
+from secure_fota.crypto.manifest import open_manifest, seal_manifest
 from secure_fota.errors import FormatError, VerificationError
 from secure_fota.formats.manifest import MANIFEST_TYP, ManifestClaims
 from secure_fota.reasons import Reason

@@ -31,7 +31,14 @@ from secure_fota.keyfiles import (
     write_key_file,
 )
 
-__all__ = ["SECURE_BOOT_SCHEMES", "GeneratedFile", "generate_key_set", "generate_tls"]
+__all__ = [
+    "SECURE_BOOT_SCHEMES",
+    "GeneratedFile",
+    "Rotation",
+    "generate_key_set",
+    "generate_tls",
+    "rotate_signing_key",
+]
 
 #: ``--secure-boot`` choices and the key each needs
 SECURE_BOOT_SCHEMES: Final = {
@@ -237,3 +244,71 @@ def generate_tls(
         ("server.key", private_pem(server_key), True, "server TLS private key"),
     ]
     return _write_all(out, files, force)
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    version: int
+    statement: Path
+    new_kid: str
+    kept_old: bool
+
+
+def rotate_signing_key(
+    directory: Path,
+    *,
+    kind: str = "rsa3072",
+    keep_old: bool = False,
+    generate: Callable[[str], PrivateKey] = generate_private_key,
+) -> Rotation:
+    """Replace the manifest-signing key; the old key signs a statement naming the new set.
+
+    Writes ``rotations/vN.jws``, moves the old private key to ``retired/``, installs the new
+    key as ``manifest_signing_key.pem`` / ``manifest_signing_pub.pem`` (plus the old public key
+    as ``manifest_signing_pub.vM.pem`` with ``keep_old``) and records the set version. Every
+    later release carries the statements, so devices that missed releases still follow.
+    """
+    from secure_fota.crypto.key_rotation import make_rotation
+    from secure_fota.crypto.keys import Role, key_id, load_private_key
+    from secure_fota.keyfiles import (
+        KEYSET_VERSION,
+        ROTATIONS_DIR,
+        read_key_file,
+        read_keyset_version,
+    )
+
+    if kind not in MANIFEST_SIGNING_KINDS:
+        raise InputError("--kind", "must be rsa3072 or ecdsa256")
+    old_path = directory / MANIFEST_SIGNING_KEY
+    old = load_private_key(Role.MANIFEST_SIGNING, read_key_file(old_path), str(old_path))
+    version = read_keyset_version(directory)
+    new = generate(MANIFEST_SIGNING_KINDS[kind])
+    trusted = [new.public_key(), *([old.public_key()] if keep_old else [])]
+    statement = make_rotation(old, version + 1, trusted)
+
+    rotations = directory / ROTATIONS_DIR
+    retired = directory / "retired"
+    rotations.mkdir(exist_ok=True)
+    retired.mkdir(exist_ok=True)
+    statement_path = rotations / f"v{version + 1}.jws"
+    write_key_file(statement_path, statement.encode() + b"\n", private=False, force=False)
+    write_key_file(
+        retired / f"manifest_signing_key.v{version}.pem", private_pem(old), private=True, force=True
+    )
+    for stale in directory.glob("manifest_signing_pub*.pem"):
+        stale.unlink()
+    if keep_old:
+        write_key_file(
+            directory / f"manifest_signing_pub.v{version}.pem",
+            public_pem(old),
+            private=False,
+            force=True,
+        )
+    write_key_file(old_path, private_pem(new), private=True, force=True)
+    write_key_file(directory / MANIFEST_SIGNING_PUB, public_pem(new), private=False, force=True)
+    write_key_file(
+        directory / KEYSET_VERSION, f"{version + 1}\n".encode(), private=False, force=True
+    )
+    return Rotation(
+        version=version + 1, statement=statement_path, new_kid=key_id(new), kept_old=keep_old
+    )

@@ -168,7 +168,10 @@ def build_release(request: ReleaseRequest, keys: AuthorKeys, *, now: int) -> Rel
                 enc_sha256 = _sha256_file(binary)
         claims = _claims(request, image, scheme, encrypted, enc_sha256, now)
         token = seal_manifest(
-            claims, signing_key=keys.manifest_signing, encryption_key=keys.manifest_encryption
+            claims,
+            signing_key=keys.manifest_signing,
+            encryption_key=keys.manifest_encryption,
+            rotations=keys.rotations,
         )
         with staged_output(manifest_path) as (manifest, manifest_temp):
             temps.append(manifest_temp)

@@ -91,3 +91,37 @@ def tls(out: Path, hosts: tuple[str, ...], days: int, force: bool) -> None:
     files = generate_tls(out, list(hosts), force=force, days=days)
     for item in files:
         console().print(f"{item.path}  {item.purpose}")
+
+
+@keys.command("rotate")
+@click.option(
+    "--keys",
+    "keys_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="The key directory whose manifest-signing key is replaced.",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["rsa3072", "ecdsa256"]),
+    default="rsa3072",
+    show_default=True,
+    help="Type of the new manifest-signing key.",
+)
+@click.option(
+    "--keep-old", is_flag=True, help="Keep trusting the old key too (otherwise devices revoke it)."
+)
+def rotate(keys_dir: Path, kind: str, keep_old: bool) -> None:
+    """Replace the manifest-signing key; the old key signs a statement naming the new one.
+
+    Every later release carries the rotation statements, so devices learn the new key from
+    the old one even if they missed releases. Keep retired/ offline: it holds the old key.
+    """
+    from secure_fota.author.keygen import rotate_signing_key
+
+    rotation = rotate_signing_key(keys_dir, kind=kind, keep_old=keep_old)
+    console().print(
+        f"key set version {rotation.version}: new manifest signing key {rotation.new_kid[:16]}..., "
+        f"statement {rotation.statement}; "
+        f"old key {'still trusted' if rotation.kept_old else 'revoked'}"
+    )

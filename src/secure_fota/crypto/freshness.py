@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
+from secure_fota.crypto.jws import TrustedKeys, open_signed, sign_compact
 from secure_fota.crypto.keys import PrivateKey
-from secure_fota.crypto.manifest import TrustedKeys, open_signed, sign_compact
 from secure_fota.errors import FormatError, InputError
 from secure_fota.formats.jose_compact import parse_json_object
 from secure_fota.formats.names import check_name

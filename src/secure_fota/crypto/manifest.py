@@ -12,16 +12,24 @@ The C core runs the same order (docs/formats.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from joserfc import jwe, jws
+from cryptography.hazmat.primitives.asymmetric import rsa
+from joserfc import jwe
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, RSAKey
 
-from secure_fota.crypto.keys import PrivateKey, PublicKey, key_id
+from secure_fota.crypto.jws import (
+    MANIFEST_HEADER,
+    TrustedKeys,
+    jose_key,
+    open_signed,
+    read_header,
+    sign_compact,
+)
+from secure_fota.crypto.key_rotation import MAX_ROTATIONS, KeySet, advance
+from secure_fota.crypto.keys import PrivateKey
 from secure_fota.errors import FormatError, KeyMaterialError, VerificationError
 from secure_fota.formats.jose_compact import b64url_decode, parse_json_object, split_compact
 from secure_fota.formats.manifest import MANIFEST_TYP, ManifestClaims
@@ -34,53 +42,36 @@ __all__ = [
     "OpenedManifest",
     "TrustedKeys",
     "open_manifest",
-    "open_signed",
     "seal_manifest",
-    "sign_compact",
 ]
 
 JWE_ALG: Final = "RSA-OAEP-256"
 JWE_ENC: Final = "A256GCM"
-SIGNING_ALGS: Final = ("PS256", "ES256")
-
-#: trusted verification keys by kid
-TrustedKeys = Mapping[str, PublicKey]
-
-
-def _jose_key(key: PrivateKey | PublicKey) -> RSAKey | ECKey:
-    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
-        return RSAKey(key, key)
-    return ECKey(key, key)
-
-
-def signing_alg(key: PrivateKey | PublicKey) -> str:
-    """PS256 for RSA keys, ES256 for P-256 keys."""
-    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
-        return "PS256"
-    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) and (
-        key.curve.name == "secp256r1"
-    ):
-        return "ES256"
-    raise KeyMaterialError("manifest signing needs an RSA or EC P-256 key")
-
-
-def sign_compact(payload: bytes, key: PrivateKey, typ: str) -> str:
-    """A JWS compact serialisation of ``payload`` with ``kid`` and explicit ``typ``."""
-    alg = signing_alg(key)
-    header = {"alg": alg, "kid": key_id(key), "typ": typ}
-    return jws.serialize_compact(header, payload, _jose_key(key), algorithms=[alg])
+#: the only members a manifest's JWE header may have
+_JWE_HEADER: Final = frozenset({"alg", "enc", "cty", "kid"})
 
 
 def seal_manifest(
-    claims: ManifestClaims, *, signing_key: PrivateKey, encryption_key: rsa.RSAPublicKey
+    claims: ManifestClaims,
+    *,
+    signing_key: PrivateKey,
+    encryption_key: rsa.RSAPublicKey,
+    rotations: Sequence[str] = (),
 ) -> bytes:
-    """Sign the claims, then encrypt the signed token for the fleet. Returns ASCII bytes."""
+    """Sign the claims, then encrypt the signed token for the fleet. Returns ASCII bytes.
+
+    ``rotations`` are the key-rotation statements leading to ``signing_key``'s key set, oldest
+    first; they travel in the JWS header's ``rot`` member.
+    """
     if not isinstance(encryption_key, rsa.RSAPublicKey):
         raise KeyMaterialError("manifest encryption needs an RSA public key")
-    signed = sign_compact(claims.to_json(), signing_key, MANIFEST_TYP)
+    if len(rotations) > MAX_ROTATIONS:
+        raise KeyMaterialError(f"a manifest carries at most {MAX_ROTATIONS} key rotations")
+    extra = {"rot": list(rotations)} if rotations else None
+    signed = sign_compact(claims.to_json(), signing_key, MANIFEST_TYP, extra)
     header = {"alg": JWE_ALG, "enc": JWE_ENC, "cty": "JWT"}
     token = jwe.encrypt_compact(
-        header, signed.encode("ascii"), _jose_key(encryption_key), algorithms=[JWE_ALG, JWE_ENC]
+        header, signed.encode("ascii"), jose_key(encryption_key), algorithms=[JWE_ALG, JWE_ENC]
     )
     return token.encode("ascii")
 
@@ -93,6 +84,8 @@ class OpenedManifest:
     kid: str
     alg: str
     raw_claims: dict[str, Any]
+    #: the key set after walking the header's rotation statements (commit it on install)
+    keyset: KeySet
 
 
 def _reject(reason: Reason, message: str) -> FormatError:
@@ -112,6 +105,9 @@ def _decrypt(token: bytes, decryption_key: rsa.RSAPrivateKey) -> bytes:
         raise _reject(Reason.UNSUPPORTED_ALGORITHM, "JWE header uses 'zip' or 'crit'")
     if header.get("cty") != "JWT":
         raise _reject(Reason.MANIFEST_MALFORMED, "JWE header cty is not 'JWT'")
+    unknown = sorted(set(header) - _JWE_HEADER)
+    if unknown:
+        raise _reject(Reason.MANIFEST_MALFORMED, f"JWE header has unknown members {unknown}")
     for index, name, size in ((2, "IV", 12), (4, "tag", 16)):
         if len(b64url_decode(f"JWE {name}", parts[index])) != size:
             raise _reject(Reason.MANIFEST_MALFORMED, f"JWE {name} is not {size} bytes")
@@ -119,9 +115,7 @@ def _decrypt(token: bytes, decryption_key: rsa.RSAPrivateKey) -> bytes:
         raise _reject(Reason.MANIFEST_DECRYPT_FAILED, "JWE encrypted key does not fit our key")
     b64url_decode("JWE ciphertext", parts[3])
     try:
-        opened = jwe.decrypt_compact(
-            token, _jose_key(decryption_key), algorithms=[JWE_ALG, JWE_ENC]
-        )
+        opened = jwe.decrypt_compact(token, jose_key(decryption_key), algorithms=[JWE_ALG, JWE_ENC])
     except (JoseError, ValueError) as exc:
         raise VerificationError("manifest decryption") from exc
     if opened.plaintext is None:
@@ -129,42 +123,27 @@ def _decrypt(token: bytes, decryption_key: rsa.RSAPrivateKey) -> bytes:
     return opened.plaintext
 
 
-def open_signed(
-    token: bytes | str, trusted: TrustedKeys, typ: str, what: str = "manifest"
-) -> tuple[bytes, str, str]:
-    """Verify a JWS compact token against keys chosen by ``kid``; return (payload, kid, alg).
-
-    Structural problems raise :class:`FormatError` with a reason; a bad signature raises
-    :class:`VerificationError`.
-    """
-    parts = split_compact(what, token, 3)
-    header = parse_json_object(f"{what} JWS header", b64url_decode("JWS header", parts[0]))
-    alg = header.get("alg")
-    if alg not in SIGNING_ALGS or "crit" in header:
-        raise FormatError(
-            what,
-            f"JWS alg {alg!r} is not one of {', '.join(SIGNING_ALGS)}",
-            reason=Reason.UNSUPPORTED_ALGORITHM,
-        )
-    if header.get("typ") != typ:
-        raise FormatError(what, f"JWS typ is not {typ!r}", reason=Reason.MANIFEST_MALFORMED)
-    kid = header.get("kid")
-    key = trusted.get(kid) if isinstance(kid, str) else None
-    if key is None or not isinstance(kid, str):
-        raise FormatError(what, f"signed by unknown key {kid!r}", reason=Reason.UNKNOWN_KEY)
-    payload = b64url_decode("JWS payload", parts[1])
-    b64url_decode("JWS signature", parts[2])
-    try:
-        if signing_alg(key) != alg:
-            raise VerificationError(f"{what} signature")
-        jws.deserialize_compact(token, _jose_key(key), algorithms=[alg])
-    except (JoseError, ValueError, KeyMaterialError) as exc:
-        raise VerificationError(f"{what} signature") from exc
-    return payload, kid, alg
+def _keyset_for(signed: bytes, keyset: KeySet) -> KeySet:
+    """Walk the ``rot`` chain of a manifest's JWS header from the device's key set."""
+    _, header = read_header(signed, "manifest")
+    if "rot" not in header:
+        return keyset
+    chain = header["rot"]
+    if (
+        not isinstance(chain, list)
+        or not 1 <= len(chain) <= MAX_ROTATIONS
+        or not all(isinstance(item, str) for item in chain)
+    ):
+        raise _reject(Reason.MANIFEST_MALFORMED, f"rot must list 1 to {MAX_ROTATIONS} statements")
+    return advance(keyset, chain)
 
 
 def open_manifest(
-    token: bytes, *, decryption_key: rsa.RSAPrivateKey, trusted: TrustedKeys
+    token: bytes,
+    *,
+    decryption_key: rsa.RSAPrivateKey,
+    trusted: TrustedKeys,
+    keyset_version: int = 1,
 ) -> OpenedManifest:
     """Decrypt and verify a manifest, returning its validated claims.
 
@@ -177,6 +156,9 @@ def open_manifest(
             f"{len(token)} bytes is larger than the {MAX_MANIFEST_SIZE}-byte limit",
         )
     signed = _decrypt(token, decryption_key)
-    payload, kid, alg = open_signed(signed, trusted, MANIFEST_TYP)
+    keyset = _keyset_for(signed, KeySet(version=keyset_version, keys=trusted))
+    payload, kid, alg = open_signed(signed, keyset.keys, MANIFEST_TYP, allowed=MANIFEST_HEADER)
     raw = parse_json_object("manifest claims", payload, reason=Reason.INVALID_CLAIMS)
-    return OpenedManifest(claims=ManifestClaims.from_dict(raw), kid=kid, alg=alg, raw_claims=raw)
+    return OpenedManifest(
+        claims=ManifestClaims.from_dict(raw), kid=kid, alg=alg, raw_claims=raw, keyset=keyset
+    )

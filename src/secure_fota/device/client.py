@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from secure_fota.crypto.key_rotation import KeySet
 from secure_fota.device.bootloader import BootResult, boot
 from secure_fota.device.flash import FACTORY, OTA_SLOTS, FaultInjector, Flash, ImageState
 from secure_fota.device.state import Download, StateDir
@@ -47,6 +48,8 @@ class CheckResult:
     reason: Reason | None = None
     claims: ManifestClaims | None = None
     detail: str = ""
+    #: the manifest-signing key set the manifest was verified under (after rotations)
+    keyset: KeySet | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -165,7 +168,7 @@ class Device:
                     return CheckResult(UP_TO_DATE, detail=exc.detail)
                 return CheckResult(REJECTED, reason=exc.reason, detail=exc.detail)
             self._remember_manifest(manifest)
-            return CheckResult(AVAILABLE, claims=opened.claims)
+            return CheckResult(AVAILABLE, claims=opened.claims, keyset=opened.keyset)
         finally:
             if own:
                 client.close()
@@ -273,6 +276,8 @@ class Device:
             previous = self.running.slot
             self.running = self._boot()  # esp_restart()
             if self.running.slot == slot:
+                if check.keyset is not None and check.keyset.version > self.keys.keyset_version:
+                    self._commit_keyset(check.keyset)
                 return CheckResult(UPDATED, claims=claims)
             return CheckResult(
                 ROLLED_BACK,
@@ -282,6 +287,23 @@ class Device:
         finally:
             if own:
                 client.close()
+
+    def _commit_keyset(self, keyset: KeySet) -> None:
+        """Trust exactly the rotated key set from now on (new keys first, old ones removed)."""
+        from secure_fota.atomic_file import write_atomic
+        from secure_fota.crypto.keys import public_pem
+        from secure_fota.keyfiles import KEYSET_VERSION
+
+        self.state.faults.step(f"keyset v{keyset.version}")
+        folder = self.state.keys
+        wanted = {f"manifest_signing_pub.{kid[:16]}.pem": key for kid, key in keyset.keys.items()}
+        for name, key in wanted.items():
+            write_atomic(folder / name, public_pem(key))
+        for stale in folder.glob("manifest_signing_pub*.pem"):
+            if stale.name not in wanted:
+                stale.unlink()
+        write_atomic(folder / KEYSET_VERSION, f"{keyset.version}\n".encode())
+        self.keys = load_device_keys(folder)
 
     # -- status -----------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -21,8 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from secure_fota.crypto.encrypted_image import ImageDecryptor
 from secure_fota.crypto.freshness import open_statement
+from secure_fota.crypto.jws import TrustedKeys
 from secure_fota.crypto.keys import PublicKey
-from secure_fota.crypto.manifest import OpenedManifest, TrustedKeys, open_manifest
+from secure_fota.crypto.manifest import OpenedManifest, open_manifest
 from secure_fota.crypto.secure_boot import verify_image
 from secure_fota.errors import FormatError, ReleaseRejected, VerificationError
 from secure_fota.formats.app_image import AppImage, parse_app_image
@@ -49,13 +50,18 @@ class DeviceKeys:
     manifest_signing: TrustedKeys
     secure_boot: PublicKey
     freshness: TrustedKeys = field(default_factory=dict)
+    #: version of the manifest-signing key set (1 at provisioning; rotations raise it)
+    keyset_version: int = 1
 
 
 def open_checked(token: bytes, keys: DeviceKeys) -> OpenedManifest:
     """Open a manifest with the device's keys, mapping every failure to a reason."""
     try:
         return open_manifest(
-            token, decryption_key=keys.manifest_decryption, trusted=keys.manifest_signing
+            token,
+            decryption_key=keys.manifest_decryption,
+            trusted=keys.manifest_signing,
+            keyset_version=keys.keyset_version,
         )
     except FormatError as exc:
         raise ReleaseRejected(exc.reason or Reason.MANIFEST_MALFORMED, exc.detail) from None
