@@ -16,7 +16,7 @@ from typing import Any, Final
 from secure_fota.crypto.jws import TrustedKeys, open_signed, sign_compact
 from secure_fota.crypto.keys import PrivateKey
 from secure_fota.errors import FormatError, InputError
-from secure_fota.formats.jose_compact import parse_json_object
+from secure_fota.formats.jose_compact import json_int, parse_json_object
 from secure_fota.formats.names import check_name
 from secure_fota.limits import MAX_SEQ
 from secure_fota.reasons import Reason
@@ -90,9 +90,9 @@ def open_statement(token: bytes | str, trusted: TrustedKeys) -> FreshnessStateme
         raise FormatError("freshness statement", exc.detail, reason=_INVALID) from None
     claims = parse_json_object("freshness statement", payload, reason=_INVALID)
     device_type = claims.get("device_type")
-    seq = claims.get("seq")
-    iat = claims.get("iat")
-    if not isinstance(device_type, str) or type(seq) is not int or type(iat) is not int:
+    seq = json_int(claims.get("seq"))
+    iat = json_int(claims.get("iat"))
+    if not isinstance(device_type, str) or seq is None or iat is None:
         raise FormatError(
             "freshness statement", "device_type, seq or iat malformed", reason=_INVALID
         )

@@ -21,7 +21,12 @@ from cryptography.hazmat.primitives import serialization
 from secure_fota.crypto.jws import TrustedKeys, open_signed, sign_compact
 from secure_fota.crypto.keys import PrivateKey, PublicKey, Role, check_public_key, key_id
 from secure_fota.errors import FormatError, KeyMaterialError, VerificationError
-from secure_fota.formats.jose_compact import b64url_decode, b64url_encode, parse_json_object
+from secure_fota.formats.jose_compact import (
+    b64url_decode,
+    b64url_encode,
+    json_int,
+    parse_json_object,
+)
 from secure_fota.reasons import Reason
 
 __all__ = [
@@ -78,8 +83,8 @@ def _parse(payload: bytes) -> tuple[int, dict[str, PublicKey]]:
     data: dict[str, Any] = parse_json_object(
         "key rotation statement", payload, reason=Reason.UNKNOWN_KEY
     )
-    version, encoded = data.get("version"), data.get("keys")
-    if type(version) is not int or not 2 <= version <= 2**31 - 1:
+    version, encoded = json_int(data.get("version")), data.get("keys")
+    if version is None or not 2 <= version <= 2**31 - 1:
         raise _bad("version is missing or out of range")
     if not isinstance(encoded, list) or not 1 <= len(encoded) <= MAX_SET_KEYS:
         raise _bad(f"keys must be a list of 1 to {MAX_SET_KEYS} keys")

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "b64url_decode",
     "b64url_encode",
+    "json_int",
     "parse_json_object",
     "split_compact",
 ]
@@ -43,6 +44,15 @@ def b64url_decode(what: str, text: str, *, reason: Reason = _MALFORMED) -> bytes
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise FormatError(what, "is not unpadded base64url", reason=reason) from None
+
+
+def json_int(value: object) -> int | None:
+    """A JSON integer under docs/formats.md: an integral number (``7``, ``7.0``), not a bool."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53 - 1:
+        return int(value)
+    if type(value) is int:
+        return value
+    return None
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from secure_fota.errors import FormatError, InputError
 from secure_fota.formats.encrypted_image import HEADER_SIZE
+from secure_fota.formats.jose_compact import json_int
 from secure_fota.formats.names import check_name
 from secure_fota.formats.secure_boot import Scheme
 from secure_fota.limits import MAX_DESC_STRING, MAX_IMAGE_SIZE, MAX_SEQ
@@ -42,10 +43,8 @@ def _bad(message: str, reason: Reason = _INVALID) -> FormatError:
 def _int(claims: dict[str, Any], name: str, low: int, high: int) -> int:
     """An integer claim: a JSON number with an integral value (so ``7``, ``7.0`` and ``7e0``
     are all 7, as for the C core, whose JSON parser cannot tell them apart)."""
-    value = claims.get(name)
-    if isinstance(value, float) and value.is_integer() and abs(value) <= _MAX_JSON_INT:
-        value = int(value)
-    if type(value) is not int:
+    value = json_int(claims.get(name))
+    if value is None:
         raise _bad(f"{name} must be an integer")
     if not low <= value <= high:
         raise _bad(f"{name} is {value}, outside {low}..{high}")
