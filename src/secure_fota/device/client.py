@@ -81,6 +81,8 @@ class Device:
         self.flash = Flash(path, self.config.slot_size, self.state.faults)
         self.self_test = self_test
         self.clock = clock
+        #: where the last download resumed from (0: from the start)
+        self.last_resume_offset = 0
         self.running = self._boot()
 
     # -- power-on ---------------------------------------------------------------------
@@ -191,7 +193,7 @@ class Device:
             nvs.download = Download(seq=claims.seq, enc_sha256=claims.enc_sha256, url=url)
             self.state.save_nvs(nvs, "download start")
         try:
-            client.download(
+            self.last_resume_offset = client.download(
                 url,
                 part,
                 expected_size=claims.enc_size,
@@ -203,7 +205,7 @@ class Device:
                 raise
             # a seed-compatible server has no by-id URL: take "newest" and let the digests judge
             legacy = f"{client.base_url}/update/newest/binary?deviceType={claims.device_type}"
-            client.download(
+            self.last_resume_offset = client.download(
                 legacy,
                 part,
                 expected_size=claims.enc_size,
