@@ -1,0 +1,92 @@
+"""Prometheus metrics of one worker process (each app has its own registry; no globals).
+
+With several workers, each reports its own counters; scrape them through a per-worker port
+or sum them in the collector (the ``pid`` label tells them apart).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["Metrics", "MetricsMiddleware"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = {"pid": str(os.getpid())}
+        self.requests = Counter(
+            "fota_http_requests",
+            "HTTP requests by route template, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "fota_http_request_duration_seconds",
+            "Time to the end of the response, by route template",
+            ["route"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+            registry=self.registry,
+        )
+        self.bytes_served = Counter(
+            "fota_bytes_served",
+            "Body bytes sent, by artifact",
+            ["artifact"],
+            registry=self.registry,
+        )
+        self.not_modified = Counter(
+            "fota_not_modified",
+            "304 answers to If-None-Match, by artifact",
+            ["artifact"],
+            registry=self.registry,
+        )
+        self.uploads = Counter(
+            "fota_uploads", "Upload attempts by result", ["result"], registry=self.registry
+        )
+        self.errors = Counter(
+            "fota_errors", "Error answers by kind", ["kind", "status"], registry=self.registry
+        )
+        self.cache_loads = Counter(
+            "fota_newest_cache_loads",
+            "Newest-manifest cache misses (database and storage reads)",
+            registry=self.registry,
+        )
+        info = Gauge("fota_worker_info", "This worker", ["pid"], registry=self.registry)
+        info.labels(**labels).set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts every HTTP request by the route template it matched (never the raw path)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route: Any = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(template, scope.get("method", "?"), str(status)).inc()
+            self.metrics.latency.labels(template).observe(time.perf_counter() - started)

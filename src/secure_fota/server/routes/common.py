@@ -1,0 +1,49 @@
+"""Helpers shared by the route modules: the app's context, the client, credentials."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from secure_fota.server.auth import Principal
+from secure_fota.server.context import ServerContext
+from secure_fota.server.errors import Forbidden, Unavailable
+from secure_fota.server.freshness import check_nonce
+
+__all__ = ["client_of", "context_of", "device", "nonce_of", "staff"]
+
+
+def context_of(request: Request) -> ServerContext:
+    context = getattr(request.app.state, "context", None)
+    if not isinstance(context, ServerContext):
+        raise Unavailable("server is starting")
+    return context
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _require_tls(request: Request, context: ServerContext) -> None:
+    if request.url.scheme != "https" and not context.settings.allow_insecure_http:
+        raise Forbidden("credentials are only accepted over TLS (https)")
+
+
+async def staff(request: Request, *, admin: bool = False) -> Principal:
+    """The uploader or admin making this request (401/403/429 otherwise)."""
+    context = context_of(request)
+    _require_tls(request, context)
+    return await context.auth.staff(
+        request.headers.get("authorization"), client_of(request), admin=admin
+    )
+
+
+async def device(request: Request, context: ServerContext, device_type: str) -> None:
+    """Check a device's token when the server is configured to need one."""
+    if context.auth.device_mode == "open":
+        return
+    _require_tls(request, context)
+    await context.auth.device(request.headers.get("authorization"), client_of(request), device_type)
+
+
+def nonce_of(request: Request) -> str | None:
+    return check_nonce(request.query_params.get("nonce"))

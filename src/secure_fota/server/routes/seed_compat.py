@@ -1,0 +1,142 @@
+"""The seed's three endpoints, with the seed's parameter names and answers, minus its bugs:
+404 (not 500) for a device type without releases, uniqueness per (deviceType, id), no
+user text in any path, files stored before the release becomes visible."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import PlainTextResponse, Response
+
+from secure_fota.errors import NotFoundError
+from secure_fota.server.delivery import send_binary, send_manifest
+from secure_fota.server.releases import ReleaseService, required_name
+from secure_fota.server.routes.common import context_of, device, nonce_of, staff
+from secure_fota.server.uploads import read_upload
+
+__all__ = ["UPLOAD_BODY", "router"]
+
+router = APIRouter(tags=["seed-compatible"])
+
+_DEVICE_TYPE_DOC: Final = "device type (1-64 of A-Z a-z 0-9 . _ -)"
+_NONCE_DOC: Final = "32-64 lowercase hex digits; asks for an X-Fota-Freshness statement"
+_BINARY: Final[dict[int | str, dict[str, Any]]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "the bytes"},
+    304: {"description": "If-None-Match matched"},
+    404: {"description": "no (non-yanked) release of this device type"},
+}
+
+#: OpenAPI description of the multipart upload body (parsed by our streaming reader)
+UPLOAD_BODY: Final[dict[str, Any]] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["manifestFile", "firmwareFile"],
+                    "properties": {
+                        "manifestFile": {"type": "string", "format": "binary"},
+                        "firmwareFile": {"type": "string", "format": "binary"},
+                        "id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+                        "deviceType": {"type": "string"},
+                        "fwName": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _no_release(device_type: str) -> NotFoundError:
+    return NotFoundError(f"device type {device_type!r} has no release")
+
+
+@router.api_route(
+    "/update/newest/manifest",
+    methods=["GET", "HEAD"],
+    response_class=Response,
+    responses=_BINARY,
+    summary="Newest manifest of a device type (seed contract)",
+)
+async def newest_manifest(
+    request: Request,
+    deviceType: str | None = Query(None, description=_DEVICE_TYPE_DOC),  # noqa: N803
+    nonce: str | None = Query(None, description=_NONCE_DOC),  # noqa: ARG001
+) -> Response:
+    context = context_of(request)
+    device_type = required_name("deviceType", deviceType)
+    checked_nonce = nonce_of(request)
+    await device(request, context, device_type)
+    entry = await context.cache.newest(device_type)
+    if entry is None:
+        raise _no_release(device_type)
+    return send_manifest(
+        request,
+        context,
+        release=entry.release,
+        manifest=entry.manifest,
+        headers=entry.manifest_headers,
+        nonce=checked_nonce,
+    )
+
+
+@router.api_route(
+    "/update/newest/binary",
+    methods=["GET", "HEAD"],
+    response_class=Response,
+    responses={
+        **_BINARY,
+        206: {"description": "the requested range"},
+        416: {"description": "range outside the image"},
+    },
+    summary="Newest encrypted image of a device type (seed contract)",
+)
+async def newest_binary(
+    request: Request,
+    deviceType: str | None = Query(None, description=_DEVICE_TYPE_DOC),  # noqa: N803
+) -> Response:
+    context = context_of(request)
+    device_type = required_name("deviceType", deviceType)
+    await device(request, context, device_type)
+    entry = await context.cache.newest(device_type)
+    if entry is None:
+        raise _no_release(device_type)
+    return await send_binary(request, context, entry.release)
+
+
+@router.post(
+    "/uploadFile",
+    response_class=PlainTextResponse,
+    openapi_extra=UPLOAD_BODY,
+    responses={
+        200: {
+            "content": {"text/plain": {"example": "OK"}},
+            "description": "stored (or identical retry)",
+        },
+        409: {"description": "this (deviceType, id) exists with different content"},
+        413: {"description": "a file is larger than the limit"},
+        415: {"description": "not multipart/form-data"},
+        422: {"description": "a field or the image header is invalid"},
+    },
+    summary="Upload a release (seed contract; uploader or admin)",
+)
+async def upload_file(
+    request: Request,
+    id: str | None = Query(None, description="release id (1..2^31-1); also a form field"),  # noqa: ARG001
+    deviceType: str | None = Query(None, description=_DEVICE_TYPE_DOC),  # noqa: N803,ARG001
+    fwName: str | None = Query(None, description="firmware name"),  # noqa: N803,ARG001
+) -> PlainTextResponse:
+    context = context_of(request)
+    principal = await staff(request)
+    ReleaseService.precheck(request.query_params)
+    form = await read_upload(
+        request,
+        context.store,
+        max_upload_size=context.settings.max_upload_size,
+        max_manifest_size=context.settings.max_manifest_size,
+    )
+    await context.releases.publish(form, request.query_params, principal)
+    return PlainTextResponse("OK")
