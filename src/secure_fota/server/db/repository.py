@@ -11,8 +11,8 @@ import datetime
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from secure_fota.errors import ConflictError, NotFoundError, StorageError
@@ -55,12 +55,12 @@ def db_errors() -> Iterator[None]:
     """Translate driver and connection failures into :class:`Unavailable`."""
     try:
         yield
-    except IntegrityError:
-        raise
-    except (DBAPIError, OSError, TimeoutError) as exc:
+    except (OperationalError, InterfaceError, OSError, TimeoutError) as exc:
         raise Unavailable(f"database unavailable ({type(exc).__name__})") from None
-    except SQLAlchemyError as exc:
-        raise StorageError(f"database error ({type(exc).__name__})") from None
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise Unavailable("database connection lost") from None
+        raise  # a bug (or a constraint the caller handles), not an outage
 
 
 def _now() -> datetime.datetime:
@@ -132,7 +132,8 @@ class Repository:
             return result.all()
 
     async def device_types(self) -> list[DeviceTypeSummary]:
-        newest = func.max(Release.seq).filter(Release.yanked.is_(False))
+        # MAX(CASE ...) rather than FILTER (WHERE ...), which MariaDB lacks
+        newest = func.max(case((Release.yanked.is_(False), Release.seq)))
         async with self._tx() as session:
             rows = await session.execute(
                 select(Release.device_type, newest, func.count())

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fastapi import APIRouter
 from starlette.requests import Request
+from starlette.responses import Response
 
 from secure_fota.server.auth import Principal
 from secure_fota.server.context import ServerContext
 from secure_fota.server.errors import Forbidden, Unavailable
 from secure_fota.server.freshness import check_nonce
 
-__all__ = ["client_of", "context_of", "device", "nonce_of", "staff"]
+__all__ = ["client_of", "context_of", "device", "get_and_head", "nonce_of", "staff"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def context_of(request: Request) -> ServerContext:
@@ -47,3 +54,20 @@ async def device(request: Request, context: ServerContext, device_type: str) -> 
 
 def nonce_of(request: Request) -> str | None:
     return check_nonce(request.query_params.get("nonce"))
+
+
+def get_and_head(router: APIRouter, path: str, **options: Any) -> Callable[[_F], _F]:
+    """Register an endpoint for GET (documented) and HEAD (same handler, not in OpenAPI)."""
+
+    def register(function: _F) -> _F:
+        router.add_api_route(path, function, methods=["GET"], **options)
+        router.add_api_route(
+            path,
+            function,
+            methods=["HEAD"],
+            include_in_schema=False,
+            response_class=options.get("response_class", Response),
+        )
+        return function
+
+    return register

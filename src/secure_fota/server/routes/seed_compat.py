@@ -12,7 +12,7 @@ from fastapi.responses import PlainTextResponse, Response
 from secure_fota.errors import NotFoundError
 from secure_fota.server.delivery import send_binary, send_manifest
 from secure_fota.server.releases import ReleaseService, required_name
-from secure_fota.server.routes.common import context_of, device, nonce_of, staff
+from secure_fota.server.routes.common import context_of, device, get_and_head, nonce_of, staff
 from secure_fota.server.uploads import read_upload
 
 __all__ = ["UPLOAD_BODY", "router"]
@@ -54,9 +54,9 @@ def _no_release(device_type: str) -> NotFoundError:
     return NotFoundError(f"device type {device_type!r} has no release")
 
 
-@router.api_route(
+@get_and_head(
+    router,
     "/update/newest/manifest",
-    methods=["GET", "HEAD"],
     response_class=Response,
     responses=_BINARY,
     summary="Newest manifest of a device type (seed contract)",
@@ -83,9 +83,9 @@ async def newest_manifest(
     )
 
 
-@router.api_route(
+@get_and_head(
+    router,
     "/update/newest/binary",
-    methods=["GET", "HEAD"],
     response_class=Response,
     responses={
         **_BINARY,

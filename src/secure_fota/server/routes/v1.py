@@ -18,7 +18,7 @@ from secure_fota.server.cache import load_manifest, manifest_headers
 from secure_fota.server.delivery import send_binary, send_manifest
 from secure_fota.server.records import ReleaseInfo
 from secure_fota.server.releases import ReleaseService
-from secure_fota.server.routes.common import context_of, device, nonce_of, staff
+from secure_fota.server.routes.common import context_of, device, get_and_head, nonce_of, staff
 from secure_fota.server.routes.seed_compat import UPLOAD_BODY
 from secure_fota.server.uploads import read_upload
 
@@ -132,9 +132,9 @@ async def _visible(request: Request, device_type: str, release_id: str) -> Relea
     return found
 
 
-@router.api_route(
+@get_and_head(
+    router,
     "/device-types/{device_type}/releases/{release_id}/manifest",
-    methods=["GET", "HEAD"],
     response_class=Response,
     responses=_ARTIFACT,
 )
@@ -160,9 +160,9 @@ async def release_manifest(
     )
 
 
-@router.api_route(
+@get_and_head(
+    router,
     "/device-types/{device_type}/releases/{release_id}/binary",
-    methods=["GET", "HEAD"],
     response_class=Response,
     responses=_ARTIFACT,
 )
@@ -171,9 +171,9 @@ async def release_binary(request: Request, device_type: TypePath, release_id: Id
     return await send_binary(request, context_of(request), found)
 
 
-@router.api_route(
+@get_and_head(
+    router,
     "/device-types/{device_type}/newest/manifest",
-    methods=["GET", "HEAD"],
     response_class=Response,
     responses=_ARTIFACT,
 )
@@ -199,9 +199,9 @@ async def newest_manifest(
     )
 
 
-@router.api_route(
+@get_and_head(
+    router,
     "/device-types/{device_type}/newest/binary",
-    methods=["GET", "HEAD"],
     response_class=Response,
     responses=_ARTIFACT,
 )
