@@ -47,6 +47,8 @@ __all__ = [
 TOKEN_PREFIX: Final = "fota_"  # noqa: S105 -- a prefix, not a secret
 _MAX_CREDENTIAL: Final = 1024
 _MAX_TRACKED: Final = 50_000
+#: a client address is locked out after this many times ``auth_max_failures``
+CLIENT_FACTOR: Final = 4
 _HASHER: Final = PasswordHasher()  # Argon2id, RFC 9106 "low memory" profile
 #: verified against when the user does not exist, so that timing does not reveal names
 _DUMMY_HASH: Final = _HASHER.hash(secrets.token_hex(16))
@@ -91,7 +93,10 @@ def token_digest(token: str) -> str:
 
 
 class FailureThrottle:
-    """Sliding-window failure counters with lock-out, bounded in memory."""
+    """Sliding-window failure counters with lock-out, bounded in memory.
+
+    A user name is locked after ``max_failures`` failures within ``window`` seconds, a client
+    address after ``CLIENT_FACTOR`` times as many."""
 
     def __init__(
         self,
@@ -107,6 +112,10 @@ class FailureThrottle:
         self._clock = clock
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._locked: dict[str, float] = {}
+
+    def _limit(self, key: str) -> int:
+        # one address may carry many users (NAT, CI): it gets more room than one user name
+        return self._max * CLIENT_FACTOR if key.startswith("client:") else self._max
 
     def check(self, keys: Iterable[str]) -> None:
         now = self._clock()
@@ -125,7 +134,7 @@ class FailureThrottle:
             times.append(now)
             while times and now - times[0] > self._window:
                 times.popleft()
-            if len(times) >= self._max:
+            if len(times) >= self._limit(key):
                 self._locked[key] = now + self._lockout
                 times.clear()
             self._failures[key] = times

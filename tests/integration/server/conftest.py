@@ -75,7 +75,7 @@ def fresh_database(kind: str, directory: Path) -> Iterator[str]:
     if kind == "postgresql":
         try:
             _pg_admin(f'CREATE DATABASE "{name}"')
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc})")
         try:
             yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
