@@ -83,10 +83,9 @@ class TcpProxy:
 
     def cut(self) -> None:
         if self._listener is not None:
-            try:  # wakes the blocked accept(); close() alone leaves the port listening
+            # shutdown wakes the blocked accept(); close() alone leaves the port listening
+            with contextlib.suppress(OSError):
                 self._listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             self._listener.close()
             self._listener = None
         with self._lock:
