@@ -213,6 +213,21 @@ def run(
             shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration, plus our ``secure_fota`` logger on its handler."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["secure_fota"] = {
+        "handlers": ["default"],
+        "level": "INFO",
+        "propagate": False,
+    }
+    return config
+
+
 def _serve(settings: ServerSettings, ssl_files: tuple[Path, Path] | None) -> None:
     import uvicorn
 
@@ -229,8 +244,10 @@ def _serve(settings: ServerSettings, ssl_files: tuple[Path, Path] | None) -> Non
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
+        "log_config": _log_config(),
         "server_header": False,
         "proxy_headers": True,
+        "ws": "none",
         "timeout_graceful_shutdown": 10,
     }
     if ssl_files is not None:

@@ -69,6 +69,9 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # (route, method, status) -> (counter, histogram): label lookups cost more than the
+        # poll they measure; routes are templates, so this stays small
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,5 +91,13 @@ class MetricsMiddleware:
         finally:
             route: Any = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(template, scope.get("method", "?"), str(status)).inc()
-            self.metrics.latency.labels(template).observe(time.perf_counter() - started)
+            key = (template, scope.get("method", "?"), status)
+            children = self._children.get(key)
+            if children is None:
+                children = (
+                    self.metrics.requests.labels(key[0], key[1], str(status)),
+                    self.metrics.latency.labels(template),
+                )
+                self._children[key] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)
