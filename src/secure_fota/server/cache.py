@@ -18,6 +18,7 @@ from typing import Final
 
 from secure_fota.errors import StorageError
 from secure_fota.server.db.repository import Repository
+from secure_fota.server.errors import Unavailable
 from secure_fota.server.records import ReleaseInfo
 from secure_fota.server.storage.base import BlobStore
 
@@ -25,6 +26,8 @@ __all__ = ["GenerationWatcher", "NewestCache", "NewestEntry"]
 
 #: at most this many device types (including unknown ones) are remembered per worker
 MAX_CACHED_TYPES: Final = 10_000
+#: seconds during which a failed generation check is not retried
+FAILURE_BACKOFF: Final = 0.5
 
 
 class GenerationWatcher:
@@ -44,6 +47,9 @@ class GenerationWatcher:
         self._generation: int | None = None
         self._lock = asyncio.Lock()
         self._listeners: list[Callable[[], None]] = []
+        #: after a failed check, answer at once (503) for a moment instead of queueing every
+        #: request behind another connection attempt to an unreachable database
+        self._failed_until = 0.0
 
     @property
     def ttl(self) -> float:
@@ -60,11 +66,19 @@ class GenerationWatcher:
         counter (one query, shared by every request waiting at that moment)."""
         if self._clock() < self._valid_until:
             return
+        if self._clock() < self._failed_until:
+            raise Unavailable("database unavailable (recent check failed)")
         async with self._lock:
             if self._clock() < self._valid_until:
                 return
+            if self._clock() < self._failed_until:
+                raise Unavailable("database unavailable (recent check failed)")
             started = self._clock()
-            generation = await self._repository.generation()
+            try:
+                generation = await self._repository.generation()
+            except Unavailable:
+                self._failed_until = self._clock() + FAILURE_BACKOFF
+                raise
             if generation != self._generation:
                 self._generation = generation
                 for listener in self._listeners:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,9 +15,44 @@ from secure_fota.server.context import ServerContext
 from secure_fota.server.errors import Forbidden, Unavailable
 from secure_fota.server.freshness import check_nonce
 
-__all__ = ["client_of", "context_of", "device", "get_and_head", "nonce_of", "staff"]
+__all__ = [
+    "ERROR_RESPONSES",
+    "ErrorOut",
+    "client_of",
+    "context_of",
+    "device",
+    "get_and_head",
+    "nonce_of",
+    "staff",
+]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class ErrorOut(BaseModel):
+    """Every error answer (4xx and 5xx) has this body."""
+
+    error: str = Field(description="what is wrong, naming the field")
+    field: str | None = Field(description="the parameter, header or part at fault, if any")
+
+
+#: documented for every route of the seed-compatible and versioned routers
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": text}
+    for code, text in {
+        400: "a required parameter is missing, or the body is malformed",
+        401: "credentials missing or wrong (WWW-Authenticate)",
+        403: "insufficient role, a token for another device type, or credentials without TLS",
+        404: "unknown device type, release or route",
+        409: "this (device type, id) exists with different content",
+        413: "a file or the body exceeds its limit",
+        415: "the body is not multipart/form-data",
+        416: "the Range lies outside the image (Content-Range: bytes */LEN)",
+        422: "a parameter or the image header is invalid",
+        429: "too many failed sign-ins (Retry-After)",
+        503: "database or storage unavailable (Retry-After)",
+    }.items()
+}
 
 
 def context_of(request: Request) -> ServerContext:

@@ -12,19 +12,25 @@ from fastapi.responses import PlainTextResponse, Response
 from secure_fota.errors import NotFoundError
 from secure_fota.server.delivery import send_binary, send_manifest
 from secure_fota.server.releases import ReleaseService, required_name
-from secure_fota.server.routes.common import context_of, device, get_and_head, nonce_of, staff
+from secure_fota.server.routes.common import (
+    ERROR_RESPONSES,
+    context_of,
+    device,
+    get_and_head,
+    nonce_of,
+    staff,
+)
 from secure_fota.server.uploads import read_upload
 
 __all__ = ["UPLOAD_BODY", "router"]
 
-router = APIRouter(tags=["seed-compatible"])
+router = APIRouter(tags=["seed-compatible"], responses=ERROR_RESPONSES)
 
 _DEVICE_TYPE_DOC: Final = "device type (1-64 of A-Z a-z 0-9 . _ -)"
 _NONCE_DOC: Final = "32-64 lowercase hex digits; asks for an X-Fota-Freshness statement"
 _BINARY: Final[dict[int | str, dict[str, Any]]] = {
     200: {"content": {"application/octet-stream": {}}, "description": "the bytes"},
     304: {"description": "If-None-Match matched"},
-    404: {"description": "no (non-yanked) release of this device type"},
 }
 
 #: OpenAPI description of the multipart upload body (parsed by our streaming reader)
@@ -106,7 +112,6 @@ async def newest_manifest(request: Request) -> Response:
     responses={
         **_BINARY,
         206: {"description": "the requested range"},
-        416: {"description": "range outside the image"},
     },
     summary="Newest encrypted image of a device type (seed contract)",
     openapi_extra=query_parameters(("deviceType", True, _DEVICE_TYPE_DOC)),
@@ -130,10 +135,6 @@ async def newest_binary(request: Request) -> Response:
             "content": {"text/plain": {"example": "OK"}},
             "description": "stored (or identical retry)",
         },
-        409: {"description": "this (deviceType, id) exists with different content"},
-        413: {"description": "a file is larger than the limit"},
-        415: {"description": "not multipart/form-data"},
-        422: {"description": "a field or the image header is invalid"},
     },
     summary="Upload a release (seed contract; uploader or admin)",
 )

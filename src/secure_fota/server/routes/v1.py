@@ -18,30 +18,27 @@ from secure_fota.server.cache import load_manifest, manifest_headers
 from secure_fota.server.delivery import send_binary, send_manifest
 from secure_fota.server.records import ReleaseInfo
 from secure_fota.server.releases import ReleaseService
-from secure_fota.server.routes.common import context_of, device, get_and_head, nonce_of, staff
+from secure_fota.server.routes.common import (
+    ERROR_RESPONSES,
+    context_of,
+    device,
+    get_and_head,
+    nonce_of,
+    staff,
+)
 from secure_fota.server.routes.seed_compat import UPLOAD_BODY
 from secure_fota.server.uploads import read_upload
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", tags=["api-v1"])
+router = APIRouter(prefix="/api/v1", tags=["api-v1"], responses=ERROR_RESPONSES)
 
 TypePath = Annotated[str, Path(description="device type", max_length=4 * MAX_NAME_LENGTH)]
 IdPath = Annotated[str, Path(description="release id, 1..2^31-1", max_length=24)]
-_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
-    400: {"description": "a parameter is missing or malformed"},
-    401: {"description": "credentials missing or wrong"},
-    403: {"description": "insufficient role"},
-    404: {"description": "unknown device type or release"},
-    422: {"description": "a parameter is invalid"},
-    503: {"description": "database or storage unavailable"},
-}
 _ARTIFACT: Final[dict[int | str, dict[str, Any]]] = {
     200: {"content": {"application/octet-stream": {}}, "description": "the bytes"},
     206: {"description": "a range of the bytes (binaries)"},
     304: {"description": "If-None-Match matched"},
-    416: {"description": "range outside the image"},
-    **{k: v for k, v in _ERRORS.items() if k != 403},
 }
 
 
@@ -92,7 +89,7 @@ def _id(value: str) -> int:
     return check_seq("id", value)
 
 
-@router.get("/device-types", response_model=list[DeviceTypeOut], responses=_ERRORS)
+@router.get("/device-types", response_model=list[DeviceTypeOut])
 async def device_types(request: Request) -> list[DeviceTypeOut]:
     await staff(request)
     summaries = await context_of(request).repository.device_types()
@@ -102,9 +99,7 @@ async def device_types(request: Request) -> list[DeviceTypeOut]:
     ]
 
 
-@router.get(
-    "/device-types/{device_type}/releases", response_model=list[ReleaseOut], responses=_ERRORS
-)
+@router.get("/device-types/{device_type}/releases", response_model=list[ReleaseOut])
 async def releases(request: Request, device_type: TypePath) -> list[ReleaseOut]:
     name = _type(device_type)
     await staff(request)
@@ -114,7 +109,6 @@ async def releases(request: Request, device_type: TypePath) -> list[ReleaseOut]:
 @router.get(
     "/device-types/{device_type}/releases/{release_id}",
     response_model=ReleaseOut,
-    responses=_ERRORS,
 )
 async def release(request: Request, device_type: TypePath, release_id: IdPath) -> ReleaseOut:
     name, seq = _type(device_type), _id(release_id)
@@ -222,10 +216,6 @@ async def newest_binary(request: Request, device_type: TypePath) -> Response:
     openapi_extra=UPLOAD_BODY,
     responses={
         200: {"model": UploadOut, "description": "identical re-upload (idempotent retry)"},
-        409: {"description": "this id exists with different content"},
-        413: {"description": "a file is larger than the limit"},
-        415: {"description": "not multipart/form-data"},
-        **_ERRORS,
     },
 )
 async def upload(request: Request, device_type: TypePath) -> JSONResponse:
@@ -249,7 +239,6 @@ async def upload(request: Request, device_type: TypePath) -> JSONResponse:
 @router.post(
     "/device-types/{device_type}/releases/{release_id}/yank",
     response_model=ReleaseOut,
-    responses=_ERRORS,
 )
 async def yank(request: Request, device_type: TypePath, release_id: IdPath) -> ReleaseOut:
     name, seq = _type(device_type), _id(release_id)
@@ -260,7 +249,6 @@ async def yank(request: Request, device_type: TypePath, release_id: IdPath) -> R
 @router.post(
     "/device-types/{device_type}/releases/{release_id}/unyank",
     response_model=ReleaseOut,
-    responses=_ERRORS,
 )
 async def unyank(request: Request, device_type: TypePath, release_id: IdPath) -> ReleaseOut:
     name, seq = _type(device_type), _id(release_id)
@@ -272,7 +260,6 @@ async def unyank(request: Request, device_type: TypePath, release_id: IdPath) ->
     "/device-types/{device_type}/releases/{release_id}",
     status_code=204,
     response_class=Response,
-    responses=_ERRORS,
 )
 async def delete(request: Request, device_type: TypePath, release_id: IdPath) -> Response:
     name, seq = _type(device_type), _id(release_id)
