@@ -44,9 +44,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.state.context = None
     http_errors.install(app)
-    app.include_router(seed_compat.router)
-    app.include_router(v1.router)
-    app.include_router(ops.router)
+    routers = (seed_compat.router, v1.router, ops.router)
+    for router in routers:
+        app.include_router(router)
+    http_errors.index_routes(app, routers)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

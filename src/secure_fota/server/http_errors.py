@@ -7,11 +7,13 @@ Client mistakes are 4xx with a message naming the field; backend outages are 503
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any, Final
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -33,7 +35,7 @@ from secure_fota.server.errors import (
     UnsupportedMediaType,
 )
 
-__all__ = ["error_response", "install", "status_of"]
+__all__ = ["error_response", "index_routes", "install", "status_of"]
 
 _log = logging.getLogger("secure_fota.server")
 _REALM: Final = 'realm="secure-fota"'
@@ -113,10 +115,34 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(status, f"{field or 'request'} {detail}", field)
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route of this path accepts (GET and HEAD, or GET and DELETE, are
+    separate routes; Starlette's own Allow names only the first one it found)."""
+    methods: set[str] = set()
+    path = request.url.path
+    for pattern, route_methods in getattr(request.app.state, "route_methods", ()):
+        if pattern.match(path):
+            methods.update(route_methods)
+    return ", ".join(sorted(methods))
+
+
+def index_routes(app: FastAPI, routers: Iterable[APIRouter]) -> None:
+    """Remember which methods each path template accepts (for ``Allow`` on 405)."""
+    app.state.route_methods = [
+        (route.path_regex, frozenset(route.methods or ()))
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101
     _count(request, "HTTPException", exc.status_code)
     headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
+        headers["allow"] = _allowed_methods(request)
     return error_response(exc.status_code, str(exc.detail), None, headers)
 
 

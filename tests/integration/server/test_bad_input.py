@@ -302,6 +302,11 @@ def test_unknown_routes_and_methods_are_json(api: Harness):
     assert_json_error(response, 404, None)
     response = api.http.put("/update/newest/manifest")
     assert_json_error(response, 405, None)
+    assert response.headers["allow"] == "GET, HEAD"
+    response = api.http.put("/api/v1/device-types/x/releases/1")
+    assert response.headers["allow"] == "DELETE, GET"
+    response = api.http.put("/api/v1/device-types/x/releases")
+    assert response.headers["allow"] == "GET, POST"
 
 
 def test_no_user_text_reaches_the_file_system(api: Harness):

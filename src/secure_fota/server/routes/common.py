@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
+from secure_fota.limits import MAX_NAME_LENGTH, MAX_SEQ
 from secure_fota.server.auth import Principal
 from secure_fota.server.context import ServerContext
 from secure_fota.server.errors import Forbidden, Unavailable
@@ -17,12 +18,16 @@ from secure_fota.server.freshness import check_nonce
 
 __all__ = [
     "ERROR_RESPONSES",
+    "ID_SCHEMA",
+    "NAME_SCHEMA",
+    "NONCE_SCHEMA",
     "ErrorOut",
     "client_of",
     "context_of",
     "device",
     "get_and_head",
     "nonce_of",
+    "query_parameters",
     "staff",
 ]
 
@@ -34,6 +39,34 @@ class ErrorOut(BaseModel):
 
     error: str = Field(description="what is wrong, naming the field")
     field: str | None = Field(description="the parameter, header or part at fault, if any")
+
+
+#: OpenAPI schemas of names and ids (validation itself is formats.names; ECMA-262 patterns)
+NAME_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_NAME_LENGTH,
+    "pattern": r"^[A-Za-z0-9](?:[A-Za-z0-9_-]|\.(?!\.))*$",
+}
+ID_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": MAX_SEQ}
+NONCE_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^[0-9a-f]{32,64}$"}
+
+
+def query_parameters(*specs: tuple[str, bool, str, dict[str, Any]]) -> dict[str, Any]:
+    """OpenAPI text for query parameters that a handler reads itself (declaring them as
+    FastAPI parameters costs a validation pass on every poll, and words errors differently)."""
+    return {
+        "parameters": [
+            {
+                "name": name,
+                "in": "query",
+                "required": required,
+                "description": description,
+                "schema": schema,
+            }
+            for name, required, description, schema in specs
+        ]
+    }
 
 
 #: documented for every route of the seed-compatible and versioned routers

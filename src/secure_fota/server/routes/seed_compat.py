@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from secure_fota.errors import NotFoundError
@@ -14,10 +14,14 @@ from secure_fota.server.delivery import send_binary, send_manifest
 from secure_fota.server.releases import ReleaseService, required_name
 from secure_fota.server.routes.common import (
     ERROR_RESPONSES,
+    ID_SCHEMA,
+    NAME_SCHEMA,
+    NONCE_SCHEMA,
     context_of,
     device,
     get_and_head,
     nonce_of,
+    query_parameters,
     staff,
 )
 from secure_fota.server.uploads import read_upload
@@ -45,32 +49,15 @@ UPLOAD_BODY: Final[dict[str, Any]] = {
                     "properties": {
                         "manifestFile": {"type": "string", "format": "binary"},
                         "firmwareFile": {"type": "string", "format": "binary"},
-                        "id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
-                        "deviceType": {"type": "string"},
-                        "fwName": {"type": "string"},
+                        "id": ID_SCHEMA,
+                        "deviceType": NAME_SCHEMA,
+                        "fwName": NAME_SCHEMA,
                     },
                 }
             }
         },
     }
 }
-
-
-def query_parameters(*specs: tuple[str, bool, str]) -> dict[str, Any]:
-    """OpenAPI text for query parameters that a hot-path handler reads itself (declaring
-    them as FastAPI parameters costs a validation pass on every poll)."""
-    return {
-        "parameters": [
-            {
-                "name": name,
-                "in": "query",
-                "required": required,
-                "description": description,
-                "schema": {"type": "string"},
-            }
-            for name, required, description in specs
-        ]
-    }
 
 
 def _no_release(device_type: str) -> NotFoundError:
@@ -84,7 +71,8 @@ def _no_release(device_type: str) -> NotFoundError:
     responses=_BINARY,
     summary="Newest manifest of a device type (seed contract)",
     openapi_extra=query_parameters(
-        ("deviceType", True, _DEVICE_TYPE_DOC), ("nonce", False, _NONCE_DOC)
+        ("deviceType", True, _DEVICE_TYPE_DOC, NAME_SCHEMA),
+        ("nonce", False, _NONCE_DOC, NONCE_SCHEMA),
     ),
 )
 async def newest_manifest(request: Request) -> Response:
@@ -114,7 +102,7 @@ async def newest_manifest(request: Request) -> Response:
         206: {"description": "the requested range"},
     },
     summary="Newest encrypted image of a device type (seed contract)",
-    openapi_extra=query_parameters(("deviceType", True, _DEVICE_TYPE_DOC)),
+    openapi_extra=query_parameters(("deviceType", True, _DEVICE_TYPE_DOC, NAME_SCHEMA)),
 )
 async def newest_binary(request: Request) -> Response:
     context = context_of(request)
@@ -128,8 +116,14 @@ async def newest_binary(request: Request) -> Response:
 
 @router.post(
     "/uploadFile",
-    response_class=PlainTextResponse,
-    openapi_extra=UPLOAD_BODY,
+    openapi_extra={
+        **UPLOAD_BODY,
+        **query_parameters(
+            ("id", False, "release id; or a form field", ID_SCHEMA),
+            ("deviceType", False, "device type; or a form field", NAME_SCHEMA),
+            ("fwName", False, "firmware name; or a form field", NAME_SCHEMA),
+        ),
+    },
     responses={
         200: {
             "content": {"text/plain": {"example": "OK"}},
@@ -138,12 +132,7 @@ async def newest_binary(request: Request) -> Response:
     },
     summary="Upload a release (seed contract; uploader or admin)",
 )
-async def upload_file(
-    request: Request,
-    id: str | None = Query(None, description="release id (1..2^31-1); also a form field"),  # noqa: ARG001
-    deviceType: str | None = Query(None, description=_DEVICE_TYPE_DOC),  # noqa: N803,ARG001
-    fwName: str | None = Query(None, description="firmware name"),  # noqa: N803,ARG001
-) -> PlainTextResponse:
+async def upload_file(request: Request) -> PlainTextResponse:
     context = context_of(request)
     principal = await staff(request)
     ReleaseService.precheck(request.query_params)

@@ -20,10 +20,14 @@ from secure_fota.server.records import ReleaseInfo
 from secure_fota.server.releases import ReleaseService
 from secure_fota.server.routes.common import (
     ERROR_RESPONSES,
+    ID_SCHEMA,
+    NAME_SCHEMA,
+    NONCE_SCHEMA,
     context_of,
     device,
     get_and_head,
     nonce_of,
+    query_parameters,
     staff,
 )
 from secure_fota.server.routes.seed_compat import UPLOAD_BODY
@@ -33,13 +37,21 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["api-v1"], responses=ERROR_RESPONSES)
 
-TypePath = Annotated[str, Path(description="device type", max_length=4 * MAX_NAME_LENGTH)]
-IdPath = Annotated[str, Path(description="release id, 1..2^31-1", max_length=24)]
+# documented precisely, validated by formats.names (so that errors name "deviceType" / "id")
+TypePath = Annotated[
+    str,
+    Path(description="device type", max_length=4 * MAX_NAME_LENGTH, json_schema_extra=NAME_SCHEMA),
+]
+IdPath = Annotated[str, Path(description="release id", json_schema_extra=ID_SCHEMA)]
 _ARTIFACT: Final[dict[int | str, dict[str, Any]]] = {
     200: {"content": {"application/octet-stream": {}}, "description": "the bytes"},
     206: {"description": "a range of the bytes (binaries)"},
     304: {"description": "If-None-Match matched"},
 }
+
+_NONCE: Final = query_parameters(
+    ("nonce", False, "asks for an X-Fota-Freshness statement bound to it", NONCE_SCHEMA)
+)
 
 
 class DeviceTypeOut(BaseModel):
@@ -131,12 +143,12 @@ async def _visible(request: Request, device_type: str, release_id: str) -> Relea
     "/device-types/{device_type}/releases/{release_id}/manifest",
     response_class=Response,
     responses=_ARTIFACT,
+    openapi_extra=_NONCE,
 )
 async def release_manifest(
     request: Request,
     device_type: TypePath,
     release_id: IdPath,
-    nonce: str | None = None,  # noqa: ARG001
 ) -> Response:
     checked_nonce = nonce_of(request)
     found = await _visible(request, device_type, release_id)
@@ -170,11 +182,11 @@ async def release_binary(request: Request, device_type: TypePath, release_id: Id
     "/device-types/{device_type}/newest/manifest",
     response_class=Response,
     responses=_ARTIFACT,
+    openapi_extra=_NONCE,
 )
 async def newest_manifest(
     request: Request,
     device_type: TypePath,
-    nonce: str | None = None,  # noqa: ARG001
 ) -> Response:
     context = context_of(request)
     name = _type(device_type)
