@@ -76,6 +76,9 @@ class ServerSettings(BaseSettings):
     max_upload_size: int = Field(16 * 1024 * 1024, ge=1024, le=2**31)
     max_manifest_size: int = Field(MAX_MANIFEST_SIZE, ge=512, le=1024 * 1024)
     gc_grace_seconds: int = Field(3600, ge=0)
+    gc_on_start: bool = Field(
+        True, description="remove unreferenced blobs older than gc_grace_seconds at start"
+    )
     staging_max_age: int = Field(86400, ge=60)
 
     # devices

@@ -16,6 +16,7 @@ from tests.integration.server.conftest import (
     harness,
     seed_upload,
     unique_type,
+    wait_until,
 )
 
 
@@ -132,3 +133,20 @@ def test_presigned_downloads(request: pytest.FixtureRequest, tmp_path: Path, tls
         response = api.http.get("/update/newest/manifest", params={"deviceType": device_type})
         assert response.status_code == 200
         assert response.content == manifest
+
+
+def test_start_up_collects_old_orphans_only(
+    request: pytest.FixtureRequest, tmp_path: Path, tls_dir: Path
+):
+    import os
+
+    objects = tmp_path / "data" / "blobs" / "sha256"
+    old, young = hashlib.sha256(b"old").hexdigest(), hashlib.sha256(b"young").hexdigest()
+    for digest, age in ((old, 7200), (young, 60)):
+        path = objects / digest[:2] / digest
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        os.utime(path, (path.stat().st_mtime - age,) * 2)
+    with harness(request, tmp_path, tls=tls_dir):
+        assert wait_until(lambda: not (objects / old[:2] / old).exists(), 5)
+        assert (objects / young[:2] / young).exists()  # may belong to an upload in flight
