@@ -20,7 +20,7 @@ from secure_fota.server.errors import BadRequest, PayloadTooLarge
 from secure_fota.server.multipart import MultipartReader, boundary_of
 from secure_fota.server.storage.base import BlobInfo, BlobStore
 
-__all__ = ["FIELD_NAMES", "UploadForm", "read_upload"]
+__all__ = ["FIELD_NAMES", "UploadForm", "read_upload", "refuse_upload"]
 
 MANIFEST_FIELD: Final = "manifestFile"
 FIRMWARE_FIELD: Final = "firmwareFile"
@@ -77,6 +77,26 @@ def _parse_header(data: bytes) -> EncryptedImageHeader:
         raise InputError(
             FIRMWARE_FIELD, f"is not an esp_encrypted_img file: {exc.detail}"
         ) from None
+
+
+#: an upload refused before its body was read (credentials, query) is read this far, so that
+#: a well-behaved client sees the answer instead of a reset connection
+_REFUSAL_DRAIN: Final = 1024 * 1024
+
+
+async def refuse_upload(request: Request, error: FotaError) -> FotaError:
+    """Read (and discard) a little of a refused upload's body, then hand back ``error``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) <= _REFUSAL_DRAIN:
+        received = 0
+        try:
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > _REFUSAL_DRAIN:
+                    break
+        except Exception:  # noqa: BLE001,S110 -- the client went away: nothing to drain
+            pass
+    return error
 
 
 async def read_upload(

@@ -9,7 +9,7 @@ from typing import Any, Final
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from secure_fota.errors import NotFoundError
+from secure_fota.errors import FotaError, NotFoundError
 from secure_fota.server.delivery import send_binary, send_manifest
 from secure_fota.server.releases import ReleaseService, required_name
 from secure_fota.server.routes.common import (
@@ -24,7 +24,7 @@ from secure_fota.server.routes.common import (
     query_parameters,
     staff,
 )
-from secure_fota.server.uploads import read_upload
+from secure_fota.server.uploads import read_upload, refuse_upload
 
 __all__ = ["UPLOAD_BODY", "router"]
 
@@ -134,8 +134,11 @@ async def newest_binary(request: Request) -> Response:
 )
 async def upload_file(request: Request) -> PlainTextResponse:
     context = context_of(request)
-    principal = await staff(request)
-    ReleaseService.precheck(request.query_params)
+    try:
+        principal = await staff(request)
+        ReleaseService.precheck(request.query_params)
+    except FotaError as exc:
+        raise await refuse_upload(request, exc) from None
     form = await read_upload(
         request,
         context.store,

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from secure_fota.errors import NotFoundError
+from secure_fota.errors import FotaError, NotFoundError
 from secure_fota.formats.names import check_name, check_seq
 from secure_fota.limits import MAX_NAME_LENGTH
 from secure_fota.server.cache import load_manifest, manifest_headers
@@ -31,7 +31,7 @@ from secure_fota.server.routes.common import (
     staff,
 )
 from secure_fota.server.routes.seed_compat import UPLOAD_BODY
-from secure_fota.server.uploads import read_upload
+from secure_fota.server.uploads import read_upload, refuse_upload
 
 __all__ = ["router"]
 
@@ -232,9 +232,12 @@ async def newest_binary(request: Request, device_type: TypePath) -> Response:
 )
 async def upload(request: Request, device_type: TypePath) -> JSONResponse:
     name = _type(device_type)
-    principal = await staff(request)
+    try:
+        principal = await staff(request)
+        ReleaseService.precheck(request.query_params, device_type=name)
+    except FotaError as exc:
+        raise await refuse_upload(request, exc) from None
     context = context_of(request)
-    ReleaseService.precheck(request.query_params, device_type=name)
     form = await read_upload(
         request,
         context.store,
