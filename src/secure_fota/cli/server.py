@@ -267,13 +267,20 @@ def _serve(settings: ServerSettings, ssl_files: tuple[Path, Path] | None) -> Non
 
         uvicorn.run(create_app(settings), **options)
     else:
+        from secure_fota.server.metrics import MULTIPROC_ENV
+
         os.environ[SETTINGS_ENV] = settings.to_environment()
-        uvicorn.run(
-            "secure_fota.server.app:app_from_environment",
-            factory=True,
-            workers=settings.workers,
-            **options,
-        )
+        metrics_dir = tempfile.mkdtemp(prefix="fota-metrics-")
+        os.environ.setdefault(MULTIPROC_ENV, metrics_dir)
+        try:
+            uvicorn.run(
+                "secure_fota.server.app:app_from_environment",
+                factory=True,
+                workers=settings.workers,
+                **options,
+            )
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 # config, db --------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await cleanup
             app.state.context = None
+            metrics.worker_exiting()
             await context.close()
 
     app = FastAPI(

@@ -1,19 +1,23 @@
-"""Prometheus metrics of one worker process (each app has its own registry; no globals).
+"""Prometheus metrics (each app has its own registry; no globals).
 
-With several workers, each reports its own counters; scrape them through a per-worker port
-or sum them in the collector (the ``pid`` label tells them apart).
+With several workers (``fota server run --workers N``) the parent sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start, prometheus_client keeps every value in
+shared files there, and ``/metrics`` on any worker answers the sum over all of them.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["Metrics", "MetricsMiddleware"]
+__all__ = ["MULTIPROC_ENV", "Metrics", "MetricsMiddleware"]
+
+#: prometheus_client's switch to multi-process mode (read when it is first imported)
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Metrics:
@@ -56,11 +60,31 @@ class Metrics:
             "Newest-manifest cache misses (database and storage reads)",
             registry=self.registry,
         )
-        info = Gauge("fota_worker_info", "This worker", ["pid"], registry=self.registry)
+        info = Gauge(
+            "fota_worker_info",
+            "Live worker processes",
+            ["pid"],
+            registry=self.registry,
+            multiprocess_mode="liveall",
+        )
         info.labels(**labels).set(1)
 
     def render(self) -> bytes:
+        directory = os.environ.get(MULTIPROC_ENV)
+        if directory:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
         return generate_latest(self.registry)
+
+    @staticmethod
+    def worker_exiting() -> None:
+        if os.environ.get(MULTIPROC_ENV):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
 class MetricsMiddleware:

@@ -191,5 +191,10 @@ def test_parallel_uploads_while_polling(two_workers: tuple[str, ssl.SSLContext, 
             assert http.get(path + "/binary").content == binary
         final = http.get("/update/newest/manifest", params={"deviceType": DEVICE_TYPE})
         assert final.headers["x-fota-release"] == str(UPLOADS)
+        # /metrics on either worker sums both workers' counters
+        for _ in range(4):
+            text = httpx.get(f"{base}/metrics", verify=verify).text
+            assert f'fota_uploads_total{{result="created"}} {float(UPLOADS)}' in text
+            assert text.count("fota_worker_info{") == 2
 
     check_polls(polls, acked, by_manifest)
