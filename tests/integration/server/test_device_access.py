@@ -14,6 +14,7 @@ from secure_fota.crypto.freshness import FRESHNESS_HEADER, open_statement
 from secure_fota.keyfiles import load_device_keys
 from secure_fota.policy.verifier import check_freshness, open_checked
 from tests.integration.server.conftest import (
+    DATABASES,
     Harness,
     RealRelease,
     fake_release,
@@ -172,12 +173,14 @@ def test_device_type_tokens(request: pytest.FixtureRequest, tmp_path: Path, tls_
         assert api.http.get("/healthz").status_code == 200
 
 
+@pytest.mark.parametrize("database", DATABASES)
 def test_per_device_tokens_and_revocation(
-    request: pytest.FixtureRequest, tmp_path: Path, tls_dir: Path
+    request: pytest.FixtureRequest, tmp_path: Path, tls_dir: Path, database: str
 ):
     with harness(
         request,
         tmp_path,
+        database=database,
         tls=tls_dir,
         device_auth="device-token",
         device_tokens={"fleet-a": ("type-a", False), "unit-7": ("type-a", True)},
