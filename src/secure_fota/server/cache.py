@@ -163,6 +163,9 @@ class NewestCache:
         loading[device_type] = future
         try:
             entry = await self._load(device_type)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters get it, nobody else needs to

@@ -1,6 +1,7 @@
 """20 parallel uploads while 200 polls run, against `fota server run --workers 2` on
-PostgreSQL: nothing is lost, every poll sees one consistent release, and a poll that starts
-after an upload was acknowledged never sees an older newest release (on either worker)."""
+PostgreSQL (and MariaDB and SQLite): nothing is lost, every poll sees one consistent release,
+and a poll that starts after an upload was acknowledged never sees an older newest release
+(on either worker)."""
 
 from __future__ import annotations
 
@@ -43,9 +44,11 @@ class Poll:
     digest: str | None
 
 
-@pytest.fixture
-def two_workers(tmp_path: Path, tls_dir: Path) -> Iterator[tuple[str, ssl.SSLContext, str]]:
-    with fresh_database("postgresql", tmp_path) as url:
+@pytest.fixture(params=["postgresql", "mariadb", "sqlite"])
+def two_workers(
+    request: pytest.FixtureRequest, tmp_path: Path, tls_dir: Path
+) -> Iterator[tuple[str, ssl.SSLContext, str]]:
+    with fresh_database(request.param, tmp_path) as url:
         data_dir = tmp_path / "data"
         settings = load_settings(None, data_dir=data_dir, database_url=url)
         credentials = provision(settings, {})
