@@ -70,7 +70,10 @@ def _with_repository(settings: ServerSettings, action: Callable[[Repository], Aw
 
 @click.group()
 def server() -> None:
-    """Run the update server and manage its users, tokens and database."""
+    """Run the update server and manage its users, tokens and database.
+
+    Every subcommand takes --config FILE and --data-dir DIR; see docs/api.md for the HTTP API.
+    """
 
 
 # run ---------------------------------------------------------------------------------------
@@ -136,8 +139,18 @@ def _dev_certificate(settings: ServerSettings) -> tuple[Path, Path]:
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default 8443).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Worker processes.")
-@click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="PEM certificate chain of the server (with --tls-key).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="PEM private key (password: FOTA_TLS_KEY_PASSWORD).",
+)
 @click.option(
     "--tls-p12",
     type=click.Path(dir_okay=False, path_type=Path),
