@@ -10,6 +10,7 @@ __all__ = [
     "Forbidden",
     "MissingParameter",
     "PayloadTooLarge",
+    "RequestTimeout",
     "Throttled",
     "Unavailable",
     "UnsupportedMediaType",
@@ -46,6 +47,10 @@ class Throttled(FotaError):
 
 class Unavailable(StorageError):
     """The database or the blob store cannot be reached right now (503)."""
+
+
+class RequestTimeout(FotaError):
+    """The request body did not arrive within the configured time (408)."""
 
 
 class MissingParameter(InputError):

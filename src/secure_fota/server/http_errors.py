@@ -31,6 +31,7 @@ from secure_fota.server.errors import (
     Forbidden,
     MissingParameter,
     PayloadTooLarge,
+    RequestTimeout,
     Throttled,
     UnsupportedMediaType,
 )
@@ -52,6 +53,7 @@ _STATUS: Final[tuple[tuple[type[FotaError], int], ...]] = (
     (AuthenticationRequired, 401),
     (Forbidden, 403),
     (Throttled, 429),
+    (RequestTimeout, 408),
     (StorageError, 503),
 )
 

@@ -75,6 +75,9 @@ class ServerSettings(BaseSettings):
     # limits
     max_upload_size: int = Field(16 * 1024 * 1024, ge=1024, le=2**31)
     max_manifest_size: int = Field(MAX_MANIFEST_SIZE, ge=512, le=1024 * 1024)
+    upload_timeout: float = Field(
+        900, gt=0, description="seconds a client may take to send one upload's body (else 408)"
+    )
     gc_grace_seconds: int = Field(3600, ge=0)
     gc_on_start: bool = Field(
         True, description="remove unreferenced blobs older than gc_grace_seconds at start"

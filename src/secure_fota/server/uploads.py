@@ -8,6 +8,7 @@ later leaves only unreferenced blobs, which garbage collection removes.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -16,7 +17,7 @@ from starlette.requests import Request
 
 from secure_fota.errors import FormatError, FotaError, InputError
 from secure_fota.formats.encrypted_image import HEADER_SIZE, EncryptedImageHeader
-from secure_fota.server.errors import BadRequest, PayloadTooLarge
+from secure_fota.server.errors import BadRequest, PayloadTooLarge, RequestTimeout
 from secure_fota.server.multipart import MultipartReader, boundary_of
 from secure_fota.server.storage.base import BlobInfo, BlobStore
 
@@ -105,8 +106,10 @@ async def read_upload(
     *,
     max_upload_size: int,
     max_manifest_size: int,
+    timeout: float,
 ) -> UploadForm:
-    """Stream an upload's files into ``store`` and collect its fields."""
+    """Stream an upload's files into ``store`` and collect its fields (within ``timeout``
+    seconds: a client that trickles its body does not hold a worker's resources forever)."""
     boundary = boundary_of(request.headers.get("content-type"))
     max_body = max_upload_size + max_manifest_size + _OVERHEAD
     declared = request.headers.get("content-length")
@@ -115,29 +118,42 @@ async def read_upload(
     reader = MultipartReader(request.stream(), boundary, max_body=max_body)
     form = UploadForm()
     try:
-        while (part := await reader.next_part()) is not None:
-            if part.name == MANIFEST_FIELD:
-                if form.manifest is not None:
-                    raise BadRequest(MANIFEST_FIELD, "is given twice")
-                form.manifest = await store.put(
-                    part.chunks(), max_size=max_manifest_size, field=MANIFEST_FIELD
-                )
-                if form.manifest.size == 0:
-                    raise InputError(MANIFEST_FIELD, "is empty")
-            elif part.name == FIRMWARE_FIELD:
-                if form.firmware is not None:
-                    raise BadRequest(FIRMWARE_FIELD, "is given twice")
-                form.firmware = await store.put(
-                    _checked_firmware(part.chunks()),
-                    max_size=max_upload_size,
-                    field=FIRMWARE_FIELD,
-                )
-            elif part.name in FIELD_NAMES and part.filename is None:
-                if part.name in form.fields:
-                    raise BadRequest(part.name, "is given twice")
-                form.fields[part.name] = await part.text(_MAX_FIELD)
-            # anything else is skipped, like Spring ignores unknown parameters
+        async with asyncio.timeout(timeout):
+            await _read_parts(reader, store, form, max_upload_size, max_manifest_size)
+    except TimeoutError:
+        raise RequestTimeout(f"the upload did not arrive within {timeout:g} s") from None
     except FotaError:
         await reader.drain(_DRAIN_FACTOR * max_body)
         raise
     return form
+
+
+async def _read_parts(
+    reader: MultipartReader,
+    store: BlobStore,
+    form: UploadForm,
+    max_upload_size: int,
+    max_manifest_size: int,
+) -> None:
+    while (part := await reader.next_part()) is not None:
+        if part.name == MANIFEST_FIELD:
+            if form.manifest is not None:
+                raise BadRequest(MANIFEST_FIELD, "is given twice")
+            form.manifest = await store.put(
+                part.chunks(), max_size=max_manifest_size, field=MANIFEST_FIELD
+            )
+            if form.manifest.size == 0:
+                raise InputError(MANIFEST_FIELD, "is empty")
+        elif part.name == FIRMWARE_FIELD:
+            if form.firmware is not None:
+                raise BadRequest(FIRMWARE_FIELD, "is given twice")
+            form.firmware = await store.put(
+                _checked_firmware(part.chunks()),
+                max_size=max_upload_size,
+                field=FIRMWARE_FIELD,
+            )
+        elif part.name in FIELD_NAMES and part.filename is None:
+            if part.name in form.fields:
+                raise BadRequest(part.name, "is given twice")
+            form.fields[part.name] = await part.text(_MAX_FIELD)
+        # anything else is skipped, like Spring ignores unknown parameters

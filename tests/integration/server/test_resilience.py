@@ -289,3 +289,35 @@ def test_server_killed_mid_upload(tmp_path: Path, tls_dir: Path):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def test_trickling_upload_times_out_with_408(
+    request: pytest.FixtureRequest, tmp_path: Path, tls_dir: Path
+):
+    with harness(request, tmp_path, tls=tls_dir, upload_timeout=0.5) as api:
+        manifest, binary = fake_release(1, size=100_000)
+        request_obj = httpx.Request(
+            "POST",
+            "https://x/uploadFile",
+            data={"id": "1", "deviceType": "slow", "fwName": "app"},
+            files=upload_files(manifest, binary),
+        )
+        body = request_obj.read()
+        context = ssl.create_default_context(cafile=str(api.server.ca))
+        raw = socket.create_connection(("127.0.0.1", api.server.port), timeout=10)
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            sock.sendall(
+                (
+                    f"POST /uploadFile HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    f"Authorization: Bearer {api.credentials.uploader_token}\r\n"
+                    f"Content-Type: {request_obj.headers['content-type']}\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n"
+                ).encode()
+                + body[:60_000]
+            )
+            reply = sock.recv(4096)  # nothing more is sent: the server gives up
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:100]
+        staging = api.settings.data_dir / "blobs" / "staging"
+        assert not any(staging.glob("*.part"))
+        response = api.http.get("/update/newest/manifest", params={"deviceType": "slow"})
+        assert response.status_code == 404

@@ -77,6 +77,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         401: "credentials missing or wrong (WWW-Authenticate)",
         403: "insufficient role, a token for another device type, or credentials without TLS",
         404: "unknown device type, release or route",
+        408: "the upload body did not arrive in time",
         409: "this (device type, id) exists with different content",
         413: "a file or the body exceeds its limit",
         415: "the body is not multipart/form-data",

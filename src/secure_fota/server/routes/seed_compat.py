@@ -144,6 +144,7 @@ async def upload_file(request: Request) -> PlainTextResponse:
         context.store,
         max_upload_size=context.settings.max_upload_size,
         max_manifest_size=context.settings.max_manifest_size,
+        timeout=context.settings.upload_timeout,
     )
     await context.releases.publish(form, request.query_params, principal)
     return PlainTextResponse("OK")

@@ -243,6 +243,7 @@ async def upload(request: Request, device_type: TypePath) -> JSONResponse:
         context.store,
         max_upload_size=context.settings.max_upload_size,
         max_manifest_size=context.settings.max_manifest_size,
+        timeout=context.settings.upload_timeout,
     )
     published = await context.releases.publish(
         form, request.query_params, principal, device_type=name
