@@ -67,9 +67,8 @@ class ReleaseService:
     @staticmethod
     def precheck(query: Mapping[str, str], *, device_type: str | None = None) -> None:
         """Refuse malformed query-string fields before any byte of the body is stored."""
-        for name in ("id",):
-            if name in query:
-                check_seq(name, query[name])
+        if "id" in query:
+            check_seq("id", query["id"])
         for name in ("deviceType", "fwName"):
             if name in query:
                 check_name(name, query[name])
