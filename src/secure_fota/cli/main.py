@@ -27,6 +27,11 @@ _SUBCOMMANDS: Final = {
         "author",
         "Build, verify, upload and serve releases (the firmware author's side).",
     ),
+    "server": (
+        "secure_fota.cli.server",
+        "server",
+        "Run the update server; manage its database, users and tokens.",
+    ),
     "device": (
         "secure_fota.cli.device",
         "device",

@@ -1,0 +1,78 @@
+"""The ASGI application: ``create_app(settings)``; everything stateful is built in the
+lifespan of each worker process, nothing at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from secure_fota import __version__
+from secure_fota.errors import FotaError
+from secure_fota.server import http_errors
+from secure_fota.server.context import ServerContext, build_context
+from secure_fota.server.metrics import Metrics, MetricsMiddleware
+from secure_fota.server.routes import ops, seed_compat, v1
+from secure_fota.server.settings import ServerSettings, settings_from_environment
+
+__all__ = ["app_from_environment", "create_app"]
+
+_log = logging.getLogger("secure_fota.server")
+
+
+async def _collect_garbage(context: ServerContext) -> None:
+    """Blobs of deleted releases and of uploads that died between blob and row (in the
+    background: start-up does not wait for a bucket listing)."""
+    try:
+        await context.releases.collect_garbage()
+    except FotaError as exc:
+        _log.warning("start-up garbage collection failed: %s", exc)
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        context = await build_context(settings, metrics)
+        app.state.context = context
+        cleanup = asyncio.create_task(_collect_garbage(context)) if settings.gc_on_start else None
+        try:
+            yield
+        finally:
+            if cleanup is not None:
+                cleanup.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await cleanup
+            app.state.context = None
+            metrics.worker_exiting()
+            await context.close()
+
+    app = FastAPI(
+        title="secure-fota update server",
+        version=__version__,
+        description="Stores signed, encrypted ESP32 releases and serves the newest per device "
+        "type. See docs/api.md.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.context = None
+    http_errors.install(app)
+    routers = (seed_compat.router, v1.router, ops.router)
+    for router in routers:
+        app.include_router(router)
+    http_errors.index_routes(app, routers)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn factory for worker processes: the parent's settings come in the environment."""
+    return create_app(settings_from_environment(dict(os.environ)))

@@ -1,0 +1,279 @@
+"""Who may do what: uploaders and admins (HTTP Basic with Argon2id passwords, or bearer
+tokens), devices (open, or per-device-type / per-device bearer tokens), and throttling of
+repeated failures.
+
+Tokens are 256-bit random secrets; only their SHA-256 is stored (a fast hash is enough for
+secrets of that entropy, and keeps device polls cheap). Passwords are Argon2id. Failed
+attempts are counted per client address and per user name; past the limit the answer is 429
+with ``Retry-After`` until the lock-out ends (per worker process).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+import anyio
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from secure_fota.errors import InputError
+from secure_fota.formats.names import check_name
+from secure_fota.server.cache import GenerationWatcher
+from secure_fota.server.db.repository import Repository
+from secure_fota.server.errors import AuthenticationRequired, Forbidden, Throttled
+
+__all__ = [
+    "TOKEN_PREFIX",
+    "Authenticator",
+    "DeviceAuthMode",
+    "FailureThrottle",
+    "Principal",
+    "Role",
+    "hash_password",
+    "new_token",
+    "token_digest",
+]
+
+TOKEN_PREFIX: Final = "fota_"  # noqa: S105 -- a prefix, not a secret
+_MAX_CREDENTIAL: Final = 1024
+_MAX_TRACKED: Final = 50_000
+#: a client address is locked out after this many times ``auth_max_failures``
+CLIENT_FACTOR: Final = 4
+_HASHER: Final = PasswordHasher()  # Argon2id, RFC 9106 "low memory" profile
+#: verified against when the user does not exist, so that timing does not reveal names
+_DUMMY_HASH: Final = _HASHER.hash(secrets.token_hex(16))
+
+
+class Role(StrEnum):
+    UPLOADER = "uploader"
+    ADMIN = "admin"
+    DEVICE = "device"
+
+
+class DeviceAuthMode(StrEnum):
+    OPEN = "open"
+    DEVICE_TYPE_TOKEN = "device-type-token"  # noqa: S105 -- a mode name
+    DEVICE_TOKEN = "device-token"  # noqa: S105
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    role: Role
+    via: str  # "basic" or "token"
+    device_type: str | None = None
+    per_device: bool = False
+
+
+def hash_password(password: str) -> str:
+    if not password:
+        raise InputError("password", "must not be empty")
+    if len(password) > _MAX_CREDENTIAL:
+        raise InputError("password", f"is longer than {_MAX_CREDENTIAL} characters")
+    return _HASHER.hash(password)
+
+
+def new_token() -> str:
+    """A fresh bearer token (shown once; store only :func:`token_digest`)."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+class FailureThrottle:
+    """Sliding-window failure counters with lock-out, bounded in memory.
+
+    A user name is locked after ``max_failures`` failures within ``window`` seconds, a client
+    address after ``CLIENT_FACTOR`` times as many."""
+
+    def __init__(
+        self,
+        *,
+        max_failures: int,
+        window: float,
+        lockout: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._max = max_failures
+        self._window = window
+        self._lockout = lockout
+        self._clock = clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._locked: dict[str, float] = {}
+
+    def _limit(self, key: str) -> int:
+        # one address may carry many users (NAT, CI): it gets more room than one user name
+        return self._max * CLIENT_FACTOR if key.startswith("client:") else self._max
+
+    def check(self, keys: Iterable[str]) -> None:
+        now = self._clock()
+        for key in keys:
+            until = self._locked.get(key)
+            if until is None:
+                continue
+            if now < until:
+                raise Throttled(max(1, int(until - now + 0.999)))
+            del self._locked[key]
+
+    def failure(self, keys: Iterable[str]) -> None:
+        now = self._clock()
+        for key in keys:
+            times = self._failures.pop(key, None) or deque()
+            times.append(now)
+            while times and now - times[0] > self._window:
+                times.popleft()
+            if len(times) >= self._limit(key):
+                self._locked[key] = now + self._lockout
+                times.clear()
+            self._failures[key] = times
+            while len(self._failures) > _MAX_TRACKED:
+                self._failures.popitem(last=False)
+        if len(self._locked) > _MAX_TRACKED:
+            self._locked = {k: v for k, v in self._locked.items() if v > now}
+
+    def success(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._failures.pop(key, None)
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedToken:
+    principal: Principal | None  # None: unknown or revoked
+
+
+class Authenticator:
+    def __init__(
+        self,
+        repository: Repository,
+        watcher: GenerationWatcher,
+        throttle: FailureThrottle,
+        *,
+        device_mode: DeviceAuthMode,
+    ) -> None:
+        self._repository = repository
+        self._watcher = watcher
+        self._throttle = throttle
+        self.device_mode = device_mode
+        self._tokens: dict[str, _CachedToken] = {}
+        watcher.subscribe(self._clear)
+
+    def _clear(self) -> None:
+        self._tokens = {}
+
+    async def _token(self, token: str) -> Principal | None:
+        digest = token_digest(token)
+        await self._watcher.ensure_fresh()
+        tokens = self._tokens
+        cached = tokens.get(digest)
+        if cached is not None:
+            return cached.principal
+        row = await self._repository.token_by_digest(digest)
+        principal = None
+        # the lookup is by digest; compare again in constant time all the same
+        if row is not None and not row.revoked and hmac.compare_digest(row.token_sha256, digest):
+            principal = Principal(
+                name=row.name,
+                role=Role(row.role),
+                via="token",
+                device_type=row.device_type,
+                per_device=row.per_device,
+            )
+        if len(tokens) >= _MAX_TRACKED:
+            tokens.clear()
+        tokens[digest] = _CachedToken(principal)
+        return principal
+
+    async def _password(self, name: str, password: str) -> Principal | None:
+        user = await self._repository.user(name)
+        stored = user.password_hash if user is not None and not user.disabled else _DUMMY_HASH
+        ok = await anyio.to_thread.run_sync(_verify, stored, password)
+        if not ok or user is None or user.disabled:
+            return None
+        return Principal(name=user.name, role=Role(user.role), via="basic")
+
+    async def staff(self, authorization: str | None, client: str, *, admin: bool) -> Principal:
+        """An uploader (or admin) from an ``Authorization`` header; raises 401/403/429."""
+        scheme, _, credentials = (authorization or "").partition(" ")
+        scheme = scheme.lower()
+        credentials = credentials.strip()
+        if scheme not in ("basic", "bearer") or not credentials:
+            raise AuthenticationRequired("this endpoint needs HTTP Basic or bearer credentials")
+        if len(credentials) > _MAX_CREDENTIAL:
+            raise AuthenticationRequired("credentials too long")
+        client_key = f"client:{client}"
+        if scheme == "bearer":
+            self._throttle.check([client_key])
+            principal = await self._token(credentials)
+            keys = [client_key]
+        else:
+            name, password = _decode_basic(credentials)
+            keys = [client_key, f"user:{name}"]
+            self._throttle.check(keys)
+            principal = await self._password(name, password)
+        if principal is None:
+            self._throttle.failure(keys)
+            raise AuthenticationRequired("wrong user name, password or token")
+        self._throttle.success(keys)
+        if principal.role is Role.DEVICE:
+            raise Forbidden("device tokens cannot upload or administer")
+        if admin and principal.role is not Role.ADMIN:
+            raise Forbidden(f"{principal.name!r} is an {principal.role.value}; this needs admin")
+        return principal
+
+    async def device(
+        self, authorization: str | None, client: str, device_type: str
+    ) -> Principal | None:
+        """A device allowed to fetch ``device_type`` releases (``None`` in open mode)."""
+        if self.device_mode is DeviceAuthMode.OPEN:
+            return None
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or len(token) > _MAX_CREDENTIAL:
+            raise AuthenticationRequired("device endpoints need a bearer token", basic=False)
+        client_key = f"client:{client}"
+        self._throttle.check([client_key])
+        principal = await self._token(token)
+        if principal is None:
+            self._throttle.failure([client_key])
+            raise AuthenticationRequired("unknown or revoked token", basic=False)
+        if principal.role is Role.ADMIN:
+            return principal
+        if principal.role is not Role.DEVICE or principal.device_type != device_type:
+            raise Forbidden(f"this token is not valid for device type {device_type!r}")
+        if self.device_mode is DeviceAuthMode.DEVICE_TOKEN and not principal.per_device:
+            raise Forbidden("this server needs a per-device token, not a device-type token")
+        return principal
+
+
+def _verify(stored: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(stored, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def _decode_basic(credentials: str) -> tuple[str, str]:
+    try:
+        decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise AuthenticationRequired("malformed HTTP Basic credentials") from None
+    name, colon, password = decoded.partition(":")
+    if not colon:
+        raise AuthenticationRequired("malformed HTTP Basic credentials")
+    try:
+        check_name("user", name)
+    except InputError:
+        raise AuthenticationRequired("wrong user name, password or token") from None
+    return name, password

@@ -1,0 +1,143 @@
+"""Everything one worker's app holds, built in the lifespan (never at import time)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from secure_fota.errors import ConfigError
+from secure_fota.server.auth import Authenticator, DeviceAuthMode, FailureThrottle
+from secure_fota.server.cache import GenerationWatcher, NewestCache
+from secure_fota.server.db.engine import create_engine
+from secure_fota.server.db.migrate import upgrade
+from secure_fota.server.db.repository import Repository
+from secure_fota.server.freshness import FreshnessSigner
+from secure_fota.server.metrics import Metrics
+from secure_fota.server.releases import ReleaseService
+from secure_fota.server.settings import ServerSettings
+from secure_fota.server.storage.base import BlobStore
+
+__all__ = ["ServerContext", "build_context", "build_store", "open_database"]
+
+_log = logging.getLogger("secure_fota.server")
+
+
+@dataclass(slots=True)
+class ServerContext:
+    settings: ServerSettings
+    engine: AsyncEngine
+    repository: Repository
+    store: BlobStore
+    watcher: GenerationWatcher
+    cache: NewestCache
+    auth: Authenticator
+    releases: ReleaseService
+    metrics: Metrics
+    freshness: FreshnessSigner | None
+
+    async def close(self) -> None:
+        try:
+            await self.store.close()
+        finally:
+            await self.engine.dispose()
+
+
+def build_store(settings: ServerSettings) -> BlobStore:
+    if settings.storage == "local":
+        from secure_fota.server.storage.local import LocalBlobStore
+
+        return LocalBlobStore(settings.data_dir / "blobs", staging_max_age=settings.staging_max_age)
+    from secure_fota.server.storage.s3 import S3BlobStore
+
+    if not settings.s3_bucket:
+        raise ConfigError("storage = 's3' needs s3_bucket (FOTA_S3_BUCKET)")
+    secret = settings.s3_secret_access_key
+    return S3BlobStore(
+        bucket=settings.s3_bucket,
+        prefix=settings.s3_prefix,
+        spool_dir=settings.data_dir / "staging",
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=secret.get_secret_value() if secret else None,
+        staging_max_age=settings.staging_max_age,
+    )
+
+
+def _prepare_data_dir(settings: ServerSettings) -> None:
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create data directory {settings.data_dir} ({exc.strerror})"
+        ) from None
+
+
+async def open_database(settings: ServerSettings, *, migrate: bool) -> AsyncEngine:
+    _prepare_data_dir(settings)
+    engine = create_engine(
+        settings.effective_database_url(),
+        pool_size=settings.db_pool_size,
+        connect_timeout=settings.db_connect_timeout,
+    )
+    if migrate:
+        try:
+            await upgrade(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+    return engine
+
+
+async def build_context(settings: ServerSettings, metrics: Metrics) -> ServerContext:
+    freshness = (
+        FreshnessSigner.from_file(settings.freshness_key_file)
+        if settings.freshness_key_file
+        else None
+    )
+    engine = await open_database(settings, migrate=settings.migrate_on_start)
+    try:
+        store = build_store(settings)
+        await store.start()
+    except BaseException:
+        await engine.dispose()
+        raise
+    repository = Repository(engine)
+    watcher = GenerationWatcher(repository, settings.cache_ttl)
+    throttle = FailureThrottle(
+        max_failures=settings.auth_max_failures,
+        window=settings.auth_failure_window,
+        lockout=settings.auth_lockout_seconds,
+    )
+    context = ServerContext(
+        settings=settings,
+        engine=engine,
+        repository=repository,
+        store=store,
+        watcher=watcher,
+        cache=NewestCache(
+            watcher,
+            repository,
+            store,
+            max_manifest_size=settings.max_manifest_size,
+            on_load=metrics.cache_loads.inc,
+        ),
+        auth=Authenticator(
+            repository, watcher, throttle, device_mode=DeviceAuthMode(settings.device_auth)
+        ),
+        releases=ReleaseService(
+            repository, store, watcher, metrics, gc_grace_seconds=settings.gc_grace_seconds
+        ),
+        metrics=metrics,
+        freshness=freshness,
+    )
+    _log.info(
+        "update server ready: database %s, %s storage, device auth %s, freshness %s",
+        engine.url.render_as_string(hide_password=True),
+        store.kind,
+        settings.device_auth,
+        "on" if freshness else "off",
+    )
+    return context

@@ -1,0 +1,1 @@
+"""Database: models, engine construction, migrations (Alembic) and the repository."""

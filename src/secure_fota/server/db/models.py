@@ -1,0 +1,127 @@
+"""Tables. Changing anything here needs a new Alembic revision (a test checks they match)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from secure_fota.limits import MAX_NAME_LENGTH
+
+__all__ = ["GENERATION_ROW", "Base", "Release", "ServerState", "Token", "User", "UtcDateTime"]
+
+#: the single row of ``server_state`` whose counter changes on every visible change
+GENERATION_ROW: Final = 1
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime.datetime]):
+    """Aware UTC datetimes stored as naive UTC (portable across SQLite, PostgreSQL, MySQL)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(
+        self,
+        value: datetime.datetime | None,
+        dialect: Dialect,  # noqa: ARG002 -- SQLAlchemy API
+    ) -> datetime.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(datetime.UTC).replace(tzinfo=None)
+
+    def process_result_value(
+        self,
+        value: Any,
+        dialect: Dialect,  # noqa: ARG002 -- SQLAlchemy API
+    ) -> datetime.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite without type detection
+            value = datetime.datetime.fromisoformat(value)
+        result: datetime.datetime = value.replace(tzinfo=datetime.UTC)
+        return result
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Release(Base):
+    """One release of one device type; ``seq`` is the seed's ``id``, unique per device type."""
+
+    __tablename__ = "releases"
+    __table_args__ = (
+        UniqueConstraint("device_type", "seq", name="uq_releases_device_type_seq"),
+        Index("ix_releases_newest", "device_type", "yanked", "seq"),
+    )
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_type: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
+    seq: Mapped[int] = mapped_column(Integer)
+    fw_name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    manifest_size: Mapped[int] = mapped_column(Integer)
+    binary_sha256: Mapped[str] = mapped_column(String(64))
+    binary_size: Mapped[int] = mapped_column(BigInteger)
+    uploaded_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+    uploader: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
+    yanked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class User(Base):
+    """An uploader or admin who signs in with HTTP Basic (Argon2id password hash)."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Token(Base):
+    """A bearer token (SHA-256 of a 256-bit random secret; the secret is shown once)."""
+
+    __tablename__ = "tokens"
+
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    device_type: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH), nullable=True)
+    per_device: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ServerState(Base):
+    """Counters shared by every worker and host; row 1's ``generation`` is bumped in the same
+    transaction as every change that devices or caches must see."""
+
+    __tablename__ = "server_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    generation: Mapped[int] = mapped_column(BigInteger)

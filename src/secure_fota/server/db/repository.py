@@ -1,0 +1,320 @@
+"""Every database read and write the server makes; one short transaction per method.
+
+Database failures become :class:`~secure_fota.server.errors.Unavailable` (503), constraint
+violations :class:`~secure_fota.errors.ConflictError`; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from secure_fota.errors import ConflictError, NotFoundError, StorageError
+from secure_fota.server.db.models import GENERATION_ROW, Release, ServerState, Token, User
+from secure_fota.server.errors import Unavailable
+
+__all__ = ["DeviceTypeSummary", "NewRelease", "Repository", "db_errors"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTypeSummary:
+    device_type: str
+    newest: int | None
+    releases: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewRelease:
+    device_type: str
+    seq: int
+    fw_name: str
+    manifest_sha256: str
+    manifest_size: int
+    binary_sha256: str
+    binary_size: int
+    uploader: str
+
+    def same_content(self, row: Release) -> bool:
+        return (
+            row.fw_name == self.fw_name
+            and row.manifest_sha256 == self.manifest_sha256
+            and row.binary_sha256 == self.binary_sha256
+            and row.manifest_size == self.manifest_size
+            and row.binary_size == self.binary_size
+        )
+
+
+@contextlib.contextmanager
+def db_errors() -> Iterator[None]:
+    """Translate driver and connection failures into :class:`Unavailable`."""
+    try:
+        yield
+    except (OperationalError, InterfaceError, OSError, TimeoutError) as exc:
+        raise Unavailable(f"database unavailable ({type(exc).__name__})") from None
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise Unavailable("database connection lost") from None
+        raise  # a bug (or a constraint the caller handles), not an outage
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+
+
+class Repository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @contextlib.asynccontextmanager
+    async def _tx(self) -> AsyncIterator[AsyncSession]:
+        with db_errors():
+            async with self._sessions.begin() as session:
+                yield session
+
+    @staticmethod
+    async def _bump(session: AsyncSession) -> None:
+        await session.execute(
+            update(ServerState)
+            .where(ServerState.id == GENERATION_ROW)
+            .values(generation=ServerState.generation + 1)
+        )
+
+    # health and caches ------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        async with self._tx() as session:
+            await session.execute(select(1))
+
+    async def generation(self) -> int:
+        async with self._tx() as session:
+            value = await session.scalar(
+                select(ServerState.generation).where(ServerState.id == GENERATION_ROW)
+            )
+        if value is None:
+            raise StorageError("database is not initialised (run `fota server db upgrade`)")
+        return int(value)
+
+    async def bump_generation(self) -> None:
+        async with self._tx() as session:
+            await self._bump(session)
+
+    # releases -----------------------------------------------------------------------------
+
+    async def newest(self, device_type: str) -> Release | None:
+        async with self._tx() as session:
+            result = await session.scalars(
+                select(Release)
+                .where(Release.device_type == device_type, Release.yanked.is_(False))
+                .order_by(Release.seq.desc())
+                .limit(1)
+            )
+            return result.first()
+
+    async def release(self, device_type: str, seq: int) -> Release | None:
+        async with self._tx() as session:
+            result = await session.scalars(
+                select(Release).where(Release.device_type == device_type, Release.seq == seq)
+            )
+            return result.first()
+
+    async def releases(self, device_type: str) -> Sequence[Release]:
+        async with self._tx() as session:
+            result = await session.scalars(
+                select(Release).where(Release.device_type == device_type).order_by(Release.seq)
+            )
+            return result.all()
+
+    async def device_types(self) -> list[DeviceTypeSummary]:
+        # MAX(CASE ...) rather than FILTER (WHERE ...), which MariaDB lacks
+        newest = func.max(case((Release.yanked.is_(False), Release.seq)))
+        async with self._tx() as session:
+            rows = await session.execute(
+                select(Release.device_type, newest, func.count())
+                .group_by(Release.device_type)
+                .order_by(Release.device_type)
+            )
+            return [DeviceTypeSummary(t, n, c) for t, n, c in rows.all()]
+
+    async def device_type_exists(self, device_type: str) -> bool:
+        async with self._tx() as session:
+            found = await session.scalar(
+                select(Release.pk).where(Release.device_type == device_type).limit(1)
+            )
+            return found is not None
+
+    async def add_release(self, new: NewRelease) -> tuple[Release, bool]:
+        """Insert ``new``; return ``(row, created)``. An identical existing release is an
+        idempotent retry (``created`` False); a different one raises ConflictError."""
+        try:
+            async with self._tx() as session:
+                existing = (
+                    await session.scalars(
+                        select(Release).where(
+                            Release.device_type == new.device_type, Release.seq == new.seq
+                        )
+                    )
+                ).first()
+                if existing is not None:
+                    return self._same_or_conflict(new, existing), False
+                row = Release(
+                    device_type=new.device_type,
+                    seq=new.seq,
+                    fw_name=new.fw_name,
+                    manifest_sha256=new.manifest_sha256,
+                    manifest_size=new.manifest_size,
+                    binary_sha256=new.binary_sha256,
+                    binary_size=new.binary_size,
+                    uploaded_at=_now(),
+                    uploader=new.uploader,
+                    yanked=False,
+                )
+                session.add(row)
+                await session.flush()
+                await self._bump(session)
+        except IntegrityError:
+            # a concurrent upload of the same (type, id) committed first
+            existing = await self.release(new.device_type, new.seq)
+            if existing is None:
+                raise Unavailable("release insert failed; retry") from None
+            return self._same_or_conflict(new, existing), False
+        return row, True
+
+    @staticmethod
+    def _same_or_conflict(new: NewRelease, existing: Release) -> Release:
+        if new.same_content(existing):
+            return existing
+        raise ConflictError(
+            f"release {new.seq} of device type {new.device_type!r} already exists with "
+            "different content; releases are immutable (upload a new id)"
+        )
+
+    async def set_yanked(self, device_type: str, seq: int, yanked: bool) -> Release:
+        async with self._tx() as session:
+            row = (
+                await session.scalars(
+                    select(Release)
+                    .where(Release.device_type == device_type, Release.seq == seq)
+                    .with_for_update()
+                )
+            ).first()
+            if row is None:
+                raise NotFoundError(f"device type {device_type!r} has no release {seq}")
+            if row.yanked != yanked:
+                row.yanked = yanked
+                await self._bump(session)
+            return row
+
+    async def delete_release(self, device_type: str, seq: int) -> Release:
+        async with self._tx() as session:
+            row = (
+                await session.scalars(
+                    select(Release).where(Release.device_type == device_type, Release.seq == seq)
+                )
+            ).first()
+            if row is None:
+                raise NotFoundError(f"device type {device_type!r} has no release {seq}")
+            await session.execute(delete(Release).where(Release.pk == row.pk))
+            await self._bump(session)
+            return row
+
+    async def referenced_blobs(self) -> set[str]:
+        async with self._tx() as session:
+            manifests = await session.scalars(select(Release.manifest_sha256))
+            found = set(manifests.all())
+            binaries = await session.scalars(select(Release.binary_sha256))
+            found.update(binaries.all())
+            return found
+
+    # users and tokens ---------------------------------------------------------------------
+
+    async def user(self, name: str) -> User | None:
+        async with self._tx() as session:
+            return await session.get(User, name)
+
+    async def users(self) -> Sequence[User]:
+        async with self._tx() as session:
+            return (await session.scalars(select(User).order_by(User.name))).all()
+
+    async def add_user(self, name: str, password_hash: str, role: str, *, replace: bool) -> None:
+        try:
+            async with self._tx() as session:
+                existing = await session.get(User, name)
+                if existing is not None:
+                    if not replace:
+                        raise ConflictError(f"user {name!r} already exists (use --replace)")
+                    existing.password_hash = password_hash
+                    existing.role = role
+                    existing.disabled = False
+                else:
+                    session.add(
+                        User(
+                            name=name,
+                            password_hash=password_hash,
+                            role=role,
+                            created_at=_now(),
+                            disabled=False,
+                        )
+                    )
+                await self._bump(session)
+        except IntegrityError:
+            raise ConflictError(f"user {name!r} already exists") from None
+
+    async def remove_user(self, name: str) -> None:
+        async with self._tx() as session:
+            result = await session.execute(delete(User).where(User.name == name))
+            if not result.rowcount:  # type: ignore[attr-defined]
+                raise NotFoundError(f"no user {name!r}")
+            await self._bump(session)
+
+    async def token_by_digest(self, digest: str) -> Token | None:
+        async with self._tx() as session:
+            return (
+                await session.scalars(select(Token).where(Token.token_sha256 == digest))
+            ).first()
+
+    async def tokens(self) -> Sequence[Token]:
+        async with self._tx() as session:
+            return (await session.scalars(select(Token).order_by(Token.name))).all()
+
+    async def add_token(
+        self,
+        name: str,
+        digest: str,
+        role: str,
+        *,
+        device_type: str | None,
+        per_device: bool,
+    ) -> None:
+        try:
+            async with self._tx() as session:
+                if await session.get(Token, name) is not None:
+                    raise ConflictError(f"a token named {name!r} already exists")
+                session.add(
+                    Token(
+                        name=name,
+                        token_sha256=digest,
+                        role=role,
+                        device_type=device_type,
+                        per_device=per_device,
+                        created_at=_now(),
+                        revoked=False,
+                    )
+                )
+                await self._bump(session)
+        except IntegrityError:
+            raise ConflictError(f"a token named {name!r} already exists") from None
+
+    async def revoke_token(self, name: str) -> None:
+        async with self._tx() as session:
+            row = await session.get(Token, name)
+            if row is None:
+                raise NotFoundError(f"no token {name!r}")
+            row.revoked = True
+            await self._bump(session)

@@ -1,0 +1,109 @@
+"""Serving manifests and images to devices: strong ETags (the SHA-256), ``If-None-Match``
+→ 304, ``Range``/``If-Range`` → 206/416, ``Content-Length`` always, freshness statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+
+from secure_fota.crypto.freshness import FRESHNESS_HEADER
+from secure_fota.server.context import ServerContext
+from secure_fota.server.http_errors import error_response
+from secure_fota.server.ranges import Unsatisfiable, etag_matches, if_range_allows, parse_range
+from secure_fota.server.records import ReleaseInfo
+
+__all__ = ["send_binary", "send_manifest"]
+
+_OCTETS = "application/octet-stream"
+
+
+def send_manifest(
+    request: Request,
+    context: ServerContext,
+    *,
+    release: ReleaseInfo,
+    manifest: bytes,
+    headers: Mapping[str, str],
+    nonce: str | None,
+) -> Response:
+    """``headers`` are the precomputed 200 headers (content type and length, ETag, ...)."""
+    etag = headers["etag"]
+    extra: dict[str, str] = {}
+    if nonce is not None and context.freshness is not None:
+        extra[FRESHNESS_HEADER] = context.freshness.sign(
+            device_type=release.device_type,
+            seq=release.seq,
+            manifest_sha256=release.manifest_sha256,
+            nonce=nonce,
+        )
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        context.metrics.not_modified.labels("manifest").inc()
+        return Response(
+            status_code=304,
+            headers={
+                "etag": etag,
+                "cache-control": "no-cache",
+                "x-fota-release": str(release.seq),
+                **extra,
+            },
+        )
+    if extra:
+        headers = {**headers, **extra}
+    if request.method == "HEAD":
+        return Response(headers=dict(headers))
+    context.metrics.bytes_served.labels("manifest").inc(len(manifest))
+    return Response(manifest, headers=dict(headers))
+
+
+async def _counted(chunks: AsyncIterator[bytes], context: ServerContext) -> AsyncIterator[bytes]:
+    counter = context.metrics.bytes_served.labels("binary")
+    async for chunk in chunks:
+        counter.inc(len(chunk))
+        yield chunk
+
+
+async def send_binary(request: Request, context: ServerContext, release: ReleaseInfo) -> Response:
+    etag = f'"{release.binary_sha256}"'
+    size = release.binary_size
+    base = {
+        "etag": etag,
+        "cache-control": "no-cache",
+        "accept-ranges": "bytes",
+        "x-fota-release": str(release.seq),
+    }
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        context.metrics.not_modified.labels("binary").inc()
+        return Response(status_code=304, headers=base)
+    if context.settings.s3_presign_downloads:
+        url = await context.store.presigned_url(
+            release.binary_sha256, expires=context.settings.s3_presign_expiry
+        )
+        if url is not None:
+            return RedirectResponse(
+                url, status_code=302, headers={**base, "cache-control": "no-store"}
+            )
+    byte_range = None
+    if if_range_allows(request.headers.get("if-range"), etag):
+        try:
+            byte_range = parse_range(request.headers.get("range"), size)
+        except Unsatisfiable:
+            return error_response(
+                416,
+                f"Range is outside the {size}-byte image",
+                "Range",
+                {**base, "content-range": f"bytes */{size}"},
+            )
+    headers = {**base, "content-type": _OCTETS}
+    if byte_range is None:
+        start, length, status = 0, size, 200
+    else:
+        start, length, status = byte_range.start, byte_range.length, 206
+        headers["content-range"] = byte_range.content_range(size)
+    headers["content-length"] = str(length)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers)
+    chunks = await context.store.open(release.binary_sha256, start, length)
+    return StreamingResponse(_counted(chunks, context), status_code=status, headers=headers)

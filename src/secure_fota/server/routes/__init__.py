@@ -1,0 +1,1 @@
+"""HTTP routes: the seed's endpoints, the versioned API and the operations endpoints."""

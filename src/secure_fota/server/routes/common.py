@@ -1,0 +1,143 @@
+"""Helpers shared by the route modules: the app's context, the client, credentials."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from secure_fota.limits import MAX_NAME_LENGTH, MAX_SEQ
+from secure_fota.server.auth import Principal
+from secure_fota.server.context import ServerContext
+from secure_fota.server.errors import Forbidden, Unavailable
+from secure_fota.server.freshness import check_nonce
+
+__all__ = [
+    "ERROR_RESPONSES",
+    "ID_SCHEMA",
+    "NAME_SCHEMA",
+    "NONCE_SCHEMA",
+    "ErrorOut",
+    "client_of",
+    "context_of",
+    "device",
+    "get_and_head",
+    "nonce_of",
+    "query_parameters",
+    "staff",
+]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class ErrorOut(BaseModel):
+    """Every error answer (4xx and 5xx) has this body."""
+
+    error: str = Field(description="what is wrong, naming the field")
+    field: str | None = Field(description="the parameter, header or part at fault, if any")
+
+
+#: OpenAPI schemas of names and ids (validation itself is formats.names; ECMA-262 patterns)
+NAME_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_NAME_LENGTH,
+    "pattern": r"^[A-Za-z0-9](?:[A-Za-z0-9_-]|\.(?!\.))*$",
+}
+ID_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": MAX_SEQ}
+NONCE_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^[0-9a-f]{32,64}$"}
+
+
+def query_parameters(*specs: tuple[str, bool, str, dict[str, Any]]) -> dict[str, Any]:
+    """OpenAPI text for query parameters that a handler reads itself (declaring them as
+    FastAPI parameters costs a validation pass on every poll, and words errors differently)."""
+    return {
+        "parameters": [
+            {
+                "name": name,
+                "in": "query",
+                "required": required,
+                "description": description,
+                "schema": schema,
+            }
+            for name, required, description, schema in specs
+        ]
+    }
+
+
+#: documented for every route of the seed-compatible and versioned routers
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": text}
+    for code, text in {
+        400: "a required parameter is missing, or the body is malformed",
+        401: "credentials missing or wrong (WWW-Authenticate)",
+        403: "insufficient role, a token for another device type, or credentials without TLS",
+        404: "unknown device type, release or route",
+        408: "the upload body did not arrive in time",
+        409: "this (device type, id) exists with different content",
+        413: "a file or the body exceeds its limit",
+        415: "the body is not multipart/form-data",
+        416: "the Range lies outside the image (Content-Range: bytes */LEN)",
+        422: "a parameter or the image header is invalid",
+        429: "too many failed sign-ins (Retry-After)",
+        503: "database or storage unavailable (Retry-After)",
+    }.items()
+}
+
+
+def context_of(request: Request) -> ServerContext:
+    context = getattr(request.app.state, "context", None)
+    if not isinstance(context, ServerContext):
+        raise Unavailable("server is starting")
+    return context
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _require_tls(request: Request, context: ServerContext) -> None:
+    if request.url.scheme != "https" and not context.settings.allow_insecure_http:
+        raise Forbidden("credentials are only accepted over TLS (https)")
+
+
+async def staff(request: Request, *, admin: bool = False) -> Principal:
+    """The uploader or admin making this request (401/403/429 otherwise)."""
+    context = context_of(request)
+    _require_tls(request, context)
+    return await context.auth.staff(
+        request.headers.get("authorization"), client_of(request), admin=admin
+    )
+
+
+async def device(request: Request, context: ServerContext, device_type: str) -> None:
+    """Check a device's token when the server is configured to need one."""
+    if context.auth.device_mode == "open":
+        return
+    _require_tls(request, context)
+    await context.auth.device(request.headers.get("authorization"), client_of(request), device_type)
+
+
+def nonce_of(request: Request) -> str | None:
+    return check_nonce(request.query_params.get("nonce"))
+
+
+def get_and_head(router: APIRouter, path: str, **options: Any) -> Callable[[_F], _F]:
+    """Register an endpoint for GET (documented) and HEAD (same handler, not in OpenAPI)."""
+
+    def register(function: _F) -> _F:
+        router.add_api_route(path, function, methods=["GET"], **options)
+        router.add_api_route(
+            path,
+            function,
+            methods=["HEAD"],
+            include_in_schema=False,
+            response_class=options.get("response_class", Response),
+        )
+        return function
+
+    return register

@@ -1,0 +1,284 @@
+"""The versioned API, ``/api/v1``: device types, releases, downloads by id, upload, yank,
+unyank, delete. Listing and changing need an uploader or admin; downloads follow the device
+authentication setting, like the seed's endpoints."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from secure_fota.errors import FotaError, NotFoundError
+from secure_fota.formats.names import check_name, check_seq
+from secure_fota.limits import MAX_NAME_LENGTH
+from secure_fota.server.cache import load_manifest, manifest_headers
+from secure_fota.server.delivery import send_binary, send_manifest
+from secure_fota.server.records import ReleaseInfo
+from secure_fota.server.releases import ReleaseService
+from secure_fota.server.routes.common import (
+    ERROR_RESPONSES,
+    ID_SCHEMA,
+    NAME_SCHEMA,
+    NONCE_SCHEMA,
+    context_of,
+    device,
+    get_and_head,
+    nonce_of,
+    query_parameters,
+    staff,
+)
+from secure_fota.server.routes.seed_compat import UPLOAD_BODY
+from secure_fota.server.uploads import read_upload, refuse_upload
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["api-v1"], responses=ERROR_RESPONSES)
+
+# documented precisely, validated by formats.names (so that errors name "deviceType" / "id")
+TypePath = Annotated[
+    str,
+    Path(description="device type", max_length=4 * MAX_NAME_LENGTH, json_schema_extra=NAME_SCHEMA),
+]
+IdPath = Annotated[str, Path(description="release id", json_schema_extra=ID_SCHEMA)]
+_ARTIFACT: Final[dict[int | str, dict[str, Any]]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "the bytes"},
+    206: {"description": "a range of the bytes (binaries)"},
+    304: {"description": "If-None-Match matched"},
+}
+
+_NONCE: Final = query_parameters(
+    ("nonce", False, "asks for an X-Fota-Freshness statement bound to it", NONCE_SCHEMA)
+)
+
+
+class DeviceTypeOut(BaseModel):
+    device_type: str
+    newest: int | None = Field(description="id of the newest non-yanked release, if any")
+    releases: int = Field(description="number of releases, yanked ones included")
+
+
+class ReleaseOut(BaseModel):
+    device_type: str
+    id: int
+    fw_name: str
+    manifest_size: int
+    binary_size: int
+    manifest_sha256: str
+    binary_sha256: str
+    uploaded_at: datetime.datetime
+    uploader: str
+    yanked: bool
+
+    @classmethod
+    def of(cls, release: ReleaseInfo) -> ReleaseOut:
+        return cls(
+            device_type=release.device_type,
+            id=release.seq,
+            fw_name=release.fw_name,
+            manifest_size=release.manifest_size,
+            binary_size=release.binary_size,
+            manifest_sha256=release.manifest_sha256,
+            binary_sha256=release.binary_sha256,
+            uploaded_at=release.uploaded_at,
+            uploader=release.uploader,
+            yanked=release.yanked,
+        )
+
+
+class UploadOut(BaseModel):
+    created: bool = Field(description="false when this was an identical re-upload")
+    release: ReleaseOut
+
+
+def _type(value: str) -> str:
+    return check_name("deviceType", value)
+
+
+def _id(value: str) -> int:
+    return check_seq("id", value)
+
+
+@router.get("/device-types", response_model=list[DeviceTypeOut])
+async def device_types(request: Request) -> list[DeviceTypeOut]:
+    await staff(request)
+    summaries = await context_of(request).repository.device_types()
+    return [
+        DeviceTypeOut(device_type=s.device_type, newest=s.newest, releases=s.releases)
+        for s in summaries
+    ]
+
+
+@router.get("/device-types/{device_type}/releases", response_model=list[ReleaseOut])
+async def releases(request: Request, device_type: TypePath) -> list[ReleaseOut]:
+    name = _type(device_type)
+    await staff(request)
+    return [ReleaseOut.of(r) for r in await context_of(request).releases.releases(name)]
+
+
+@router.get(
+    "/device-types/{device_type}/releases/{release_id}",
+    response_model=ReleaseOut,
+)
+async def release(request: Request, device_type: TypePath, release_id: IdPath) -> ReleaseOut:
+    name, seq = _type(device_type), _id(release_id)
+    await staff(request)
+    return ReleaseOut.of(await context_of(request).releases.release(name, seq))
+
+
+async def _visible(request: Request, device_type: str, release_id: str) -> ReleaseInfo:
+    context = context_of(request)
+    name, seq = _type(device_type), _id(release_id)
+    await device(request, context, name)
+    found = await context.releases.release(name, seq)
+    if found.yanked:
+        raise NotFoundError(f"release {seq} of device type {name!r} is yanked")
+    return found
+
+
+@get_and_head(
+    router,
+    "/device-types/{device_type}/releases/{release_id}/manifest",
+    response_class=Response,
+    responses=_ARTIFACT,
+    openapi_extra=_NONCE,
+)
+async def release_manifest(
+    request: Request,
+    device_type: TypePath,
+    release_id: IdPath,
+) -> Response:
+    checked_nonce = nonce_of(request)
+    found = await _visible(request, device_type, release_id)
+    context = context_of(request)
+    manifest = await load_manifest(
+        context.store, found, max_size=context.settings.max_manifest_size
+    )
+    return send_manifest(
+        request,
+        context,
+        release=found,
+        manifest=manifest,
+        headers=manifest_headers(found),
+        nonce=checked_nonce,
+    )
+
+
+@get_and_head(
+    router,
+    "/device-types/{device_type}/releases/{release_id}/binary",
+    response_class=Response,
+    responses=_ARTIFACT,
+)
+async def release_binary(request: Request, device_type: TypePath, release_id: IdPath) -> Response:
+    found = await _visible(request, device_type, release_id)
+    return await send_binary(request, context_of(request), found)
+
+
+@get_and_head(
+    router,
+    "/device-types/{device_type}/newest/manifest",
+    response_class=Response,
+    responses=_ARTIFACT,
+    openapi_extra=_NONCE,
+)
+async def newest_manifest(
+    request: Request,
+    device_type: TypePath,
+) -> Response:
+    context = context_of(request)
+    name = _type(device_type)
+    checked_nonce = nonce_of(request)
+    await device(request, context, name)
+    entry = await context.cache.newest(name)
+    if entry is None:
+        raise NotFoundError(f"device type {name!r} has no release")
+    return send_manifest(
+        request,
+        context,
+        release=entry.release,
+        manifest=entry.manifest,
+        headers=entry.manifest_headers,
+        nonce=checked_nonce,
+    )
+
+
+@get_and_head(
+    router,
+    "/device-types/{device_type}/newest/binary",
+    response_class=Response,
+    responses=_ARTIFACT,
+)
+async def newest_binary(request: Request, device_type: TypePath) -> Response:
+    context = context_of(request)
+    name = _type(device_type)
+    await device(request, context, name)
+    entry = await context.cache.newest(name)
+    if entry is None:
+        raise NotFoundError(f"device type {name!r} has no release")
+    return await send_binary(request, context, entry.release)
+
+
+@router.post(
+    "/device-types/{device_type}/releases",
+    response_model=UploadOut,
+    status_code=201,
+    openapi_extra=UPLOAD_BODY,
+    responses={
+        200: {"model": UploadOut, "description": "identical re-upload (idempotent retry)"},
+    },
+)
+async def upload(request: Request, device_type: TypePath) -> JSONResponse:
+    name = _type(device_type)
+    try:
+        principal = await staff(request)
+        ReleaseService.precheck(request.query_params, device_type=name)
+    except FotaError as exc:
+        raise await refuse_upload(request, exc) from None
+    context = context_of(request)
+    form = await read_upload(
+        request,
+        context.store,
+        max_upload_size=context.settings.max_upload_size,
+        max_manifest_size=context.settings.max_manifest_size,
+        timeout=context.settings.upload_timeout,
+    )
+    published = await context.releases.publish(
+        form, request.query_params, principal, device_type=name
+    )
+    body = UploadOut(created=published.created, release=ReleaseOut.of(published.release))
+    return JSONResponse(body.model_dump(mode="json"), status_code=201 if published.created else 200)
+
+
+@router.post(
+    "/device-types/{device_type}/releases/{release_id}/yank",
+    response_model=ReleaseOut,
+)
+async def yank(request: Request, device_type: TypePath, release_id: IdPath) -> ReleaseOut:
+    name, seq = _type(device_type), _id(release_id)
+    await staff(request, admin=True)
+    return ReleaseOut.of(await context_of(request).releases.set_yanked(name, seq, True))
+
+
+@router.post(
+    "/device-types/{device_type}/releases/{release_id}/unyank",
+    response_model=ReleaseOut,
+)
+async def unyank(request: Request, device_type: TypePath, release_id: IdPath) -> ReleaseOut:
+    name, seq = _type(device_type), _id(release_id)
+    await staff(request, admin=True)
+    return ReleaseOut.of(await context_of(request).releases.set_yanked(name, seq, False))
+
+
+@router.delete(
+    "/device-types/{device_type}/releases/{release_id}",
+    status_code=204,
+    response_class=Response,
+)
+async def delete(request: Request, device_type: TypePath, release_id: IdPath) -> Response:
+    name, seq = _type(device_type), _id(release_id)
+    await staff(request, admin=True)
+    await context_of(request).releases.delete(name, seq)
+    return Response(status_code=204)

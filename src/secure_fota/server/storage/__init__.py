@@ -1,0 +1,1 @@
+"""Blob storage: a narrow protocol and its backends (local filesystem, S3-compatible)."""

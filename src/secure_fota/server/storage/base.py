@@ -1,0 +1,86 @@
+"""The ``BlobStore`` protocol: content-addressed, immutable blobs named by their SHA-256.
+
+No user-supplied text ever reaches a blob's name: a blob is stored under the hex SHA-256 of
+its bytes, computed while it streams in. ``put`` either stores the complete blob durably or
+leaves nothing visible.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from secure_fota.errors import InputError, StorageError
+
+__all__ = ["SHA256_HEX", "BlobInfo", "BlobMissing", "BlobStore", "check_digest"]
+
+SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
+
+
+def check_digest(sha256: str) -> str:
+    """Return ``sha256`` if it is 64 lowercase hex digits (a blob name), else raise."""
+    if not SHA256_HEX.fullmatch(sha256):
+        raise InputError("sha256", "must be 64 lowercase hex digits")
+    return sha256
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    """What ``put`` stored: the blob's name (its SHA-256) and its size in bytes."""
+
+    sha256: str
+    size: int
+
+
+class BlobStore(Protocol):
+    """Where release files live. Every method raises :class:`StorageError` (or a subclass)
+    on backend failures, and ``put`` raises what its source raises."""
+
+    #: "local" or "s3", for logs and /readyz
+    kind: str
+
+    async def start(self) -> None:
+        """Prepare the store (directories, client) and remove leftovers of crashed uploads."""
+
+    async def close(self) -> None:
+        """Release clients and threads."""
+
+    async def put(self, chunks: AsyncIterable[bytes], *, max_size: int, field: str) -> BlobInfo:
+        """Store the bytes of ``chunks`` while hashing them; at most ``max_size`` bytes or
+        :class:`~secure_fota.server.errors.PayloadTooLarge` naming ``field``."""
+        ...
+
+    async def read(self, sha256: str, *, max_size: int) -> bytes:
+        """The whole blob (for small blobs such as manifests)."""
+        ...
+
+    async def open(self, sha256: str, start: int, length: int) -> AsyncIterator[bytes]:
+        """Open the blob (raising :class:`BlobMissing` now, before a response starts) and
+        return an iterator over ``length`` bytes from offset ``start``, in chunks."""
+        ...
+
+    async def exists(self, sha256: str) -> bool: ...
+
+    async def delete(self, sha256: str) -> None:
+        """Remove a blob (no error if it is already gone)."""
+
+    def list_blobs(self) -> AsyncIterator[tuple[str, float]]:
+        """Every stored blob as ``(sha256, last modification as Unix time)``."""
+        ...
+
+    async def presigned_url(self, sha256: str, *, expires: int) -> str | None:
+        """A URL a client can GET the blob from directly, or ``None`` if unsupported."""
+        ...
+
+    async def check(self) -> None:
+        """Raise :class:`~secure_fota.server.errors.Unavailable` unless the store works."""
+
+
+class BlobMissing(StorageError):
+    """A database row names a blob that the store does not hold (an operator problem)."""
+
+    def __init__(self, sha256: str) -> None:
+        super().__init__(f"blob {sha256[:16]}... is missing from the store")
+        self.sha256 = sha256

@@ -1,0 +1,84 @@
+"""Alembic migrations on SQLite, PostgreSQL and MariaDB: they match the models, they are
+idempotent, and concurrent start-ups (several processes at once) do not break them."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from secure_fota.server.db.engine import create_engine
+from secure_fota.server.db.migrate import current_revision, head_revision, upgrade
+from secure_fota.server.db.models import Base
+from secure_fota.server.db.repository import Repository
+from tests.integration.server.conftest import DATABASES, fresh_database
+
+
+def _diff(sync_connection: Any) -> list[Any]:
+    context = MigrationContext.configure(sync_connection, opts={"compare_type": True})
+    return list(compare_metadata(context, Base.metadata))
+
+
+@pytest.mark.parametrize("database", DATABASES)
+def test_migrations_match_models_and_are_idempotent(database: str, tmp_path: Path):
+    with fresh_database(database, tmp_path) as url:
+
+        async def run() -> None:
+            engine = create_engine(url)
+            try:
+                await upgrade(engine)
+                await upgrade(engine)  # a second run is a no-op
+                assert await current_revision(engine) == head_revision()
+                async with engine.connect() as connection:
+                    differences = await connection.run_sync(_diff)
+                assert differences == [], differences
+                assert await Repository(engine).generation() == 0
+            finally:
+                await engine.dispose()
+
+        asyncio.run(run())
+
+
+@pytest.mark.parametrize("database", DATABASES)
+def test_concurrent_upgrades_from_several_processes(database: str, tmp_path: Path):
+    with fresh_database(database, tmp_path) as url:
+        env_url = url
+        processes = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "secure_fota.cli.main",
+                    "server",
+                    "db",
+                    "upgrade",
+                    "--data-dir",
+                    str(tmp_path / "data"),
+                ],
+                env={"FOTA_DATABASE_URL": env_url, "PATH": "/usr/bin:/bin"},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        results = [process.communicate(timeout=120) for process in processes]
+        for process, (stdout, stderr) in zip(processes, results, strict=True):
+            assert process.returncode == 0, stderr
+            assert f"revision {head_revision()}" in stdout
+
+        async def check() -> None:
+            engine = create_engine(url)
+            try:
+                assert await current_revision(engine) == head_revision()
+                assert await Repository(engine).generation() == 0
+            finally:
+                await engine.dispose()
+
+        asyncio.run(check())

@@ -1,0 +1,323 @@
+"""Failures: a database outage answers 503 and heals without a restart; an aborted upload
+leaves nothing visible and does not block its retry; a server killed mid-upload leaves
+nothing visible either, and its leftovers are removed at the next start."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from secure_fota.server.settings import load_settings
+from tests.integration.server.conftest import (
+    PG_ADMIN,
+    fake_release,
+    free_port,
+    fresh_database,
+    harness,
+    provision,
+    seed_upload,
+    unique_type,
+    upload_files,
+    wait_until,
+)
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:port to a target; ``cut()`` drops every connection and refuses new
+    ones, ``heal()`` accepts again (the database "comes back")."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._connections: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.heal()
+
+    def heal(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._connections += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        if self._listener is not None:
+            # shutdown wakes the blocked accept(); close() alone leaves the port listening
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            for connection in self._connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+                connection.close()
+            self._connections = []
+
+
+def test_database_outage_is_503_and_heals(
+    request: pytest.FixtureRequest, tmp_path: Path, tls_dir: Path
+):
+    proxy = TcpProxy((PG_ADMIN["host"], PG_ADMIN["port"]))
+    try:
+        with fresh_database("postgresql", tmp_path) as url:
+            proxied = url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+            with harness(
+                request,
+                tmp_path,
+                tls=tls_dir,
+                database="sqlite",  # its URL is replaced by the proxied PostgreSQL one
+                database_url=proxied,
+                db_connect_timeout=2,
+            ) as api:
+                device_type = unique_type()
+                manifest, binary = fake_release(1)
+                assert (
+                    seed_upload(
+                        api.http,
+                        api.credentials.uploader,
+                        seq=1,
+                        device_type=device_type,
+                        manifest=manifest,
+                        binary=binary,
+                    ).status_code
+                    == 200
+                )
+                params = {"deviceType": device_type}
+                assert api.http.get("/update/newest/manifest", params=params).status_code == 200
+                proxy.cut()
+                time.sleep(0.1)  # past cache_ttl: the next poll must ask the database
+                response = api.http.get("/update/newest/manifest", params=params)
+                assert response.status_code == 503
+                assert response.json()["error"].startswith("database unavailable")
+                assert response.headers["retry-after"] == "5"
+                ready = api.http.get("/readyz")
+                assert ready.status_code == 503
+                assert ready.json()["database"] != "ok"
+                response = api.http.get(
+                    f"/api/v1/device-types/{device_type}/releases", headers=api.credentials.admin
+                )
+                assert response.status_code == 503
+                proxy.heal()
+                assert wait_until(
+                    lambda: (
+                        api.http.get("/update/newest/manifest", params=params).status_code == 200
+                    ),
+                    10,
+                )
+                assert api.http.get("/readyz").status_code == 200
+    finally:
+        proxy.cut()
+
+
+def test_aborted_upload_leaves_nothing_and_retry_works(
+    request: pytest.FixtureRequest, tmp_path: Path, tls_dir: Path
+):
+    with harness(request, tmp_path, tls=tls_dir) as api:
+        device_type = unique_type()
+        manifest, binary = fake_release(1, size=200_000)
+        request_obj = httpx.Request(
+            "POST",
+            "https://x/uploadFile",
+            data={"id": "1", "deviceType": device_type, "fwName": "app"},
+            files=upload_files(manifest, binary),
+        )
+        body = request_obj.read()
+        content_type = request_obj.headers["content-type"]
+        context = ssl.create_default_context(cafile=str(api.server.ca))
+        raw = socket.create_connection(("127.0.0.1", api.server.port))
+        sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
+        head = (
+            f"POST /uploadFile HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {api.credentials.uploader_token}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        sock.sendall(head + body[: len(body) // 2])  # half of the image, then the client dies
+        time.sleep(0.3)
+        sock.close()
+        staging = api.settings.data_dir / "blobs" / "staging"
+        assert wait_until(lambda: not any(staging.glob("*.part")), 5)
+        response = api.http.get("/update/newest/manifest", params={"deviceType": device_type})
+        assert response.status_code == 404
+        response = seed_upload(
+            api.http,
+            api.credentials.uploader,
+            seq=1,
+            device_type=device_type,
+            manifest=manifest,
+            binary=binary,
+        )
+        assert response.status_code == 200
+        got = api.http.get("/update/newest/binary", params={"deviceType": device_type})
+        assert got.content == binary
+
+
+@pytest.mark.slow
+def test_server_killed_mid_upload(tmp_path: Path, tls_dir: Path):
+    data_dir = tmp_path / "data"
+    settings = load_settings(None, data_dir=data_dir)
+    credentials = provision(settings, {})
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "secure_fota.cli.main",
+        "server",
+        "run",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+        "--tls-cert",
+        str(tls_dir / "server.pem"),
+        "--tls-key",
+        str(tls_dir / "server.key"),
+    ]
+    env = {**os.environ, "FOTA_LOG_LEVEL": "warning"}
+    verify = ssl.create_default_context(cafile=str(tls_dir / "ca.pem"))
+    base = f"https://127.0.0.1:{port}"
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+        def up() -> bool:
+            try:
+                return httpx.get(base + "/healthz", verify=verify).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        assert wait_until(up, 30), "server did not start"
+        return process
+
+    process = start()
+    staging = data_dir / "blobs" / "staging"
+    device_type = unique_type()
+    manifest, binary = fake_release(1, size=900_000)
+    try:
+        request_obj = httpx.Request(
+            "POST",
+            base + "/uploadFile",
+            data={"id": "1", "deviceType": device_type, "fwName": "app"},
+            files=upload_files(manifest, binary),
+        )
+        body = request_obj.read()
+        raw = socket.create_connection(("127.0.0.1", port))
+        sock = verify.wrap_socket(raw, server_hostname="127.0.0.1")
+        sock.sendall(
+            (
+                f"POST /uploadFile HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Bearer {credentials.uploader_token}\r\n"
+                f"Content-Type: {request_obj.headers['content-type']}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body[: len(body) // 2]
+        )
+        assert wait_until(lambda: any(staging.glob("*.part")), 10), "upload did not start"
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        sock.close()
+        leftovers = list(staging.glob("*.part"))
+        assert leftovers  # the crash left a partial file behind...
+        # a stranger's file in the staging directory is not ours to remove
+        (staging / "unrelated.txt").write_text("keep")
+        process = start()
+        assert not any(staging.glob("*.part"))  # ...which the next start removed
+        assert (staging / "unrelated.txt").exists()
+        with httpx.Client(base_url=base, verify=verify) as http:
+            response = http.get("/update/newest/manifest", params={"deviceType": device_type})
+            assert response.status_code == 404
+            response = seed_upload(
+                http,
+                {"authorization": f"Bearer {credentials.uploader_token}"},
+                seq=1,
+                device_type=device_type,
+                manifest=manifest,
+                binary=binary,
+            )
+            assert response.status_code == 200
+            assert (
+                http.get("/update/newest/binary", params={"deviceType": device_type}).content
+                == binary
+            )
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_trickling_upload_times_out_with_408(
+    request: pytest.FixtureRequest, tmp_path: Path, tls_dir: Path
+):
+    with harness(request, tmp_path, tls=tls_dir, upload_timeout=0.5) as api:
+        manifest, binary = fake_release(1, size=100_000)
+        request_obj = httpx.Request(
+            "POST",
+            "https://x/uploadFile",
+            data={"id": "1", "deviceType": "slow", "fwName": "app"},
+            files=upload_files(manifest, binary),
+        )
+        body = request_obj.read()
+        context = ssl.create_default_context(cafile=str(api.server.ca))
+        raw = socket.create_connection(("127.0.0.1", api.server.port), timeout=10)
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            sock.sendall(
+                (
+                    f"POST /uploadFile HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    f"Authorization: Bearer {api.credentials.uploader_token}\r\n"
+                    f"Content-Type: {request_obj.headers['content-type']}\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n"
+                ).encode()
+                + body[:60_000]
+            )
+            reply = sock.recv(4096)  # nothing more is sent: the server gives up
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:100]
+        staging = api.settings.data_dir / "blobs" / "staging"
+        assert not any(staging.glob("*.part"))
+        response = api.http.get("/update/newest/manifest", params={"deviceType": "slow"})
+        assert response.status_code == 404

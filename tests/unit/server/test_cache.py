@@ -1,0 +1,179 @@
+"""The generation-checked caches, with an in-memory repository and store and a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+from typing import Any
+
+import pytest
+
+from secure_fota.errors import StorageError
+from secure_fota.server.cache import FAILURE_BACKOFF, GenerationWatcher, NewestCache
+from secure_fota.server.errors import Unavailable
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Row:
+    def __init__(self, seq: int, manifest: bytes) -> None:
+        self.device_type = "t"
+        self.seq = seq
+        self.fw_name = "app"
+        self.manifest_sha256 = hashlib.sha256(manifest).hexdigest()
+        self.manifest_size = len(manifest)
+        self.binary_sha256 = "0" * 64
+        self.binary_size = 1
+        self.uploaded_at = datetime.datetime.now(datetime.UTC)
+        self.uploader = "u"
+        self.yanked = False
+
+
+class Repository:
+    def __init__(self) -> None:
+        self.generation_value = 0
+        self.generation_calls = 0
+        self.newest_calls = 0
+        self.rows: dict[str, Row] = {}
+        self.down = False
+        self.gate: asyncio.Event | None = None
+
+    async def generation(self) -> int:
+        self.generation_calls += 1
+        if self.down:
+            raise Unavailable("database unavailable (test)")
+        return self.generation_value
+
+    async def newest(self, device_type: str) -> Row | None:
+        self.newest_calls += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        return self.rows.get(device_type)
+
+
+class Store:
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    async def read(self, sha256: str, *, max_size: int) -> bytes:
+        data = self.blobs[sha256]
+        assert len(data) <= max_size
+        return data
+
+
+def make(ttl: float = 0.5) -> tuple[Clock, Repository, Store, GenerationWatcher, NewestCache]:
+    clock, repository, store = Clock(), Repository(), Store()
+    watcher = GenerationWatcher(repository, ttl, clock=clock)  # type: ignore[arg-type]
+    cache = NewestCache(watcher, repository, store, max_manifest_size=1024)  # type: ignore[arg-type]
+    return clock, repository, store, watcher, cache
+
+
+def publish(repository: Repository, store: Store, seq: int) -> bytes:
+    manifest = f"manifest {seq}".encode()
+    store.blobs[hashlib.sha256(manifest).hexdigest()] = manifest
+    repository.rows["t"] = Row(seq, manifest)
+    repository.generation_value += 1
+    return manifest
+
+
+def test_polls_within_ttl_cost_no_query_and_changes_show_after_it() -> None:
+    clock, repository, store, _, cache = make()
+
+    async def run() -> None:
+        assert await cache.newest("t") is None
+        first = publish(repository, store, 1)
+        assert await cache.newest("t") is None  # cached "nothing" until the ttl passes
+        clock.now += 0.5
+        entry = await cache.newest("t")
+        assert entry is not None
+        assert entry.manifest == first
+        assert entry.manifest_headers["x-fota-release"] == "1"
+        assert entry.manifest_headers["etag"] == f'"{hashlib.sha256(first).hexdigest()}"'
+        calls = (repository.generation_calls, repository.newest_calls)
+        for _ in range(100):
+            assert await cache.newest("t") is entry
+        assert (repository.generation_calls, repository.newest_calls) == calls
+        clock.now += 0.6  # ttl passed, nothing changed: one counter read, no reload
+        assert await cache.newest("t") is entry
+        assert repository.generation_calls == calls[0] + 1
+        assert repository.newest_calls == calls[1]
+
+    asyncio.run(run())
+
+
+def test_concurrent_misses_load_once() -> None:
+    _, repository, store, _, cache = make()
+    publish(repository, store, 3)
+    repository.gate = asyncio.Event()
+
+    async def run() -> None:
+        tasks = [asyncio.create_task(cache.newest("t")) for _ in range(20)]
+        await asyncio.sleep(0.01)
+        assert repository.gate is not None
+        repository.gate.set()
+        entries = await asyncio.gather(*tasks)
+        assert {e.release.seq for e in entries if e is not None} == {3}
+        assert repository.newest_calls == 1
+
+    asyncio.run(run())
+
+
+def test_a_load_that_straddles_a_change_is_not_kept() -> None:
+    clock, repository, store, _, cache = make()
+    publish(repository, store, 1)
+    repository.gate = asyncio.Event()
+
+    async def run() -> None:
+        slow = asyncio.create_task(cache.newest("t"))  # reads the old state, slowly
+        await asyncio.sleep(0.01)
+        publish(repository, store, 2)
+        clock.now += 1
+        repository.gate.set()  # type: ignore[union-attr]
+        fresh = await cache.newest("t")  # sees the new counter: caches dropped
+        await slow
+        assert fresh is not None
+        assert fresh.release.seq == 2
+        assert (await cache.newest("t")).release.seq == 2  # type: ignore[union-attr]
+
+    asyncio.run(run())
+
+
+def test_database_down_fails_fast_then_recovers() -> None:
+    clock, repository, store, _, cache = make()
+    publish(repository, store, 1)
+
+    async def run() -> None:
+        assert await cache.newest("t") is not None
+        repository.down = True
+        clock.now += 1
+        with pytest.raises(Unavailable):
+            await cache.newest("t")
+        calls = repository.generation_calls
+        with pytest.raises(Unavailable):
+            await cache.newest("t")  # within the back-off: no new attempt
+        assert repository.generation_calls == calls
+        repository.down = False
+        clock.now += FAILURE_BACKOFF
+        assert await cache.newest("t") is not None
+
+    asyncio.run(run())
+
+
+def test_corrupted_manifest_is_an_error() -> None:
+    _, repository, store, _, cache = make()
+    publish(repository, store, 1)
+    key = repository.rows["t"].manifest_sha256
+    store.blobs[key] = b"tampered"
+
+    async def run() -> Any:
+        return await cache.newest("t")
+
+    with pytest.raises(StorageError):
+        asyncio.run(run())
