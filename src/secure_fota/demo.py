@@ -33,6 +33,7 @@ from secure_fota.device.provision import Provisioning, provision
 from secure_fota.errors import FotaError
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
 from secure_fota.keyfiles import load_author_keys
+from secure_fota.tls_client import client_context
 
 __all__ = ["DemoFailed", "run_demo"]
 
@@ -129,6 +130,7 @@ def _server(ws: _Workspace, port: int) -> Iterator[str]:
         stderr=subprocess.STDOUT,
         env={**os.environ, **env},
     )
+    log.close()  # the server process holds its own descriptor
     url = f"https://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -138,7 +140,7 @@ def _server(ws: _Workspace, port: int) -> Iterator[str]:
             try:
                 if (
                     httpx.get(
-                        f"{url}/healthz", verify=str(ws.tls / "ca.pem"), timeout=1
+                        f"{url}/healthz", verify=client_context(ws.tls / "ca.pem"), timeout=1
                     ).status_code
                     == 200
                 ):
@@ -155,7 +157,6 @@ def _server(ws: _Workspace, port: int) -> Iterator[str]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-        log.close()
 
 
 class _Story:

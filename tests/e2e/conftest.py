@@ -22,6 +22,7 @@ from secure_fota.device.flash import FaultInjector
 from secure_fota.device.provision import Provisioning, provision
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
 from secure_fota.keyfiles import load_author_keys
+from secure_fota.tls_client import client_context
 from tests.asgi_server import free_port
 
 DEVICE_TYPE = "e2e-sensor"
@@ -196,20 +197,25 @@ def start_server(
         stderr=subprocess.STDOUT,
         env={**os.environ, **env},
     )
+    log.close()  # the server process holds its own descriptor
     url = f"https://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while True:
-        assert process.poll() is None, (root / "server.log").read_text()
-        try:
-            if (
-                httpx.get(f"{url}/healthz", verify=str(tls / "ca.pem"), timeout=1).status_code
-                == 200
-            ):
-                return process, url
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.1)
+    try:
+        while True:
+            assert process.poll() is None, (root / "server.log").read_text()
+            try:
+                response = httpx.get(
+                    f"{url}/healthz", verify=client_context(tls / "ca.pem"), timeout=1
+                )
+                if response.status_code == 200:
+                    return process, url
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+    except BaseException:
+        stop_server(process)
+        raise
 
 
 def stop_server(process: subprocess.Popen[bytes]) -> None:

@@ -25,6 +25,7 @@ from secure_fota.errors import (
 )
 from secure_fota.formats.names import check_name, check_seq
 from secure_fota.limits import MAX_IMAGE_SIZE, MAX_MANIFEST_SIZE
+from secure_fota.tls_client import client_context
 
 __all__ = ["Credentials", "UploadTarget", "upload_release"]
 
@@ -138,7 +139,7 @@ def upload_release(
             raise NotFoundError(f"{path}: release file not found (run `fota author release`)")
         if path.stat().st_size > limit:
             raise InputError(str(path), f"larger than {limit} bytes, not a release file")
-    verify: str | bool = str(target.ca_file) if target.ca_file else True
+    verify = client_context(target.ca_file)
     advance = progress or (lambda _n: None)
     try:
         with (

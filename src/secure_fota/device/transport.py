@@ -20,6 +20,7 @@ from secure_fota.crypto.freshness import FRESHNESS_HEADER
 from secure_fota.errors import ReleaseRejected, TransportError
 from secure_fota.limits import MAX_MANIFEST_SIZE
 from secure_fota.reasons import Reason
+from secure_fota.tls_client import client_context
 
 __all__ = ["ManifestAnswer", "ServerClient"]
 
@@ -59,7 +60,7 @@ class ServerClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        verify: str | bool = str(ca_file) if ca_file else True
+        verify = client_context(ca_file)
         self._client = httpx.Client(
             verify=verify, timeout=httpx.Timeout(timeout), transport=transport, http2=False
         )

@@ -85,7 +85,8 @@ def check_freshness(
     """Check the server's freshness statement for this poll against the manifest it came with.
 
     ``freshness_invalid`` if it is missing, not signed by a trusted freshness key, or not for
-    this nonce and device type; ``stale_manifest`` if it vouches for another manifest or seq.
+    this nonce and device type; ``stale_manifest`` if it vouches for another manifest. (Its
+    ``seq`` is the server's id for the release, informational only: uploaders choose ids.)
     """
     if statement is None:
         raise ReleaseRejected(Reason.FRESHNESS_INVALID, "the server sent no freshness statement")
@@ -101,10 +102,11 @@ def check_freshness(
         raise ReleaseRejected(
             Reason.FRESHNESS_INVALID, "freshness statement is for another poll or device type"
         )
-    if opened.manifest_sha256 != hashlib.sha256(manifest).hexdigest() or opened.seq != claims.seq:
+    if opened.manifest_sha256 != hashlib.sha256(manifest).hexdigest():
         raise ReleaseRejected(
             Reason.STALE_MANIFEST,
-            f"server vouches for release {opened.seq}, but served a manifest for {claims.seq}",
+            f"the server vouches for another manifest (its release {opened.seq}) than the one "
+            f"served (release {claims.seq})",
         )
 
 

@@ -1,0 +1,19 @@
+"""The TLS client context every secure-fota client uses (uploads, devices, fleet, demo).
+
+Certificate and host name are always verified; TLS 1.2 is the floor. ``ca_file`` pins the
+trust to one CA (the fleet's, or a development CA); without it the system's CAs are used.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+__all__ = ["client_context"]
+
+
+def client_context(ca_file: Path | None = None) -> ssl.SSLContext:
+    """A verifying client context trusting ``ca_file`` (or the system CAs)."""
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
