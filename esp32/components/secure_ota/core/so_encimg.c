@@ -421,3 +421,27 @@ const so_enc_header_t *so_encimg_header(const so_encimg_t *dec)
     return (dec && dec->raw_len == SO_ENC_HEADER_SIZE && dec->state != ST_HEADER) ? &dec->header
                                                                                    : NULL;
 }
+
+#ifdef SO_HOST_TESTS
+/* Test hook: decrypt with our GCM, replaying the first `split` bytes as plaintext (resume). */
+int so_test_gcm_decrypt(const uint8_t key[32], const uint8_t iv[16], const uint8_t *ct, size_t len,
+                        const uint8_t tag[16], uint8_t *pt, size_t split);
+int so_test_gcm_decrypt(const uint8_t key[32], const uint8_t iv[16], const uint8_t *ct, size_t len,
+                        const uint8_t tag[16], uint8_t *pt, size_t split)
+{
+    so_gcm_t a, b;
+    gcm_start(&a, key, iv, 16);
+    gcm_update(&a, true, ct, split, pt);
+    /* a second context rebuilt from the plaintext of the first `split` bytes */
+    gcm_start(&b, key, iv, 16);
+    uint8_t *again = malloc(split + 1);
+    gcm_update(&b, false, pt, split, again);
+    bool same = memcmp(again, ct, split) == 0;
+    free(again);
+    gcm_update(&b, true, ct + split, len - split, pt + split);
+    bool ok = gcm_check_tag(&b, tag) && same;
+    gcm_free(&a);
+    gcm_free(&b);
+    return ok ? 0 : -1;
+}
+#endif
