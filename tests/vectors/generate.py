@@ -31,7 +31,7 @@ from joserfc import jwe, jws  # noqa: E402
 from joserfc.jwk import ECKey, RSAKey  # noqa: E402
 
 from secure_fota.author.release import ReleaseRequest, build_release  # noqa: E402
-from secure_fota.crypto.encrypted_image import encrypt_image  # noqa: E402
+from secure_fota.crypto.encrypted_image import decrypt_image, encrypt_image  # noqa: E402
 from secure_fota.crypto.freshness import FreshnessStatement, make_statement  # noqa: E402
 from secure_fota.crypto.keys import (  # noqa: E402
     PrivateKey,
@@ -331,6 +331,13 @@ def build_all(b: Builder) -> None:  # noqa: PLR0915 -- one list of cases reads b
         ".".join([es_as_ps, *jparts[1:]]).encode())), None, "bad_signature")
     b.case("jws_three_parts_missing", b.write("jws-parts", b.wrap(
         ".".join(jparts[:2]).encode())), None, "manifest_malformed")
+
+    # -- fuzzing seeds (prefixed with the fuzz target's mode byte by `make fuzz`) ----------
+    seeds = b.out / "fuzz-seeds"
+    seeds.mkdir()
+    (seeds / "1-jws.txt").write_bytes(signed_ok.encode())
+    (seeds / "2-claims.json").write_bytes(ManifestClaims.from_dict(base).to_json())
+    (seeds / "6-app.bin").write_bytes(decrypt_image(bin_.read_bytes(), k.pre))
 
     # -- claims ------------------------------------------------------------------------
     def claims_case(name: str, expect: str | None, **changes: Any) -> None:
