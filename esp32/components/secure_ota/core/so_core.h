@@ -158,6 +158,17 @@ int so_freshness_check(const so_keyring_t *ring, const uint8_t *statement, size_
                        const uint8_t *manifest, size_t manifest_len, const so_claims_t *claims,
                        const char *nonce, const char *device_type);
 
+/**
+ * The same check when the device holds only the manifest's SHA-256 (hex) and seq, e.g. after
+ * an HTTP 304 answer to If-None-Match.
+ */
+int so_freshness_check_digest(const so_keyring_t *ring, const uint8_t *statement,
+                              size_t statement_len, const char *manifest_sha256, uint32_t seq,
+                              const char *nonce, const char *device_type);
+
+/** True for a name of docs/formats.md §5 (device types, firmware names). */
+bool so_name_ok(const char *name);
+
 /* ---- the decision (§6) --------------------------------------------------------------- */
 
 typedef struct {

@@ -95,11 +95,11 @@ done:
     return ret;
 }
 
-int so_freshness_check(const so_keyring_t *ring, const uint8_t *statement, size_t statement_len,
-                       const uint8_t *manifest, size_t manifest_len, const so_claims_t *claims,
-                       const char *nonce, const char *device_type)
+int so_freshness_check_digest(const so_keyring_t *ring, const uint8_t *statement,
+                              size_t statement_len, const char *manifest_sha256, uint32_t seq,
+                              const char *nonce, const char *device_type)
 {
-    if (!ring || !manifest || !claims || !nonce || !device_type) {
+    if (!ring || !manifest_sha256 || !nonce || !device_type) {
         return SO_ERR_INVALID_ARG;
     }
     if (!statement || statement_len > SO_MAX_STATEMENT_SIZE) {
@@ -115,9 +115,9 @@ int so_freshness_check(const so_keyring_t *ring, const uint8_t *statement, size_
     if (ret != SO_OK) {
         return SO_REASON_FRESHNESS_INVALID;
     }
-    int64_t seq = 0;
+    int64_t their_seq = 0;
     char their_nonce[65], digest[65], their_type[SO_MAX_NAME_LENGTH + 1];
-    ret = check_payload(payload, payload_len, &seq, their_nonce, digest, their_type);
+    ret = check_payload(payload, payload_len, &their_seq, their_nonce, digest, their_type);
     free(payload);
     if (ret != SO_OK) {
         return ret;
@@ -125,10 +125,26 @@ int so_freshness_check(const so_keyring_t *ring, const uint8_t *statement, size_
     if (strcmp(their_nonce, nonce) != 0 || strcmp(their_type, device_type) != 0) {
         return SO_REASON_FRESHNESS_INVALID;
     }
-    char ours[65];
-    so_sha256_hex(manifest, manifest_len, ours);
-    if (strcmp(digest, ours) != 0 || seq != (int64_t)claims->seq) {
+    if (strcmp(digest, manifest_sha256) != 0 || their_seq != (int64_t)seq) {
         return SO_REASON_STALE_MANIFEST;
     }
     return SO_OK;
+}
+
+int so_freshness_check(const so_keyring_t *ring, const uint8_t *statement, size_t statement_len,
+                       const uint8_t *manifest, size_t manifest_len, const so_claims_t *claims,
+                       const char *nonce, const char *device_type)
+{
+    if (!manifest || !claims) {
+        return SO_ERR_INVALID_ARG;
+    }
+    char digest[65];
+    so_sha256_hex(manifest, manifest_len, digest);
+    return so_freshness_check_digest(ring, statement, statement_len, digest, claims->seq, nonce,
+                                     device_type);
+}
+
+bool so_name_ok(const char *name)
+{
+    return name && so_is_name(name);
 }
