@@ -213,6 +213,63 @@ static void test_own_release(const char *vectors, const char *keys_dir, const ch
     free(bad);
 }
 
+/* Keys at run time (rotation), wrong key roles, calls out of order. */
+static void test_api(const char *vectors)
+{
+    char *path = join(vectors, "keys-v1/manifest_signing_pub.rotated-es256.pem");
+    size_t ec_len = 0, rsa_len = 0, priv_len = 0, m_len = 0;
+    uint8_t *ec = host_read_file(path, 65536, &ec_len);
+    free(path);
+    path = join(vectors, "keys-v1/manifest_signing_pub.pem");
+    uint8_t *rsa = host_read_file(path, 65536, &rsa_len);
+    free(path);
+    path = join(vectors, "keys-v1/manifest_encryption_key.pem");
+    uint8_t *priv = host_read_file(path, 65536, &priv_len);
+    free(path);
+    path = join(vectors, "ok-es256.manifest");
+    uint8_t *token = host_read_file(path, SO_MAX_MANIFEST_SIZE, &m_len);
+    free(path);
+    so_keyring_t *ring = NULL;
+    CHECK(so_keyring_new(NULL, NULL, &ring) == SO_ERR_INVALID_ARG, "an RNG is required");
+    CHECK(so_keyring_new(test_rng, NULL, &ring) == SO_OK, "new ring");
+    so_claims_t claims;
+    CHECK(so_manifest_open(ring, token, m_len, &claims, NULL) == SO_ERR_KEY, "no keys yet");
+    CHECK(so_keyring_set_manifest_key(ring, ec, ec_len) == SO_ERR_KEY, "EC key cannot decrypt");
+    CHECK(so_keyring_set_image_key(ring, priv, priv_len) == SO_ERR_KEY, "RSA-4096 is not an image key");
+    CHECK(so_keyring_add_freshness_key(ring, rsa, rsa_len) == SO_ERR_KEY, "freshness keys are P-256");
+    CHECK(so_keyring_add_signing_key(ring, (const uint8_t *)"junk", 4) == SO_ERR_KEY, "junk PEM");
+    CHECK(so_keyring_set_manifest_key(ring, priv, priv_len) == SO_OK, "manifest key");
+    CHECK(so_keyring_add_signing_key(ring, rsa, rsa_len) == SO_OK, "first signing key");
+    CHECK(so_manifest_open(ring, token, m_len, &claims, NULL) == SO_REASON_UNKNOWN_KEY,
+          "signed by a key not yet trusted");
+    CHECK(so_keyring_add_signing_key(ring, ec, ec_len) == SO_OK, "rotation adds a key");
+    CHECK(so_keyring_add_signing_key(ring, ec, ec_len) == SO_OK &&
+              so_keyring_signing_key_count(ring) == 2, "adding a key twice keeps one");
+    so_manifest_info_t info;
+    CHECK(so_manifest_open(ring, token, m_len, &claims, &info) == SO_OK &&
+              strcmp(info.alg, "ES256") == 0, "accepted after the rotation");
+    char kid[65];
+    CHECK(so_keyring_signing_kid(ring, 1, kid) && strcmp(kid, info.kid) == 0, "kid of the key");
+    /* a second open with the same ring and the same inputs gives the same result */
+    so_claims_t again;
+    CHECK(so_manifest_open(ring, token, m_len, &again, NULL) == SO_OK &&
+              memcmp(&claims, &again, sizeof claims) == 0, "second call");
+    so_image_check_t *c = NULL;
+    CHECK(so_image_check_new(ring, &claims, false, &c) == SO_ERR_KEY, "no image key");
+    CHECK(so_image_check_new(ring, &claims, true, &c) == SO_OK, "external mode needs no key");
+    size_t out = 0;
+    CHECK(so_image_check_resume(c, token) == SO_ERR_INVALID_ARG, "no resume in external mode");
+    CHECK(so_image_check_finish(c, true) == SO_REASON_IMAGE_SIZE_MISMATCH, "nothing received");
+    CHECK(so_image_check_finish(c, true) == SO_ERR_STATE, "finish once");
+    CHECK(so_image_check_update(c, token, 1, NULL, 0, &out) == SO_ERR_STATE, "no data after finish");
+    so_image_check_free(c);
+    so_keyring_free(ring);
+    free(ec);
+    free(rsa);
+    free(priv);
+    free(token);
+}
+
 static void time_hashing(void)
 {
     size_t n = 4u << 20;
@@ -236,6 +293,7 @@ int main(int argc, char **argv)
     test_own_release(argv[1], "keys-v1", "ok-v1");
     test_own_release(argv[1], "keys-v2-rsa3072", "ok-v2-rsa3072");
     test_own_release(argv[1], "keys-v2-ecdsa384", "ok-v2-ecdsa384");
+    test_api(argv[1]);
     time_hashing();
     return test_summary("test_stream");
 }

@@ -91,8 +91,8 @@ int main(int argc, char **argv)
         fclose(mem);
         cJSON *got = cJSON_Parse(printed);
         const cJSON *expect = cJSON_GetObjectItemCaseSensitive(c, "expect");
-        CHECK(got && cJSON_Compare(got, expect, true), "%s: got %s expected %s", name, printed,
-              cJSON_PrintUnformatted(expect) ? "(see cases.json)" : "?");
+        CHECK(got && cJSON_Compare(got, expect, true), "%s: got %s (expected: see cases.json)",
+              name, printed);
         cJSON_Delete(got);
         free(printed);
         free(manifest);

@@ -53,6 +53,7 @@ struct so_app_check {
     mbedtls_sha256_context data_hash;
     mbedtls_sha512_context data_hash384;
     uint64_t received;       /* bytes fed (signature side) */
+    bool finished;
     uint8_t tail[SECTOR];
 };
 
@@ -242,7 +243,7 @@ static void parse(so_app_check_t *app, const uint8_t *data, size_t len)
 
 void so_app_check_update(so_app_check_t *app, const uint8_t *data, size_t len)
 {
-    if (!app || !data || !len) {
+    if (!app || !data || !len || app->finished) {
         return;
     }
     /* signature side: hash the signed data (the first image_size - tail bytes), keep the tail */
@@ -444,6 +445,10 @@ int so_app_check_finish(so_app_check_t *app)
     if (!app) {
         return SO_ERR_INVALID_ARG;
     }
+    if (app->finished) {
+        return SO_ERR_STATE;
+    }
+    app->finished = true;
     if (!image_matches(app)) {
         return SO_REASON_IMAGE_INVALID;
     }

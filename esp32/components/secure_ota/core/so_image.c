@@ -23,6 +23,7 @@ struct so_image_check {
     size_t header_len;
     so_app_check_t *app;
     bool oversize;
+    bool finished;
 };
 
 int so_image_check_new(const so_keyring_t *ring, const so_claims_t *claims, bool external_decrypt,
@@ -75,6 +76,9 @@ int so_image_check_update(so_image_check_t *c, const uint8_t *in, size_t len, ui
 {
     if (!c || (!in && len) || !out_len) {
         return SO_ERR_INVALID_ARG;
+    }
+    if (c->finished) {
+        return SO_ERR_STATE;
     }
     *out_len = 0;
     if (c->oversize || len > c->claims.enc_size - c->received) {
@@ -189,6 +193,10 @@ int so_image_check_finish(so_image_check_t *c, bool external_ok)
     if (!c) {
         return SO_ERR_INVALID_ARG;
     }
+    if (c->finished) {
+        return SO_ERR_STATE;
+    }
+    c->finished = true;
     /* 1. length */
     if (c->oversize || c->received != c->claims.enc_size) {
         return SO_REASON_IMAGE_SIZE_MISMATCH;

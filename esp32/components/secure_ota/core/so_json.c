@@ -29,6 +29,7 @@ typedef struct {
     size_t out_len;
     size_t copied;
     so_json_numinfo_t *numinfo;
+    bool no_mem;
 } scanner_t;
 
 static void skip_ws(scanner_t *sc)
@@ -207,6 +208,7 @@ static bool scan_number(scanner_t *sc, bool *int_literal)
         /* give cJSON an equivalent literal it can read whole */
         char *copy = malloc(n + 1);
         if (!copy) {
+            sc->no_mem = true;
             return false;
         }
         memcpy(copy, sc->s + start, n);
@@ -414,6 +416,9 @@ cJSON *so_json_parse(const uint8_t *raw, size_t len, so_json_numinfo_t *numinfo,
         ok = (sc.pos == len);
     }
     cJSON *root = NULL;
+    if (!ok && sc.no_mem && no_mem) {
+        *no_mem = true;
+    }
     if (ok) {
         memcpy(out + sc.out_len, raw + sc.copied, len - sc.copied);
         sc.out_len += len - sc.copied;
