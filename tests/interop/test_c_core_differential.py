@@ -10,6 +10,7 @@ judged several ways); ``DIFF_SEED`` the random seed.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -19,16 +20,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from joserfc import jwe
 from joserfc.jwk import RSAKey
 
 from secure_fota.author.keygen import generate_key_set
 from secure_fota.author.release import ReleaseRequest, build_release
+from secure_fota.crypto.encrypted_image import encrypt_image
 from secure_fota.crypto.freshness import FreshnessStatement, make_statement
-from secure_fota.crypto.keys import Role, load_private_key
+from secure_fota.crypto.keys import Role, generate_private_key, key_id, load_private_key, public_pem
 from secure_fota.crypto.manifest import sign_compact
+from secure_fota.crypto.secure_boot import sign_image
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
 from secure_fota.formats.manifest import MANIFEST_TYP
+from secure_fota.formats.secure_boot import Scheme
 from secure_fota.keyfiles import load_author_keys
 from tests.vectors.reference import reference_verdict
 
@@ -79,6 +86,73 @@ ODD_VALUES: list[Any] = [
     "v2-ecdsa384",
     "v3",
 ]
+
+JWE_HEADERS = [
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT"}',
+    '{ "cty" : "JWT", "enc":"A256GCM", "alg":"RSA-OAEP-256" }',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","kid":"device-fleet"}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","kid":1}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","x-extra":true}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","jku":"https://x"}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","jku":"ftp://x"}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","x5c":["AA"]}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","x5c":"AA"}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","b64":true}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","zip":"DEF"}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","crit":["exp"]}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"jwt"}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM"}',
+    '{"alg":"RSA-OAEP","enc":"A256GCM","cty":"JWT"}',
+    '{"alg":"RSA-OAEP-256","enc":"A128GCM","cty":"JWT"}',
+    '{"\\u0061lg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT"}',
+    '{"alg":"RSA-OAEP-256","alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT"}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","n":[[[[1]]]]}',
+    '["alg"]',
+]
+JWS_HEADERS = [
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt"}',
+    '{"typ":"fota-manifest+jwt","kid":"%(kid)s","alg":"%(alg)s"}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","cty":"json"}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","x":1}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","b64":true}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","b64":false}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","crit":["b64"]}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","jwk":{}}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"JWT"}',
+    '{"alg":"%(alg)s","kid":"%(kid)s"}',
+    '{"alg":"%(alg)s","kid":"0000","typ":"fota-manifest+jwt"}',
+    '{"alg":"%(alg)s","kid":7,"typ":"fota-manifest+jwt"}',
+    '{"alg":"RS256","kid":"%(kid)s","typ":"fota-manifest+jwt"}',
+    '{"alg":"none","kid":"%(kid)s","typ":"fota-manifest+jwt"}',
+    '{"alg":"%(other)s","kid":"%(kid)s","typ":"fota-manifest+jwt"}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","alg":"%(alg)s"}',
+]
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def raw_jws(header: str, payload: bytes, key: Any) -> bytes:
+    signing_input = f"{b64(header.encode())}.{b64(payload)}".encode()
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        r, s = utils.decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    else:
+        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+        signature = key.sign(signing_input, pss, hashes.SHA256())
+    return signing_input + b"." + b64(signature).encode()
+
+
+def raw_jwe(header: str, plaintext: bytes, public: Any) -> bytes:
+    cek, iv = os.urandom(32), os.urandom(12)
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    protected = b64(header.encode())
+    sealed = AESGCM(cek).encrypt(iv, plaintext, protected.encode())
+    parts = [protected, b64(public.encrypt(cek, oaep)), b64(iv), b64(sealed[:-16]),
+             b64(sealed[-16:])]  # fmt: skip
+    return ".".join(parts).encode()
+
 
 pytestmark = pytest.mark.skipif(
     not HOST_TOOL.exists(),
@@ -132,6 +206,9 @@ class Session:
         self.freshness_key = load_private_key(
             Role.FRESHNESS, (self.keys / "freshness_key.pem").read_bytes()
         )
+        self.ec_signing = generate_private_key("ecdsa256")
+        (self.keys / "manifest_signing_pub.ec.pem").write_bytes(public_pem(self.ec_signing))
+        self.rogue_secure_boot = generate_private_key("ecdsa256")
         self.count = 0
         self.reasons: dict[str | None, int] = {}
 
@@ -190,6 +267,16 @@ class Session:
         return facts
 
 
+def jose_variant(session: Session, rng: random.Random, claims: dict[str, Any]) -> bytes:
+    """A manifest with random (valid or not) JOSE headers on both layers, correctly sealed."""
+    use_ec = rng.random() < 0.4
+    key = session.ec_signing if use_ec else session.author.manifest_signing
+    alg, other = ("ES256", "PS256") if use_ec else ("PS256", "ES256")
+    header = rng.choice(JWS_HEADERS) % {"alg": alg, "kid": key_id(key), "other": other}
+    signed = raw_jws(header, json.dumps(claims).encode(), key)
+    return raw_jwe(rng.choice(JWE_HEADERS), signed, session.author.manifest_encryption)
+
+
 def mutate_token(rng: random.Random, token: bytes) -> bytes:
     kind = rng.randrange(6)
     data = bytearray(token)
@@ -237,6 +324,10 @@ def test_c_core_agrees_with_python(tmp_path: Path) -> None:
         values = mutate_claims(rng, claims)
         sealed.write_bytes(session.seal(json.dumps(values).encode()))
         session.compare(sealed, None, dict(facts, installed_seq=0, secure_version=0))
+        # random JOSE headers on both layers
+        jose = session.path(".manifest")
+        jose.write_bytes(jose_variant(session, rng, claims))
+        session.compare(jose, None, dict(facts, installed_seq=0, secure_version=0))
         # the binary, changed (and sometimes resealed so that the deeper checks run)
         data = bytearray(binary.read_bytes())
         where = rng.randrange(len(data))
@@ -254,6 +345,27 @@ def test_c_core_agrees_with_python(tmp_path: Path) -> None:
                 )
             )
             session.compare(resealed, tampered, ok_facts)
+        # an image whose claims or signature do not match, resealed so that §8 steps 5-7 run
+        if rng.random() < 0.4:
+            image = build_app_image(ImageSpec(size=4096, seed=rng.randrange(1000)))
+            signer = session.rogue_secure_boot if rng.random() < 0.4 else session.author.secure_boot
+            signed_image = sign_image(image, signer, Scheme.V1)
+            enc = encrypt_image(signed_image, session.author.pre_encryption)
+            values = dict(
+                claims,
+                image_size=len(signed_image),
+                enc_size=len(enc),
+                enc_sha256=hashlib.sha256(enc).hexdigest(),
+                image_sha256=hashlib.sha256(signed_image).hexdigest(),
+            )
+            wrong = rng.choice(["version", "project", "image_sha256", "app_elf_sha256", None, None])
+            if wrong:
+                values[wrong] = "ab" * 32 if wrong.endswith("sha256") else "other"
+            odd_bin = session.path(".bin")
+            odd_bin.write_bytes(enc)
+            odd_manifest = session.path(".manifest")
+            odd_manifest.write_bytes(session.seal(json.dumps(values).encode()))
+            session.compare(odd_manifest, odd_bin, ok_facts)
         # a freshness statement, sometimes wrong
         nonce = f"{rng.getrandbits(128):032x}"
         statement = FreshnessStatement(

@@ -244,16 +244,31 @@ void host_verify(const so_keyring_t *ring, const host_verify_args_t *args,
     }
 }
 
+/* A JSON string in pure ASCII (non-ASCII as \uXXXX, like Python's json.dumps); `s` is valid
+ * UTF-8 (every string printed here passed the strict checks). */
 static void print_string(FILE *out, const char *s)
 {
     fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            fprintf(out, "\\%c", *p);
-        } else if (*p < 0x20 || *p == 0x7F) {
-            fprintf(out, "\\u%04x", *p);
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        uint32_t cp = *p;
+        int extra = cp >= 0xF0 ? 3 : cp >= 0xE0 ? 2 : cp >= 0xC0 ? 1 : 0;
+        if (extra) {
+            cp &= 0x3Fu >> extra;
+        }
+        p++;
+        for (int i = 0; i < extra && (*p & 0xC0) == 0x80; i++, p++) {
+            cp = (cp << 6) | (*p & 0x3Fu);
+        }
+        if (cp == '"' || cp == '\\') {
+            fprintf(out, "\\%c", (int)cp);
+        } else if (cp >= 0x20 && cp < 0x7F) {
+            fputc((int)cp, out);
+        } else if (cp >= 0x10000) {
+            cp -= 0x10000;
+            fprintf(out, "\\u%04x\\u%04x", 0xD800u + (cp >> 10), 0xDC00u + (cp & 0x3FFu));
         } else {
-            fputc(*p, out);
+            fprintf(out, "\\u%04x", cp);
         }
     }
     fputc('"', out);

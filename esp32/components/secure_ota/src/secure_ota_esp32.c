@@ -276,7 +276,7 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota
     secure_ota_request_t req = {
         .url = url,
         .if_none_match = have_judged ? judged_sha : NULL,
-        .max_body = SO_MAX_MANIFEST_SIZE,
+        .max_body = 0, /* `collect` refuses more than 16 KiB as manifest_too_large */
         .sink = collect,
         .sink_ctx = &body,
     };
