@@ -1,10 +1,11 @@
 # secure-fota developer commands. `make test` and `make demo` work from a fresh clone.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install lint typecheck test test-python clean
+.PHONY: help install lint typecheck test test-python clean host-test fuzz-smoke fuzz
 
 help:
 	@echo "make test    - create .venv, install, lint, type-check and run every test"
@@ -12,6 +13,8 @@ help:
 	@echo "make install - create .venv and install secure-fota with its test extras"
 	@echo "make lint    - ruff"
 	@echo "make clean   - remove build and test leftovers (keeps .venv)"
+	@echo "make host-test - build the ESP32 C core on the host (cmake) and run its tests (ctest)"
+	@echo "make fuzz    - fuzz the C core's manifest and image paths (FUZZ_SECONDS=300)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +36,7 @@ typecheck: $(STAMP)
 test-python: $(STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck test-python
+test: lint typecheck host-test test-python fuzz-smoke
 
 clean:
 	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache
@@ -41,3 +44,49 @@ clean:
 .PHONY: demo
 demo: $(STAMP)
 	$(BIN)/fota demo
+
+# ---- ESP32 C core on the host (esp32/host): cmake + ctest, libFuzzer ----------------------
+HOST_BUILD   := build/esp32-host
+HOST_CC      := $(shell command -v clang 2>/dev/null || command -v cc 2>/dev/null)
+HOST_MISSING := $(strip $(if $(shell command -v cmake 2>/dev/null),,cmake) \
+                  $(if $(HOST_CC),,a-C-compiler) \
+                  $(if $(wildcard /usr/include/mbedtls/version.h),,libmbedtls-dev) \
+                  $(if $(wildcard /usr/include/cjson/cJSON.h),,libcjson-dev))
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 25
+FUZZ_CORPUS  := $(HOST_BUILD)/fuzz-corpus
+
+host-test:
+ifeq ($(HOST_MISSING),)
+	cmake -S esp32/host -B $(HOST_BUILD) -DCMAKE_C_COMPILER=$(HOST_CC) >/dev/null
+	cmake --build $(HOST_BUILD) -j2
+	ctest --test-dir $(HOST_BUILD) --output-on-failure
+else
+	@echo "SKIPPED esp32 host tests: missing $(HOST_MISSING) (apt-get install cmake clang libmbedtls-dev libcjson-dev)"
+endif
+
+$(FUZZ_CORPUS): tests/vectors/cases.json
+	rm -rf $@ && mkdir -p $@
+	for f in tests/vectors/*.manifest; do (printf '\000'; cat "$$f") > "$@/0-$$(basename $$f)"; done
+	for f in tests/vectors/*.freshness; do (printf '\003'; cat "$$f") > "$@/3-$$(basename $$f)"; done
+	for f in tests/vectors/ok-v1.bin tests/vectors/img-*.bin; do (printf '\005'; cat "$$f") > "$@/5-$$(basename $$f)"; done
+	(printf '\001'; cat tests/vectors/fuzz-seeds/1-jws.txt) > $@/1-jws
+	(printf '\002'; cat tests/vectors/fuzz-seeds/2-claims.json) > $@/2-claims
+	(printf '\004'; cat tests/vectors/fuzz-seeds/2-claims.json) > $@/4-json
+	(printf '\006'; cat tests/vectors/fuzz-seeds/6-app.bin) > $@/6-app
+
+define run_fuzz
+	@if [ -x $(HOST_BUILD)/fuzz_manifest ]; then \
+	  $(MAKE) --no-print-directory $(FUZZ_CORPUS) && mkdir -p $(HOST_BUILD)/fuzz-found && \
+	  $(HOST_BUILD)/fuzz_manifest -max_total_time=$(1) -max_len=20000 -timeout=10 -rss_limit_mb=2048 \
+	    -print_final_stats=1 -artifact_prefix=$(HOST_BUILD)/fuzz-found/ $(HOST_BUILD)/fuzz-found $(FUZZ_CORPUS) 2>&1 | \
+	    grep -E 'stat::number_of_executed_units|stat::peak_rss_mb|Done|ERROR|SUMMARY' ; \
+	  exit $${PIPESTATUS[0]}; \
+	else echo "SKIPPED fuzzing: no $(HOST_BUILD)/fuzz_manifest (needs clang with libFuzzer: libclang-rt-14-dev)"; fi
+endef
+
+fuzz-smoke: host-test
+	$(call run_fuzz,$(FUZZ_SMOKE_SECONDS))
+
+fuzz: host-test
+	$(call run_fuzz,$(FUZZ_SECONDS))

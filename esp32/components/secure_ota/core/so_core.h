@@ -1,0 +1,273 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * secure_ota portable core: everything that decides whether a release is acceptable, with no
+ * ESP-IDF header. Built for ESP-IDF (mbedTLS 3.x) and for the Linux host (mbedTLS 2.28) and
+ * tested there. The rules are those of docs/formats.md, in the same order and with the same
+ * reason codes as the Python reference (secure_fota.policy).
+ *
+ * Conventions: functions return 0 (SO_OK) on success, a positive so_reason_t when a release is
+ * refused, or a negative SO_ERR_* for a failure that says nothing about the release (no memory,
+ * bad argument, bad key). All state lives in caller-owned structures or handles; there is no
+ * global mutable state.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Reason codes, numbered in the order of secure_fota/reasons.py (never renumber). */
+typedef enum {
+    SO_OK = 0,
+    SO_REASON_MANIFEST_TOO_LARGE = 1,
+    SO_REASON_MANIFEST_MALFORMED,
+    SO_REASON_UNSUPPORTED_ALGORITHM,
+    SO_REASON_MANIFEST_DECRYPT_FAILED,
+    SO_REASON_UNKNOWN_KEY,
+    SO_REASON_BAD_SIGNATURE,
+    SO_REASON_INVALID_CLAIMS,
+    SO_REASON_UNSUPPORTED_FORMAT,
+    SO_REASON_WRONG_DEVICE_TYPE,
+    SO_REASON_WRONG_CHIP,
+    SO_REASON_ALREADY_INSTALLED,
+    SO_REASON_ROLLBACK,
+    SO_REASON_SECURE_VERSION_TOO_LOW,
+    SO_REASON_EXPIRED,
+    SO_REASON_IMAGE_TOO_LARGE,
+    SO_REASON_FRESHNESS_INVALID,
+    SO_REASON_STALE_MANIFEST,
+    SO_REASON_IMAGE_SIZE_MISMATCH,
+    SO_REASON_ENC_DIGEST_MISMATCH,
+    SO_REASON_IMAGE_HEADER_INVALID,
+    SO_REASON_IMAGE_DECRYPT_FAILED,
+    SO_REASON_IMAGE_DIGEST_MISMATCH,
+    SO_REASON_IMAGE_INVALID,
+    SO_REASON_SECURE_BOOT_SIGNATURE_INVALID,
+    SO_REASON_COUNT
+} so_reason_t;
+
+/** Failures that are not a verdict on a release. */
+#define SO_ERR_NO_MEM      (-1)
+#define SO_ERR_INVALID_ARG (-2)
+#define SO_ERR_KEY         (-3) /* a key is missing, unreadable, or of the wrong type/size */
+#define SO_ERR_STATE       (-4) /* call out of order */
+#define SO_ERR_CRYPTO      (-5) /* the crypto library failed for a reason unrelated to the input */
+
+/** "manifest_too_large", ...; NULL for SO_OK or an unknown value. */
+const char *so_reason_name(int reason);
+
+/* ---- limits (src/secure_fota/limits.py) ------------------------------------------------ */
+#define SO_MAX_MANIFEST_SIZE   16384u
+#define SO_MAX_IMAGE_SIZE      (16u * 1024u * 1024u)
+#define SO_MIN_IMAGE_SIZE      (24u + 8u + 256u + 16u)
+#define SO_MAX_NAME_LENGTH     64u
+#define SO_MAX_SEQ             2147483647u
+#define SO_MAX_DESC_STRING     32u
+#define SO_MAX_STATEMENT_SIZE  2048u
+#define SO_ENC_HEADER_SIZE     512u
+#define SO_MAX_JSON_DEPTH      32
+#define SO_MAX_TRUSTED_KEYS    8
+#define SO_MAX_JSON_INT        9007199254740991.0 /* 2^53 - 1 */
+
+/* ---- keys ---------------------------------------------------------------------------- */
+
+typedef int (*so_rng_cb)(void *ctx, unsigned char *out, size_t len);
+
+/** The keys a device holds. Opaque; create with so_keyring_new, free with so_keyring_free. */
+typedef struct so_keyring so_keyring_t;
+
+/** Create an empty key ring. `rng` is used for RSA blinding (must be non-NULL). */
+int so_keyring_new(so_rng_cb rng, void *rng_ctx, so_keyring_t **out);
+void so_keyring_free(so_keyring_t *ring);
+/** Manifest decryption key: RSA-3072/4096 private key, PEM (len may or may not count a NUL). */
+int so_keyring_set_manifest_key(so_keyring_t *ring, const uint8_t *pem, size_t len);
+/** Image (pre-encryption) key: RSA-3072 private key, PEM. */
+int so_keyring_set_image_key(so_keyring_t *ring, const uint8_t *pem, size_t len);
+/** Add a trusted manifest-signing public key (RSA-3072/4096 or P-256); up to SO_MAX_TRUSTED_KEYS. */
+int so_keyring_add_signing_key(so_keyring_t *ring, const uint8_t *pem, size_t len);
+/** Add a trusted freshness public key (P-256). */
+int so_keyring_add_freshness_key(so_keyring_t *ring, const uint8_t *pem, size_t len);
+/** Secure boot verification key (RSA-3072, P-256 or P-384), public or private PEM. */
+int so_keyring_set_secure_boot_key(so_keyring_t *ring, const uint8_t *pem, size_t len);
+size_t so_keyring_signing_key_count(const so_keyring_t *ring);
+size_t so_keyring_freshness_key_count(const so_keyring_t *ring);
+/** Key id (64 lowercase hex + NUL) of the index-th signing key; false if out of range. */
+bool so_keyring_signing_kid(const so_keyring_t *ring, size_t index, char kid[65]);
+
+/* ---- claims (docs/formats.md §5) -------------------------------------------------------- */
+
+typedef enum {
+    SO_SB_V1 = 0,
+    SO_SB_V2_RSA3072,
+    SO_SB_V2_ECDSA256,
+    SO_SB_V2_ECDSA384,
+} so_secure_boot_t;
+
+const char *so_secure_boot_name(so_secure_boot_t scheme);
+
+typedef struct {
+    uint64_t fmt;
+    char fw_name[SO_MAX_NAME_LENGTH + 1];
+    char device_type[SO_MAX_NAME_LENGTH + 1];
+    uint32_t seq;
+    char version[SO_MAX_DESC_STRING];
+    char project[SO_MAX_DESC_STRING];
+    char idf_ver[SO_MAX_DESC_STRING];
+    uint32_t secure_version;
+    uint16_t chip_id;
+    char app_elf_sha256[65];
+    uint32_t image_size;
+    char image_sha256[65];
+    uint32_t enc_size;
+    char enc_sha256[65];
+    so_secure_boot_t secure_boot;
+    uint64_t iat;
+    bool has_exp;
+    uint64_t exp;
+} so_claims_t;
+
+/** Validate a claims JSON document (already known to be a JSON object under §4.1). */
+int so_claims_parse(const uint8_t *json, size_t len, so_claims_t *out);
+
+/* ---- the manifest envelope (§4) ------------------------------------------------------ */
+
+typedef struct {
+    char kid[65];     /* key id of the key that signed */
+    char alg[6];      /* "PS256" or "ES256" */
+} so_manifest_info_t;
+
+/**
+ * Decrypt and verify a manifest and validate its claims (§4, §5). `info` may be NULL.
+ * Uses at most a few buffers of the manifest's size, all freed before returning.
+ */
+int so_manifest_open(const so_keyring_t *ring, const uint8_t *token, size_t len, so_claims_t *out,
+                     so_manifest_info_t *info);
+
+/* ---- freshness (§7) ------------------------------------------------------------------ */
+
+/**
+ * Check the server's freshness statement for this poll. `statement` may be NULL (absent).
+ * `manifest` is the manifest the device is judging, `claims` its opened claims.
+ */
+int so_freshness_check(const so_keyring_t *ring, const uint8_t *statement, size_t statement_len,
+                       const uint8_t *manifest, size_t manifest_len, const so_claims_t *claims,
+                       const char *nonce, const char *device_type);
+
+/**
+ * The same check when the device holds only the manifest's SHA-256 (hex) and seq, e.g. after
+ * an HTTP 304 answer to If-None-Match.
+ */
+int so_freshness_check_digest(const so_keyring_t *ring, const uint8_t *statement,
+                              size_t statement_len, const char *manifest_sha256, uint32_t seq,
+                              const char *nonce, const char *device_type);
+
+/** True for a name of docs/formats.md §5 (device types, firmware names). */
+bool so_name_ok(const char *name);
+
+/* ---- the decision (§6) --------------------------------------------------------------- */
+
+typedef struct {
+    const char *device_type;
+    uint32_t chip_id;
+    int64_t installed_seq;
+    int64_t secure_version;   /* the device's anti-rollback eFuse value */
+    uint32_t slot_size;       /* 0 means SO_MAX_IMAGE_SIZE */
+    bool has_clock;           /* true when `now` is trusted */
+    uint64_t now;
+} so_device_facts_t;
+
+int so_decide(const so_claims_t *claims, const so_device_facts_t *facts);
+
+/* ---- GCM and the esp_encrypted_img stream (§3) ------------------------------------------- */
+
+/** AES-256-GCM decryption, streaming, with a state that can be rebuilt from plaintext. */
+typedef struct so_gcm so_gcm_t;
+
+/** Parsed esp_encrypted_img header. */
+typedef struct {
+    uint8_t wrapped_key[384];
+    uint8_t iv[16];
+    uint32_t bin_size;
+    uint8_t tag[16];
+} so_enc_header_t;
+
+/** Parse and check the 512-byte header (magic, bin_size 1..16 MiB, reserved zero). */
+int so_enc_header_parse(const uint8_t raw[SO_ENC_HEADER_SIZE], so_enc_header_t *out);
+
+/**
+ * Streaming decryptor for esp_encrypted_img (RSA-3072 scheme), resumable: after an interruption
+ * at plaintext offset N, call so_encimg_resume with the header and feed the N plaintext bytes
+ * already written through so_encimg_replay; it re-encrypts them (CTR) to rebuild the GHASH
+ * state, then continue with so_encimg_update from file offset 512 + N (HTTP Range request).
+ */
+typedef struct so_encimg so_encimg_t;
+
+int so_encimg_new(const so_keyring_t *ring, so_encimg_t **out);
+void so_encimg_free(so_encimg_t *dec);
+/** Feed file bytes; plaintext is written to `out` (capacity `out_cap` ≥ len), count in *out_len. */
+int so_encimg_update(so_encimg_t *dec, const uint8_t *in, size_t len, uint8_t *out, size_t out_cap,
+                     size_t *out_len);
+/** Start a resumed stream from the file's header. */
+int so_encimg_resume(so_encimg_t *dec, const uint8_t header[SO_ENC_HEADER_SIZE]);
+/** Replay plaintext already written; `cipher_out` (may be NULL) receives the ciphertext. */
+int so_encimg_replay(so_encimg_t *dec, const uint8_t *plain, size_t len, uint8_t *cipher_out);
+/** After all bin_size bytes: verify the tag. 0, or a reason (header/decrypt failure). */
+int so_encimg_finish(so_encimg_t *dec);
+/** Plaintext bytes produced (or replayed) so far. */
+uint64_t so_encimg_position(const so_encimg_t *dec);
+/** The parsed header once 512 bytes have arrived, else NULL. */
+const so_enc_header_t *so_encimg_header(const so_encimg_t *dec);
+
+/* ---- image checks (§8) --------------------------------------------------------------- */
+
+typedef struct so_image_check so_image_check_t;
+
+/**
+ * One pass over NAME-N.bin against verified claims. With `external_decrypt` the core does not
+ * decrypt (esp_encrypted_img does, on the device): feed the encrypted bytes to
+ * so_image_check_update and the plaintext it produced to so_image_check_plain, and pass its
+ * verdict to so_image_check_finish.
+ */
+int so_image_check_new(const so_keyring_t *ring, const so_claims_t *claims, bool external_decrypt,
+                       so_image_check_t **out);
+void so_image_check_free(so_image_check_t *check);
+/** Encrypted bytes in; plaintext (internal decryption) out, as for so_encimg_update. */
+int so_image_check_update(so_image_check_t *check, const uint8_t *in, size_t len, uint8_t *out,
+                          size_t out_cap, size_t *out_len);
+/** Plaintext from an external decryptor (only with external_decrypt). */
+int so_image_check_plain(so_image_check_t *check, const uint8_t *plain, size_t len);
+/** Resume (internal decryption only): the 512-byte header, then so_image_check_replay. */
+int so_image_check_resume(so_image_check_t *check, const uint8_t header[SO_ENC_HEADER_SIZE]);
+int so_image_check_replay(so_image_check_t *check, const uint8_t *plain, size_t len);
+/** Bytes of the .bin accounted for so far (received plus replayed). */
+uint64_t so_image_check_received(const so_image_check_t *check);
+/**
+ * §8 steps 1..7 in order. `external_ok` is the external decryptor's verdict (ignored
+ * otherwise).
+ */
+int so_image_check_finish(so_image_check_t *check, bool external_ok);
+
+/* ---- the signed app image (§1, §2) -------------------------------------------------- */
+
+/** Streaming check of the decrypted image: structure, claims match, secure-boot signature. */
+typedef struct so_app_check so_app_check_t;
+
+int so_app_check_new(const so_keyring_t *ring, const so_claims_t *claims, so_app_check_t **out);
+void so_app_check_free(so_app_check_t *app);
+void so_app_check_update(so_app_check_t *app, const uint8_t *data, size_t len);
+/** §8 steps 6 and 7: 0, SO_REASON_IMAGE_INVALID or SO_REASON_SECURE_BOOT_SIGNATURE_INVALID. */
+int so_app_check_finish(so_app_check_t *app);
+
+/* ---- helpers --------------------------------------------------------------------------- */
+
+/** Lowercase hex SHA-256 of `data`. */
+void so_sha256_hex(const uint8_t *data, size_t len, char hex[65]);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,150 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * The device's decision (docs/formats.md §6) and the freshness statement check (§7).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "so_internal.h"
+
+int so_decide(const so_claims_t *claims, const so_device_facts_t *facts)
+{
+    if (!claims || !facts || !facts->device_type) {
+        return SO_ERR_INVALID_ARG;
+    }
+    if (strcmp(claims->device_type, facts->device_type) != 0) {
+        return SO_REASON_WRONG_DEVICE_TYPE;
+    }
+    if (claims->chip_id != facts->chip_id) {
+        return SO_REASON_WRONG_CHIP;
+    }
+    if ((int64_t)claims->seq == facts->installed_seq) {
+        return SO_REASON_ALREADY_INSTALLED;
+    }
+    if ((int64_t)claims->seq < facts->installed_seq) {
+        return SO_REASON_ROLLBACK;
+    }
+    if ((int64_t)claims->secure_version < facts->secure_version) {
+        return SO_REASON_SECURE_VERSION_TOO_LOW;
+    }
+    if (facts->has_clock && claims->has_exp && facts->now >= claims->exp) {
+        return SO_REASON_EXPIRED;
+    }
+    uint32_t slot = facts->slot_size ? facts->slot_size : SO_MAX_IMAGE_SIZE;
+    if (claims->image_size > slot) {
+        return SO_REASON_IMAGE_TOO_LARGE;
+    }
+    return SO_OK;
+}
+
+static bool is_hex_lower(const char *s, size_t min, size_t max)
+{
+    size_t n = strlen(s);
+    if (n < min || n > max) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The statement's payload (§7 step 1); fills seq, nonce and hash. */
+static int check_payload(const uint8_t *payload, size_t len, int64_t *seq, char nonce[65],
+                         char digest[65], char device_type[SO_MAX_NAME_LENGTH + 1])
+{
+    so_json_numinfo_t info = {.names = {"seq", "iat"}};
+    bool no_mem = false;
+    cJSON *root = so_json_parse(payload, len, &info, &no_mem);
+    if (!root) {
+        return no_mem ? SO_ERR_NO_MEM : SO_REASON_FRESHNESS_INVALID;
+    }
+    int ret = SO_REASON_FRESHNESS_INVALID;
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(root, "device_type");
+    const cJSON *sq = cJSON_GetObjectItemCaseSensitive(root, "seq");
+    const cJSON *iat = cJSON_GetObjectItemCaseSensitive(root, "iat");
+    const cJSON *hash = cJSON_GetObjectItemCaseSensitive(root, "manifest_sha256");
+    const cJSON *nc = cJSON_GetObjectItemCaseSensitive(root, "nonce");
+    /* seq and iat must be JSON integers (no fraction, no exponent), as Python's int */
+    if (!cJSON_IsString(dt) || !cJSON_IsNumber(sq) || !info.int_literal[0] ||
+        !cJSON_IsNumber(iat) || !info.int_literal[1]) {
+        goto done;
+    }
+    if (!so_is_name(dt->valuestring)) {
+        goto done;
+    }
+    double s = sq->valuedouble;
+    if (!(s >= 0 && s <= SO_MAX_SEQ) || iat->valuedouble < 0) {
+        goto done;
+    }
+    if (!cJSON_IsString(hash) || !so_is_hex64(hash->valuestring) || !cJSON_IsString(nc) ||
+        !is_hex_lower(nc->valuestring, 32, 64)) {
+        goto done;
+    }
+    *seq = (int64_t)s;
+    strcpy(nonce, nc->valuestring);
+    strcpy(digest, hash->valuestring);
+    strcpy(device_type, dt->valuestring);
+    ret = SO_OK;
+done:
+    cJSON_Delete(root);
+    return ret;
+}
+
+int so_freshness_check_digest(const so_keyring_t *ring, const uint8_t *statement,
+                              size_t statement_len, const char *manifest_sha256, uint32_t seq,
+                              const char *nonce, const char *device_type)
+{
+    if (!ring || !manifest_sha256 || !nonce || !device_type) {
+        return SO_ERR_INVALID_ARG;
+    }
+    if (!statement || statement_len > SO_MAX_STATEMENT_SIZE) {
+        return SO_REASON_FRESHNESS_INVALID;
+    }
+    uint8_t *payload = NULL;
+    size_t payload_len = 0;
+    int ret = so_jws_open(ring->freshness, ring->freshness_count, (const char *)statement,
+                          statement_len, "fota-freshness+jwt", &payload, &payload_len, NULL);
+    if (ret < 0) {
+        return ret;
+    }
+    if (ret != SO_OK) {
+        return SO_REASON_FRESHNESS_INVALID;
+    }
+    int64_t their_seq = 0;
+    char their_nonce[65], digest[65], their_type[SO_MAX_NAME_LENGTH + 1];
+    ret = check_payload(payload, payload_len, &their_seq, their_nonce, digest, their_type);
+    free(payload);
+    if (ret != SO_OK) {
+        return ret;
+    }
+    if (strcmp(their_nonce, nonce) != 0 || strcmp(their_type, device_type) != 0) {
+        return SO_REASON_FRESHNESS_INVALID;
+    }
+    if (strcmp(digest, manifest_sha256) != 0 || their_seq != (int64_t)seq) {
+        return SO_REASON_STALE_MANIFEST;
+    }
+    return SO_OK;
+}
+
+int so_freshness_check(const so_keyring_t *ring, const uint8_t *statement, size_t statement_len,
+                       const uint8_t *manifest, size_t manifest_len, const so_claims_t *claims,
+                       const char *nonce, const char *device_type)
+{
+    if (!manifest || !claims) {
+        return SO_ERR_INVALID_ARG;
+    }
+    char digest[65];
+    so_sha256_hex(manifest, manifest_len, digest);
+    return so_freshness_check_digest(ring, statement, statement_len, digest, claims->seq, nonce,
+                                     device_type);
+}
+
+bool so_name_ok(const char *name)
+{
+    return name && so_is_name(name);
+}

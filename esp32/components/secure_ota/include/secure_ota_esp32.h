@@ -1,0 +1,228 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * secure_ota: signed + encrypted firmware updates for ESP32 devices (ESP-IDF >= 5.2).
+ *
+ * A release is a manifest (JWE around a JWS, docs/formats.md §4) and an esp_encrypted_img
+ * binary (§3). secure_ota_check_for_update() fetches the newest manifest over TLS (CA pinned,
+ * hostname verified), opens it with the device's keys, checks the server's freshness statement
+ * and decides (§6). secure_ota_perform_update() downloads that release's binary by its signed
+ * sequence number, decrypts it into the next OTA slot while hashing the encrypted and the
+ * decrypted streams, runs every image check of §8 and only then makes the slot bootable.
+ * After the reboot the application runs its self-test and calls secure_ota_mark_running_valid().
+ *
+ * No function keeps state between calls: everything lives in the caller's config/info structs,
+ * in NVS (installed sequence number, resume checkpoint) and in the OTA slots.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "esp_err.h"
+#include "so_core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- error codes ----------------------------------------------------------------------- */
+
+/** Base of this component's esp_err_t codes (outside every ESP-IDF range). */
+#define SECURE_OTA_ERR_BASE 0x1F000
+
+/** One code per reason code of docs/formats.md §8: SECURE_OTA_ERR_BASE + so_reason_t. */
+#define SECURE_OTA_ERR_MANIFEST_TOO_LARGE            (SECURE_OTA_ERR_BASE + SO_REASON_MANIFEST_TOO_LARGE)
+#define SECURE_OTA_ERR_MANIFEST_MALFORMED            (SECURE_OTA_ERR_BASE + SO_REASON_MANIFEST_MALFORMED)
+#define SECURE_OTA_ERR_UNSUPPORTED_ALGORITHM         (SECURE_OTA_ERR_BASE + SO_REASON_UNSUPPORTED_ALGORITHM)
+#define SECURE_OTA_ERR_MANIFEST_DECRYPT_FAILED       (SECURE_OTA_ERR_BASE + SO_REASON_MANIFEST_DECRYPT_FAILED)
+#define SECURE_OTA_ERR_UNKNOWN_KEY                   (SECURE_OTA_ERR_BASE + SO_REASON_UNKNOWN_KEY)
+#define SECURE_OTA_ERR_BAD_SIGNATURE                 (SECURE_OTA_ERR_BASE + SO_REASON_BAD_SIGNATURE)
+#define SECURE_OTA_ERR_INVALID_CLAIMS                (SECURE_OTA_ERR_BASE + SO_REASON_INVALID_CLAIMS)
+#define SECURE_OTA_ERR_UNSUPPORTED_FORMAT            (SECURE_OTA_ERR_BASE + SO_REASON_UNSUPPORTED_FORMAT)
+#define SECURE_OTA_ERR_WRONG_DEVICE_TYPE             (SECURE_OTA_ERR_BASE + SO_REASON_WRONG_DEVICE_TYPE)
+#define SECURE_OTA_ERR_WRONG_CHIP                    (SECURE_OTA_ERR_BASE + SO_REASON_WRONG_CHIP)
+#define SECURE_OTA_ERR_ALREADY_INSTALLED             (SECURE_OTA_ERR_BASE + SO_REASON_ALREADY_INSTALLED)
+#define SECURE_OTA_ERR_ROLLBACK                      (SECURE_OTA_ERR_BASE + SO_REASON_ROLLBACK)
+#define SECURE_OTA_ERR_SECURE_VERSION_TOO_LOW        (SECURE_OTA_ERR_BASE + SO_REASON_SECURE_VERSION_TOO_LOW)
+#define SECURE_OTA_ERR_EXPIRED                       (SECURE_OTA_ERR_BASE + SO_REASON_EXPIRED)
+#define SECURE_OTA_ERR_IMAGE_TOO_LARGE               (SECURE_OTA_ERR_BASE + SO_REASON_IMAGE_TOO_LARGE)
+#define SECURE_OTA_ERR_FRESHNESS_INVALID             (SECURE_OTA_ERR_BASE + SO_REASON_FRESHNESS_INVALID)
+#define SECURE_OTA_ERR_STALE_MANIFEST                (SECURE_OTA_ERR_BASE + SO_REASON_STALE_MANIFEST)
+#define SECURE_OTA_ERR_IMAGE_SIZE_MISMATCH           (SECURE_OTA_ERR_BASE + SO_REASON_IMAGE_SIZE_MISMATCH)
+#define SECURE_OTA_ERR_ENC_DIGEST_MISMATCH           (SECURE_OTA_ERR_BASE + SO_REASON_ENC_DIGEST_MISMATCH)
+#define SECURE_OTA_ERR_IMAGE_HEADER_INVALID          (SECURE_OTA_ERR_BASE + SO_REASON_IMAGE_HEADER_INVALID)
+#define SECURE_OTA_ERR_IMAGE_DECRYPT_FAILED          (SECURE_OTA_ERR_BASE + SO_REASON_IMAGE_DECRYPT_FAILED)
+#define SECURE_OTA_ERR_IMAGE_DIGEST_MISMATCH         (SECURE_OTA_ERR_BASE + SO_REASON_IMAGE_DIGEST_MISMATCH)
+#define SECURE_OTA_ERR_IMAGE_INVALID                 (SECURE_OTA_ERR_BASE + SO_REASON_IMAGE_INVALID)
+#define SECURE_OTA_ERR_SECURE_BOOT_SIGNATURE_INVALID (SECURE_OTA_ERR_BASE + SO_REASON_SECURE_BOOT_SIGNATURE_INVALID)
+/** A key given in the config is missing, unreadable, or of the wrong type or size. */
+#define SECURE_OTA_ERR_KEY                           (SECURE_OTA_ERR_BASE + 0x80)
+/** The server answered with an unexpected status, length or header. */
+#define SECURE_OTA_ERR_SERVER                        (SECURE_OTA_ERR_BASE + 0x81)
+
+/** True if `err` is one of the reason codes above. */
+static inline bool secure_ota_err_is_reason(esp_err_t err)
+{
+    return err > SECURE_OTA_ERR_BASE && err < SECURE_OTA_ERR_BASE + SO_REASON_COUNT;
+}
+
+/**
+ * The reason code's name ("rollback", "bad_signature", ...) for a SECURE_OTA_ERR_* reason,
+ * else esp_err_to_name(err).
+ */
+const char *secure_ota_err_to_name(esp_err_t err);
+
+/* ---- configuration ----------------------------------------------------------------------- */
+
+/** PEM text and its length; embedded with EMBED_TXTFILES, `len` counts the final NUL. */
+typedef struct {
+    const char *pem;
+    size_t len;
+} secure_ota_pem_t;
+
+typedef struct {
+    /** "https://host:port" of the update server, no trailing slash. */
+    const char *server_url;
+    /** The device type releases must name (docs/formats.md §5 name). */
+    const char *device_type;
+    /** PEM of the CA that issued the server's certificate (pinned; hostname is verified). */
+    secure_ota_pem_t ca_cert;
+    /** RSA-4096 (or 3072) private key that decrypts manifests. */
+    secure_ota_pem_t manifest_key;
+    /** RSA-3072 private key that unwraps image keys (esp_encrypted_img). */
+    secure_ota_pem_t image_key;
+    /** Trusted manifest-signing public keys (RSA-3072/4096 or P-256), chosen by kid. */
+    const secure_ota_pem_t *signing_keys;
+    size_t signing_key_count;
+    /** Trusted freshness public keys (P-256); with none the freshness check is off. */
+    const secure_ota_pem_t *freshness_keys;
+    size_t freshness_key_count;
+    /** The secure boot public key (RSA-3072, P-256 or P-384) for the §8 step 7 check. */
+    secure_ota_pem_t secure_boot_key;
+    /** HTTP timeout per request in ms (0: CONFIG_SECURE_OTA_HTTP_TIMEOUT_MS). */
+    int timeout_ms;
+    /** Bytes per HTTP Range request of the binary (0: CONFIG_SECURE_OTA_CHUNK_SIZE). */
+    size_t chunk_size;
+    /** Download with the resumable decryptor (else esp_https_ota + esp_encrypted_img). */
+    bool resumable;
+    /** The device's clock is trusted (SNTP over an authenticated channel): check `exp`. */
+    bool trusted_clock;
+} secure_ota_config_t;
+
+/** The config from Kconfig; keys and CA must still be filled in by the application. */
+void secure_ota_config_from_kconfig(secure_ota_config_t *cfg);
+
+/** What secure_ota_check_for_update() found. Pass it unchanged to secure_ota_perform_update(). */
+typedef struct {
+    /** An acceptable update exists (its verified claims are in `claims`). */
+    bool available;
+    /** ESP_OK, or the SECURE_OTA_ERR_* reason the newest release was not taken for. */
+    esp_err_t verdict;
+    /** The verified claims of the newest manifest (valid when `have_claims`). */
+    bool have_claims;
+    so_claims_t claims;
+    /** Release id announced by the server (X-Fota-Release), 0 if absent. */
+    uint32_t server_release_id;
+} secure_ota_update_info_t;
+
+/* ---- API --------------------------------------------------------------------------------- */
+
+/**
+ * @brief Ask the update server for its newest manifest and judge it.
+ *
+ * GET {server_url}/update/newest/manifest?deviceType=T[&nonce=N], with If-None-Match set to the
+ * SHA-256 of the last manifest judged not to be an update. The manifest is opened (§4, §5),
+ * the freshness statement checked (§7, when freshness keys are configured) and the decision
+ * taken (§6) against the installed sequence number (NVS), the chip, the anti-rollback eFuse
+ * and the size of the next OTA slot.
+ *
+ * @param[in]  cfg  configuration (keys, server, device type)
+ * @param[out] out  result; `out->available` tells whether to call secure_ota_perform_update()
+ *
+ * @return
+ *    - ESP_OK: the check completed; an update is available, or there is nothing new (404 no
+ *      release, 304 unchanged, or SECURE_OTA_ERR_ALREADY_INSTALLED in `out->verdict`)
+ *    - SECURE_OTA_ERR_* reason: the newest release was refused (also in `out->verdict`)
+ *    - SECURE_OTA_ERR_KEY: a configured key cannot be used
+ *    - SECURE_OTA_ERR_SERVER: unexpected HTTP status or a body larger than 16 KiB
+ *    - ESP_ERR_INVALID_ARG: missing configuration or an invalid device type
+ *    - ESP_ERR_NO_MEM: out of memory
+ *    - other esp_http_client / NVS errors for transport and storage failures
+ */
+esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg,
+                                      secure_ota_update_info_t *out);
+
+/**
+ * @brief Download, decrypt, check and install the release found by secure_ota_check_for_update().
+ *
+ * GET {server_url}/api/v1/device-types/{type}/releases/{seq}/binary, with seq from the signed
+ * claims. The binary is refused as soon as it runs past enc_size; at the end the checks of §8
+ * run in order, and only if all pass is the new slot made bootable (esp_https_ota_finish, or
+ * esp_ota_set_boot_partition on the resumable path). The sequence number is recorded as
+ * pending in NVS and becomes the installed one in secure_ota_mark_running_valid().
+ * With `cfg->resumable`, an interrupted download continues after a reboot from the bytes
+ * already written (HTTP Range), without re-downloading them.
+ *
+ * @param[in] cfg   the same configuration as for the check
+ * @param[in] info  the result of the check, with `available` true
+ *
+ * @return
+ *    - ESP_OK: the new image is verified and selected for the next boot; call esp_restart()
+ *    - SECURE_OTA_ERR_IMAGE_* / SECURE_OTA_ERR_ENC_DIGEST_MISMATCH /
+ *      SECURE_OTA_ERR_SECURE_BOOT_SIGNATURE_INVALID: the binary was refused (nothing bootable
+ *      was written)
+ *    - SECURE_OTA_ERR_KEY, SECURE_OTA_ERR_SERVER, ESP_ERR_INVALID_ARG, ESP_ERR_NO_MEM
+ *    - ESP_ERR_OTA_VALIDATE_FAILED, ESP_ERR_OTA_SMALL_SEC_VER (anti-rollback) and other
+ *      esp_https_ota / esp_ota_ops / esp_http_client errors
+ */
+esp_err_t secure_ota_perform_update(const secure_ota_config_t *cfg,
+                                    const secure_ota_update_info_t *info);
+
+/**
+ * @brief After a successful self-test of a freshly installed image: keep it.
+ *
+ * Cancels the pending app rollback (esp_ota_mark_app_valid_cancel_rollback, which also burns
+ * the anti-rollback eFuse up to the image's secure_version when CONFIG_BOOTLOADER_APP_ANTI_ROLLBACK
+ * is set) and records the pending sequence number as installed, if this image is the one that
+ * was pending.
+ *
+ * @return
+ *    - ESP_OK
+ *    - errors of esp_ota_mark_app_valid_cancel_rollback and NVS
+ */
+esp_err_t secure_ota_mark_running_valid(void);
+
+/**
+ * @brief The sequence number of the installed release (0 if none was ever recorded).
+ */
+esp_err_t secure_ota_get_installed_seq(uint32_t *seq);
+
+/* ---- the seed's interface, kept for compatibility -------------------------------------- */
+
+/**
+ * @brief Seed-compatible check with the Kconfig configuration and the keys embedded by the
+ *        application (see secure_ota_set_default_keys()).
+ *
+ * @param[out] result 1 if an update is available, 0 otherwise
+ * @return ESP_OK or an error of secure_ota_check_for_update() (a negative mbedTLS code never)
+ */
+esp_err_t check_for_update(int *result);
+
+/**
+ * @brief Seed-compatible update: check, perform, and restart on success.
+ *
+ * Unlike the seed it reports failure: it returns only on error (the device restarts on success).
+ */
+esp_err_t perform_update(void);
+
+/**
+ * @brief Keys and CA used by check_for_update()/perform_update() (the application's embedded
+ *        files). The structure is copied; the PEM buffers must stay valid.
+ */
+esp_err_t secure_ota_set_default_keys(const secure_ota_config_t *keys);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,150 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * HTTP GET with the component's TLS policy: the CA is pinned (cert_pem), the server's name is
+ * verified (skip_cert_common_name_check is never set), plain HTTP only with the testing-only
+ * Kconfig option, every status and length checked, bodies bounded.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "esp_check.h"
+#include "esp_log.h"
+#include "sdkconfig.h"
+#include "secure_ota_priv.h"
+
+static const char *TAG = "secure_ota";
+
+typedef struct {
+    secure_ota_headers_t *headers;
+} event_ctx_t;
+
+static void copy_header(char *dst, size_t cap, const char *value, bool *truncated)
+{
+    size_t n = strlen(value);
+    if (n >= cap) {
+        n = cap - 1;
+        if (truncated) {
+            *truncated = true;
+        }
+    }
+    memcpy(dst, value, n);
+    dst[n] = '\0';
+}
+
+static esp_err_t on_event(esp_http_client_event_t *evt)
+{
+    event_ctx_t *ctx = evt->user_data;
+    if (evt->event_id != HTTP_EVENT_ON_HEADER || !ctx || !evt->header_key || !evt->header_value) {
+        return ESP_OK;
+    }
+    secure_ota_headers_t *h = ctx->headers;
+    if (!strcasecmp(evt->header_key, "X-Fota-Release")) {
+        copy_header(h->release, sizeof h->release, evt->header_value, NULL);
+    } else if (!strcasecmp(evt->header_key, "X-Fota-Freshness")) {
+        copy_header(h->freshness, sizeof h->freshness, evt->header_value, &h->freshness_truncated);
+    } else if (!strcasecmp(evt->header_key, "Content-Range")) {
+        copy_header(h->content_range, sizeof h->content_range, evt->header_value, NULL);
+    } else if (!strcasecmp(evt->header_key, "ETag")) {
+        const char *v = evt->header_value;
+        size_t n = strlen(v);
+        if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
+            v++;
+            n -= 2;
+        }
+        if (n < sizeof h->etag) {
+            memcpy(h->etag, v, n);
+            h->etag[n] = '\0';
+        }
+    }
+    return ESP_OK;
+}
+
+esp_err_t secure_ota_http_get(const secure_ota_config_t *cfg, const secure_ota_request_t *req,
+                              secure_ota_headers_t *headers, int *status, size_t *body_len)
+{
+    ESP_RETURN_ON_FALSE(cfg && req && req->url && headers && status && body_len,
+                        ESP_ERR_INVALID_ARG, TAG, "bad arguments");
+#if !CONFIG_SECURE_OTA_ALLOW_HTTP
+    ESP_RETURN_ON_FALSE(strncmp(req->url, "https://", 8) == 0, ESP_ERR_INVALID_ARG, TAG,
+                        "refusing a non-HTTPS URL (CONFIG_SECURE_OTA_ALLOW_HTTP is off)");
+#else
+    ESP_LOGW(TAG, "CONFIG_SECURE_OTA_ALLOW_HTTP is on: plain HTTP is accepted (TESTING ONLY)");
+#endif
+    ESP_RETURN_ON_FALSE(cfg->ca_cert.pem, ESP_ERR_INVALID_ARG, TAG, "no CA certificate");
+    memset(headers, 0, sizeof *headers);
+    *status = 0;
+    *body_len = 0;
+    event_ctx_t ctx = {.headers = headers};
+    esp_http_client_config_t http = {
+        .url = req->url,
+        .cert_pem = cfg->ca_cert.pem,
+        .cert_len = cfg->ca_cert.len,
+        .timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : CONFIG_SECURE_OTA_HTTP_TIMEOUT_MS,
+        .event_handler = on_event,
+        .user_data = &ctx,
+        .disable_auto_redirect = true,
+        .keep_alive_enable = true,
+#if CONFIG_SECURE_OTA_TLS_1_3_ONLY
+        .tls_version = ESP_HTTP_CLIENT_TLS_VER_TLS_1_3,
+#elif CONFIG_SECURE_OTA_TLS_1_2_ONLY
+        .tls_version = ESP_HTTP_CLIENT_TLS_VER_TLS_1_2,
+#endif
+    };
+    esp_http_client_handle_t client = esp_http_client_init(&http);
+    ESP_RETURN_ON_FALSE(client, ESP_ERR_NO_MEM, TAG, "esp_http_client_init failed");
+    esp_err_t ret = ESP_OK;
+    char *buf = NULL;
+    if (req->range) {
+        ESP_GOTO_ON_ERROR(esp_http_client_set_header(client, "Range", req->range), done, TAG,
+                          "Range header");
+    }
+    if (req->if_none_match) {
+        char tag[72];
+        snprintf(tag, sizeof tag, "\"%s\"", req->if_none_match);
+        ESP_GOTO_ON_ERROR(esp_http_client_set_header(client, "If-None-Match", tag), done, TAG,
+                          "If-None-Match header");
+    }
+    ESP_GOTO_ON_ERROR(esp_http_client_open(client, 0), done, TAG, "connect to %s", req->url);
+    int64_t length = esp_http_client_fetch_headers(client);
+    *status = esp_http_client_get_status_code(client);
+    if (*status != 200 && *status != 206) {
+        goto done; /* 304, 404 ... : the caller decides; no body is read */
+    }
+    ESP_GOTO_ON_FALSE(length >= 0 || esp_http_client_is_chunked_response(client),
+                      SECURE_OTA_ERR_SERVER, done, TAG, "bad Content-Length");
+    ESP_GOTO_ON_FALSE(!req->max_body || length <= (int64_t)req->max_body, SECURE_OTA_ERR_SERVER,
+                      done, TAG, "body of %lld bytes is larger than %u", (long long)length,
+                      (unsigned)req->max_body);
+    const size_t chunk = 2048;
+    buf = malloc(chunk);
+    ESP_GOTO_ON_FALSE(buf, ESP_ERR_NO_MEM, done, TAG, "no memory for the body buffer");
+    for (;;) {
+        int n = esp_http_client_read(client, buf, (int)chunk);
+        if (n == -ESP_ERR_HTTP_EAGAIN) {
+            continue; /* timed out before data: esp_http_client's own timeout bounds this */
+        }
+        ESP_GOTO_ON_FALSE(n >= 0, ESP_FAIL, done, TAG, "read failed (%d)", n);
+        if (n == 0) {
+            break;
+        }
+        *body_len += (size_t)n;
+        ESP_GOTO_ON_FALSE(!req->max_body || *body_len <= req->max_body, SECURE_OTA_ERR_SERVER,
+                          done, TAG, "body longer than %u bytes", (unsigned)req->max_body);
+        if (req->sink) {
+            ESP_GOTO_ON_ERROR(req->sink(req->sink_ctx, (const uint8_t *)buf, (size_t)n), done,
+                              TAG, "body refused");
+        }
+    }
+    ESP_GOTO_ON_FALSE(esp_http_client_is_complete_data_received(client), ESP_FAIL, done, TAG,
+                      "connection closed before the end of the body");
+    ESP_GOTO_ON_FALSE(length < 0 || (int64_t)*body_len == length, SECURE_OTA_ERR_SERVER, done,
+                      TAG, "body length differs from Content-Length");
+done:
+    free(buf);
+    esp_http_client_close(client);
+    esp_http_client_cleanup(client);
+    return ret;
+}

@@ -1,0 +1,58 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * Internals shared by the ESP-IDF glue files (not a public API).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "esp_err.h"
+#include "esp_http_client.h"
+#include "secure_ota_esp32.h"
+
+#define SECURE_OTA_NVS_NAMESPACE "secure_ota"
+#define SECURE_OTA_URL_MAX 512
+
+/** Response headers we care about, captured by the HTTP event handler (bounded copies). */
+typedef struct {
+    char release[16];        /* X-Fota-Release */
+    char etag[72];           /* ETag, quotes stripped */
+    char freshness[SO_MAX_STATEMENT_SIZE + 1]; /* X-Fota-Freshness */
+    bool freshness_truncated;
+    char content_range[64];
+} secure_ota_headers_t;
+
+/** Receives body bytes; returns ESP_OK to continue. */
+typedef esp_err_t (*secure_ota_sink_t)(void *ctx, const uint8_t *data, size_t len);
+
+typedef struct {
+    const char *url;
+    const char *range;            /* "bytes=a-b" or NULL */
+    const char *if_none_match;    /* hex SHA-256 or NULL */
+    size_t max_body;              /* refuse longer bodies (0: no limit) */
+    secure_ota_sink_t sink;
+    void *sink_ctx;
+} secure_ota_request_t;
+
+/**
+ * One GET with the component's TLS policy (pinned CA, hostname verified, no redirects to
+ * other hosts). `*status` gets the HTTP status; the body goes to the sink for 200 and 206 only.
+ */
+esp_err_t secure_ota_http_get(const secure_ota_config_t *cfg, const secure_ota_request_t *req,
+                              secure_ota_headers_t *headers, int *status, size_t *body_len);
+
+/** A key ring from the config; free with so_keyring_free. */
+esp_err_t secure_ota_keyring(const secure_ota_config_t *cfg, so_keyring_t **ring);
+
+/** Map a core result (0, reason > 0, error < 0) to esp_err_t. */
+esp_err_t secure_ota_err_from_core(int result);
+
+/** The resumable download path (secure_ota_resume.c). */
+esp_err_t secure_ota_resumable_update(const secure_ota_config_t *cfg, const so_keyring_t *ring,
+                                      const so_claims_t *claims, const char *url);
+
+/** NVS helpers: installed/pending sequence numbers. */
+esp_err_t secure_ota_nvs_set_pending(uint32_t seq, uint32_t partition_address);

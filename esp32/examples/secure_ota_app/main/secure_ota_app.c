@@ -1,0 +1,116 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * secure_ota example: after boot, run a self-test; if the image is new (rollback pending),
+ * keep it only if the self-test passes. Then a FreeRTOS task asks the update server for a new
+ * release every CONFIG_SECURE_OTA_POLL_INTERVAL_S seconds and installs verified ones.
+ */
+#include <inttypes.h>
+#include <string.h>
+
+#include "esp_event.h"
+#include "esp_log.h"
+#include "esp_netif.h"
+#include "esp_ota_ops.h"
+#include "esp_system.h"
+#include "freertos/FreeRTOS.h"
+#include "freertos/task.h"
+#include "nvs_flash.h"
+#include "protocol_examples_common.h"
+#include "secure_ota_esp32.h"
+
+static const char *TAG = "secure_ota_app";
+
+#define EMBEDDED(name)                                                                          \
+    extern const char name##_start[] asm("_binary_" #name "_start");                            \
+    extern const char name##_end[] asm("_binary_" #name "_end")
+#define PEM(name) {.pem = name##_start, .len = (size_t)(name##_end - name##_start)}
+
+EMBEDDED(ca_cert_pem);
+EMBEDDED(manifest_encryption_key_pem);
+EMBEDDED(pre_encryption_key_pem);
+EMBEDDED(manifest_signing_pub_pem);
+EMBEDDED(freshness_pub_pem);
+EMBEDDED(secure_boot_signing_pub_pem);
+
+static secure_ota_config_t make_config(void)
+{
+    /* add rotated keys to these arrays: a release signed by any trusted key is accepted
+     * (the same constant values are stored on every call) */
+    static secure_ota_pem_t signing[1];
+    static secure_ota_pem_t freshness[1];
+    signing[0] = (secure_ota_pem_t)PEM(manifest_signing_pub_pem);
+    freshness[0] = (secure_ota_pem_t)PEM(freshness_pub_pem);
+    secure_ota_config_t cfg;
+    secure_ota_config_from_kconfig(&cfg);
+    cfg.ca_cert = (secure_ota_pem_t)PEM(ca_cert_pem);
+    cfg.manifest_key = (secure_ota_pem_t)PEM(manifest_encryption_key_pem);
+    cfg.image_key = (secure_ota_pem_t)PEM(pre_encryption_key_pem);
+    cfg.signing_keys = signing;
+    cfg.signing_key_count = sizeof signing / sizeof signing[0];
+    cfg.freshness_keys = freshness;
+    cfg.freshness_key_count = sizeof freshness / sizeof freshness[0];
+    cfg.secure_boot_key = (secure_ota_pem_t)PEM(secure_boot_signing_pub_pem);
+    return cfg;
+}
+
+/* Replace with the application's own checks (sensors, peripherals, the server reachable). */
+static bool self_test(void)
+{
+    secure_ota_config_t cfg = make_config();
+    secure_ota_update_info_t info;
+    esp_err_t err = secure_ota_check_for_update(&cfg, &info);
+    /* the new image can reach and authenticate the server, and its keys work */
+    return err == ESP_OK || secure_ota_err_is_reason(err);
+}
+
+static void confirm_running_image(void)
+{
+    const esp_partition_t *running = esp_ota_get_running_partition();
+    esp_ota_img_states_t state;
+    if (esp_ota_get_state_partition(running, &state) == ESP_OK &&
+        state == ESP_OTA_IMG_PENDING_VERIFY) {
+        if (!self_test()) {
+            ESP_LOGE(TAG, "self-test failed: rolling back to the previous image");
+            esp_ota_mark_app_invalid_rollback_and_reboot();
+        }
+        ESP_LOGI(TAG, "self-test passed: keeping this image");
+    }
+    ESP_ERROR_CHECK(secure_ota_mark_running_valid());
+}
+
+static void update_task(void *arg)
+{
+    (void)arg;
+    secure_ota_config_t cfg = make_config();
+    for (;;) {
+        secure_ota_update_info_t info;
+        esp_err_t err = secure_ota_check_for_update(&cfg, &info);
+        if (err == ESP_OK && info.available) {
+            err = secure_ota_perform_update(&cfg, &info);
+            if (err == ESP_OK) {
+                ESP_LOGI(TAG, "update installed, restarting");
+                esp_restart();
+            }
+        }
+        if (err != ESP_OK) {
+            ESP_LOGW(TAG, "update check: %s", secure_ota_err_to_name(err));
+        }
+        vTaskDelay(pdMS_TO_TICKS(CONFIG_SECURE_OTA_POLL_INTERVAL_S * 1000ULL));
+    }
+}
+
+void app_main(void)
+{
+    esp_err_t err = nvs_flash_init();
+    if (err == ESP_ERR_NVS_NO_FREE_PAGES || err == ESP_ERR_NVS_NEW_VERSION_FOUND) {
+        ESP_ERROR_CHECK(nvs_flash_erase());
+        err = nvs_flash_init();
+    }
+    ESP_ERROR_CHECK(err);
+    ESP_ERROR_CHECK(esp_netif_init());
+    ESP_ERROR_CHECK(esp_event_loop_create_default());
+    ESP_ERROR_CHECK(example_connect());
+    confirm_running_image();
+    xTaskCreate(update_task, "secure_ota", 8192, NULL, 5, NULL);
+}

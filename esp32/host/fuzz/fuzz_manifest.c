@@ -1,0 +1,111 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * libFuzzer target for everything a network peer controls. The first input byte picks the
+ * entry point; the rest is the attacker's bytes:
+ *   0 manifest (JWE + JWS + claims, with the device keys of tests/vectors/keys-v1)
+ *   1 inner JWS (signature step against the trusted keys, then claims)
+ *   2 claims JSON       3 freshness statement      4 strict JSON
+ *   5 NAME-N.bin against the claims of ok-v1      6 decrypted app image against those claims
+ * Leaks, out-of-bounds accesses and undefined behaviour abort (ASan, UBSan, LeakSanitizer).
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host_verify.h"
+#include "so_internal.h"
+
+static host_keys_t *keys;
+static so_claims_t claims;
+static uint8_t *manifest;
+static size_t manifest_len;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    char err[512];
+    keys = host_load_keys(SO_VECTORS_DIR "/keys-v1", err, sizeof err);
+    manifest = host_read_file(SO_VECTORS_DIR "/ok-v1.manifest", SO_MAX_MANIFEST_SIZE, &manifest_len);
+    if (!keys || !manifest ||
+        so_manifest_open(host_ring(keys), manifest, manifest_len, &claims, NULL) != SO_OK) {
+        abort();
+    }
+    return 0;
+}
+
+static void stream(const uint8_t *data, size_t size, bool app_only)
+{
+    const so_keyring_t *ring = host_ring(keys);
+    if (app_only) {
+        so_app_check_t *app = NULL;
+        if (so_app_check_new(ring, &claims, &app) == SO_OK) {
+            so_app_check_update(app, data, size / 2);
+            so_app_check_update(app, data + size / 2, size - size / 2);
+            (void)so_app_check_finish(app);
+        }
+        so_app_check_free(app);
+        return;
+    }
+    so_image_check_t *check = NULL;
+    uint8_t *out = malloc(size + 1);
+    if (out && so_image_check_new(ring, &claims, false, &check) == SO_OK) {
+        size_t produced = 0, half = size / 3;
+        if (so_image_check_update(check, data, half, out, size + 1, &produced) == SO_OK &&
+            so_image_check_update(check, data + half, size - half, out, size + 1, &produced) == SO_OK) {
+            (void)so_image_check_finish(check, false);
+        }
+    }
+    so_image_check_free(check);
+    free(out);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1) {
+        return 0;
+    }
+    uint8_t mode = data[0] % 7;
+    data++;
+    size--;
+    const so_keyring_t *ring = host_ring(keys);
+    so_claims_t out;
+    switch (mode) {
+    case 0:
+        (void)so_manifest_open(ring, data, size, &out, NULL);
+        break;
+    case 1: {
+        uint8_t *payload = NULL;
+        size_t len = 0;
+        if (so_jws_open(ring->signing, ring->signing_count, (const char *)data, size,
+                        "fota-manifest+jwt", &payload, &len, NULL) == SO_OK) {
+            (void)so_claims_parse(payload, len, &out);
+        }
+        free(payload);
+        break;
+    }
+    case 2:
+        (void)so_claims_parse(data, size, &out);
+        break;
+    case 3:
+        (void)so_freshness_check(ring, data, size, manifest, manifest_len, &claims,
+                                 "00112233445566778899aabbccddeeff", "sensor-v2");
+        break;
+    case 4: {
+        so_json_numinfo_t info = {.names = {"seq", "iat"}};
+        cJSON_Delete(so_json_parse(data, size, &info, NULL));
+        break;
+    }
+    case 5:
+        stream(data, size, false);
+        break;
+    default:
+        stream(data, size, true);
+        break;
+    }
+    return 0;
+}

@@ -1,0 +1,13 @@
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "esp_err.h"
+typedef void *esp_decrypt_handle_t;
+typedef struct { const char *rsa_priv_key; size_t rsa_priv_key_len; } esp_decrypt_cfg_t;
+typedef struct { const char *data_in; size_t data_in_len; char *data_out; size_t data_out_len; } pre_enc_decrypt_arg_t;
+esp_decrypt_handle_t esp_encrypted_img_decrypt_start(const esp_decrypt_cfg_t *cfg);
+esp_err_t esp_encrypted_img_decrypt_data(esp_decrypt_handle_t ctx, pre_enc_decrypt_arg_t *args);
+esp_err_t esp_encrypted_img_decrypt_end(esp_decrypt_handle_t ctx);
+esp_err_t esp_encrypted_img_decrypt_abort(esp_decrypt_handle_t ctx);
+uint16_t esp_encrypted_img_get_header_size(void);

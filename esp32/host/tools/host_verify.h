@@ -1,0 +1,46 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * Host-side helpers shared by secure_ota_host, the tests and the fuzz target: load a key
+ * directory in the layout of `fota keys generate`, judge release files, print the verdict.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "so_core.h"
+
+typedef struct {
+    const char *device_type;
+    int64_t installed_seq;
+    int64_t secure_version;
+    bool has_chip;
+    uint32_t chip_id;
+    bool has_now;
+    uint64_t now;
+    const char *freshness_file; /* NULL: no freshness check */
+    const char *nonce;
+    const char *manifest;
+    const char *bin;            /* NULL: manifest only */
+} host_verify_args_t;
+
+typedef struct {
+    int status;                 /* SO_OK, a reason (> 0), or an error (< 0) */
+    bool have_claims;
+    so_claims_t claims;
+    char error[256];
+} host_verify_result_t;
+
+/** The keys of DIR with their random generator; NULL with `err` filled on failure. */
+typedef struct host_keys host_keys_t;
+host_keys_t *host_load_keys(const char *dir, char *err, size_t err_len);
+so_keyring_t *host_ring(host_keys_t *keys);
+void host_free_keys(host_keys_t *keys);
+/** Read at most `limit` + 1 bytes of a file (malloc'd); NULL on error. */
+uint8_t *host_read_file(const char *path, size_t limit, size_t *len);
+void host_verify(const so_keyring_t *ring, const host_verify_args_t *args,
+                 host_verify_result_t *result);
+/** The one-line JSON verdict: {"accept":..,"reason":..,"claims":..}. */
+void host_print_result(FILE *out, const host_verify_result_t *result);

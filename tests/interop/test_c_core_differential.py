@@ -1,0 +1,394 @@
+"""Differential test: the ESP32 C core (``secure_ota_host``) against the Python reference.
+
+Random releases (random images, sequence numbers, expiry, device facts), then random changes:
+characters and bytes of the manifest, truncation, hand-made claims sealed with the real keys
+(bounds, types, floats, NaN, missing and extra members), tampered or resealed ``.bin`` files,
+and freshness statements. Both implementations must agree on ``accept``, ``reason`` and
+``claims`` for every input. ``DIFF_CASES`` sets the number of releases (default 60, each
+judged several ways); ``DIFF_SEED`` the random seed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import random
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from joserfc import jwe
+from joserfc.jwk import RSAKey
+
+from secure_fota.author.keygen import generate_key_set
+from secure_fota.author.release import ReleaseRequest, build_release
+from secure_fota.crypto.encrypted_image import encrypt_image
+from secure_fota.crypto.freshness import FreshnessStatement, make_statement
+from secure_fota.crypto.keys import Role, generate_private_key, key_id, load_private_key, public_pem
+from secure_fota.crypto.manifest import sign_compact
+from secure_fota.crypto.secure_boot import sign_image
+from secure_fota.formats.app_image import parse_app_image
+from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
+from secure_fota.formats.manifest import MANIFEST_TYP
+from secure_fota.formats.secure_boot import Scheme
+from secure_fota.keyfiles import load_author_keys
+from tests.vectors.reference import reference_verdict
+
+REPO = Path(__file__).resolve().parents[2]
+HOST_TOOL = Path(os.environ.get("SECURE_OTA_HOST", REPO / "build/esp32-host/secure_ota_host"))
+CASES = int(os.environ.get("DIFF_CASES", "60"))
+SEED = int(os.environ.get("DIFF_SEED", "20260101"))
+NOW = 1_760_000_000
+B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+ODD_VALUES: list[Any] = [
+    0,
+    -1,
+    1,
+    5,
+    7.0,
+    7.5,
+    -0.0,
+    2**31 - 1,
+    2**31,
+    2**32 - 1,
+    2**32,
+    2**53 - 1,
+    2**53,
+    1e300,
+    True,
+    False,
+    None,
+    "x",
+    "",
+    "a" * 31,
+    "a" * 32,
+    "\u00e9" * 15,
+    "\u00e9" * 16,
+    "\x7f",
+    "\u0085",
+    "1.0\t",
+    [],
+    {},
+    [1, {"a": None}],
+    "AB" * 32,
+    "ab" * 32,
+    "a..b",
+    "-a",
+    "a" * 64,
+    "a" * 65,
+    "v1",
+    "v2-rsa3072",
+    "v2-ecdsa384",
+    "v3",
+]
+
+JWE_HEADERS = [
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT"}',
+    '{ "cty" : "JWT", "enc":"A256GCM", "alg":"RSA-OAEP-256" }',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","kid":"device-fleet"}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","kid":1}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","x-extra":true}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","jku":"https://x"}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","jku":"ftp://x"}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","x5c":["AA"]}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","x5c":"AA"}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","b64":true}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","zip":"DEF"}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","crit":["exp"]}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"jwt"}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM"}',
+    '{"alg":"RSA-OAEP","enc":"A256GCM","cty":"JWT"}',
+    '{"alg":"RSA-OAEP-256","enc":"A128GCM","cty":"JWT"}',
+    '{"\\u0061lg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT"}',
+    '{"alg":"RSA-OAEP-256","alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT"}',
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","n":[[[[1]]]]}',
+    '["alg"]',
+]
+JWS_HEADERS = [
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt"}',
+    '{"typ":"fota-manifest+jwt","kid":"%(kid)s","alg":"%(alg)s"}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","cty":"json"}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","x":1}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","b64":true}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","b64":false}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","crit":["b64"]}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","jwk":{}}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"JWT"}',
+    '{"alg":"%(alg)s","kid":"%(kid)s"}',
+    '{"alg":"%(alg)s","kid":"0000","typ":"fota-manifest+jwt"}',
+    '{"alg":"%(alg)s","kid":7,"typ":"fota-manifest+jwt"}',
+    '{"alg":"RS256","kid":"%(kid)s","typ":"fota-manifest+jwt"}',
+    '{"alg":"none","kid":"%(kid)s","typ":"fota-manifest+jwt"}',
+    '{"alg":"%(other)s","kid":"%(kid)s","typ":"fota-manifest+jwt"}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","alg":"%(alg)s"}',
+]
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def raw_jws(header: str, payload: bytes, key: Any) -> bytes:
+    signing_input = f"{b64(header.encode())}.{b64(payload)}".encode()
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        r, s = utils.decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    else:
+        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+        signature = key.sign(signing_input, pss, hashes.SHA256())
+    return signing_input + b"." + b64(signature).encode()
+
+
+def raw_jwe(header: str, plaintext: bytes, public: Any) -> bytes:
+    cek, iv = os.urandom(32), os.urandom(12)
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    protected = b64(header.encode())
+    sealed = AESGCM(cek).encrypt(iv, plaintext, protected.encode())
+    parts = [protected, b64(public.encrypt(cek, oaep)), b64(iv), b64(sealed[:-16]),
+             b64(sealed[-16:])]  # fmt: skip
+    return ".".join(parts).encode()
+
+
+pytestmark = pytest.mark.skipif(
+    not HOST_TOOL.exists(),
+    reason=f"{HOST_TOOL} is not built (run `make host-test`; needs cmake, libmbedtls-dev, "
+    "libcjson-dev)",
+)
+
+
+def run_c(keys: Path, manifest: Path, binary: Path | None, facts: dict[str, Any]) -> dict:
+    args = [
+        str(HOST_TOOL), "verify", "--device-keys", str(keys),
+        "--installed-seq", str(facts["installed_seq"]),
+        "--secure-version", str(facts["secure_version"]),
+        "--device-type", facts["device_type"],
+    ]  # fmt: skip
+    if facts.get("chip_id") is not None:
+        args += ["--chip-id", str(facts["chip_id"])]
+    if facts.get("now") is not None:
+        args += ["--now", str(facts["now"])]
+    if facts.get("freshness") is not None:
+        args += ["--freshness", str(facts["freshness"]), "--nonce", facts["nonce"]]
+    args.append(str(manifest))
+    if binary is not None:
+        args.append(str(binary))
+    done = subprocess.run(args, capture_output=True, timeout=60, check=False)
+    assert done.returncode in (0, 3), done.stderr.decode()
+    lines = done.stdout.decode().splitlines()
+    assert len(lines) == 1, done.stdout
+    verdict = json.loads(lines[0])
+    assert (done.returncode == 0) == verdict["accept"]
+    return verdict
+
+
+def run_python(keys: Path, manifest: Path, binary: Path | None, facts: dict[str, Any]) -> dict:
+    return reference_verdict(
+        keys, manifest, binary,
+        device_type=facts["device_type"], installed_seq=facts["installed_seq"],
+        secure_version=facts["secure_version"], chip_id=facts.get("chip_id"),
+        now=facts.get("now"), freshness=facts.get("freshness"), nonce=facts.get("nonce"),
+    )  # fmt: skip
+
+
+class Session:
+    def __init__(self, root: Path, rng: random.Random) -> None:
+        self.root = root
+        self.rng = rng
+        self.keys = root / "keys"
+        self.keys.mkdir()
+        generate_key_set(self.keys, secure_boot="v1")
+        self.author = load_author_keys(self.keys, secure_boot_version="v1")
+        self.freshness_key = load_private_key(
+            Role.FRESHNESS, (self.keys / "freshness_key.pem").read_bytes()
+        )
+        self.ec_signing = generate_private_key("ecdsa256")
+        (self.keys / "manifest_signing_pub.ec.pem").write_bytes(public_pem(self.ec_signing))
+        self.rogue_secure_boot = generate_private_key("ecdsa256")
+        self.count = 0
+        self.reasons: dict[str | None, int] = {}
+
+    def path(self, suffix: str) -> Path:
+        self.count += 1
+        return self.root / f"f{self.count}{suffix}"
+
+    def compare(self, manifest: Path, binary: Path | None, facts: dict[str, Any]) -> None:
+        ours = run_c(self.keys, manifest, binary, facts)
+        theirs = run_python(self.keys, manifest, binary, facts)
+        assert ours == theirs, (manifest, binary, facts)
+        self.reasons[theirs["reason"]] = self.reasons.get(theirs["reason"], 0) + 1
+
+    def seal(self, payload: bytes) -> bytes:
+        token = sign_compact(payload, self.author.manifest_signing, MANIFEST_TYP)
+        public = self.author.manifest_encryption
+        header = {"alg": "RSA-OAEP-256", "enc": "A256GCM", "cty": "JWT"}
+        return jwe.encrypt_compact(
+            header, token.encode(), RSAKey(public, public), algorithms=["RSA-OAEP-256", "A256GCM"]
+        ).encode()
+
+    def release(self) -> tuple[Path, Path, dict[str, Any]]:
+        rng = self.rng
+        firmware = self.path(".app")
+        firmware.write_bytes(
+            build_app_image(
+                ImageSpec(
+                    size=rng.choice([4096, 6000, 8192, 12000]),
+                    version=f"{rng.randrange(10)}.{rng.randrange(100)}",
+                    secure_version=rng.randrange(4),
+                    seed=rng.randrange(1000),
+                )
+            )
+        )
+        out = self.path("-out")
+        out.mkdir()
+        files = build_release(
+            ReleaseRequest(
+                firmware=firmware, seq=rng.randrange(1, 2000), device_type="dev-a",
+                fw_name="fw", out_dir=out, expires_in=rng.choice([None, 60, 86400]),
+            ),
+            self.author, now=NOW,
+        )  # fmt: skip
+        return files.manifest, files.binary, files.claims.to_dict()
+
+    def facts(self, claims: dict[str, Any]) -> dict[str, Any]:
+        rng = self.rng
+        seq = claims["seq"]
+        facts: dict[str, Any] = {
+            "device_type": rng.choice(["dev-a"] * 6 + ["dev-b"]),
+            "installed_seq": rng.choice([0, seq - 1, seq, seq + 1, rng.randrange(-5, 3000)]),
+            "secure_version": rng.choice([0, 0, claims["secure_version"], 4]),
+            "chip_id": rng.choice([None, None, 0, 5]),
+            "now": rng.choice([None, NOW, claims.get("exp", NOW) - 1, claims.get("exp", NOW)]),
+        }
+        return facts
+
+
+def jose_variant(session: Session, rng: random.Random, claims: dict[str, Any]) -> bytes:
+    """A manifest with random (valid or not) JOSE headers on both layers, correctly sealed."""
+    use_ec = rng.random() < 0.4
+    key = session.ec_signing if use_ec else session.author.manifest_signing
+    alg, other = ("ES256", "PS256") if use_ec else ("PS256", "ES256")
+    header = rng.choice(JWS_HEADERS) % {"alg": alg, "kid": key_id(key), "other": other}
+    signed = raw_jws(header, json.dumps(claims).encode(), key)
+    return raw_jwe(rng.choice(JWE_HEADERS), signed, session.author.manifest_encryption)
+
+
+def mutate_token(rng: random.Random, token: bytes) -> bytes:
+    kind = rng.randrange(6)
+    data = bytearray(token)
+    pos = rng.randrange(len(data))
+    if kind == 0:
+        data[pos] = ord(rng.choice(B64))
+    elif kind == 1:
+        return bytes(data[:pos])
+    elif kind == 2:
+        data.insert(pos, ord("."))
+    elif kind == 3:
+        data[pos] = rng.randrange(256)
+    elif kind == 4:
+        del data[pos]
+    else:
+        data += rng.choice([b"=", b"\n", b"A", b".A"])
+    return bytes(data)
+
+
+def mutate_claims(rng: random.Random, claims: dict[str, Any]) -> dict[str, Any]:
+    values = dict(claims)
+    for _ in range(rng.randrange(1, 3)):
+        key = rng.choice([*values.keys(), "exp", "extra"])
+        if rng.random() < 0.2:
+            values.pop(key, None)
+        else:
+            values[key] = rng.choice(ODD_VALUES)
+    return values
+
+
+def test_c_core_agrees_with_python(tmp_path: Path) -> None:
+    rng = random.Random(SEED)  # noqa: S311 -- reproducible test inputs, not secrets
+    session = Session(tmp_path, rng)
+    for _ in range(CASES):
+        manifest, binary, claims = session.release()
+        facts = session.facts(claims)
+        session.compare(manifest, binary if rng.random() < 0.5 else None, facts)
+        token = manifest.read_bytes()
+        # the manifest, changed
+        changed = session.path(".manifest")
+        changed.write_bytes(mutate_token(rng, token))
+        session.compare(changed, None, facts)
+        # random claims, sealed with the real keys
+        sealed = session.path(".manifest")
+        values = mutate_claims(rng, claims)
+        sealed.write_bytes(session.seal(json.dumps(values).encode()))
+        session.compare(sealed, None, dict(facts, installed_seq=0, secure_version=0))
+        # random JOSE headers on both layers
+        jose = session.path(".manifest")
+        jose.write_bytes(jose_variant(session, rng, claims))
+        session.compare(jose, None, dict(facts, installed_seq=0, secure_version=0))
+        # the binary, changed (and sometimes resealed so that the deeper checks run)
+        data = bytearray(binary.read_bytes())
+        where = rng.randrange(len(data))
+        data[where] ^= 1 << rng.randrange(8)
+        tampered = session.path(".bin")
+        tampered.write_bytes(bytes(data) if rng.random() < 0.8 else bytes(data[:where]))
+        ok_facts = {"device_type": "dev-a", "installed_seq": 0, "secure_version": 0}
+        session.compare(manifest, tampered, ok_facts)
+        if rng.random() < 0.5:
+            resealed = session.path(".manifest")
+            enc = bytes(data)
+            resealed.write_bytes(
+                session.seal(
+                    json.dumps(dict(claims, enc_sha256=hashlib.sha256(enc).hexdigest())).encode()
+                )
+            )
+            session.compare(resealed, tampered, ok_facts)
+        # an image whose claims or signature do not match, resealed so that §8 steps 5-7 run
+        if rng.random() < 0.4:
+            image = build_app_image(
+                ImageSpec(
+                    size=4096,
+                    seed=rng.randrange(1000),
+                    version=claims["version"],
+                    secure_version=claims["secure_version"],
+                )
+            )
+            signer = session.rogue_secure_boot if rng.random() < 0.4 else session.author.secure_boot
+            signed_image = sign_image(image, signer, Scheme.V1)
+            enc = encrypt_image(signed_image, session.author.pre_encryption)
+            values = dict(
+                claims,
+                image_size=len(signed_image),
+                enc_size=len(enc),
+                enc_sha256=hashlib.sha256(enc).hexdigest(),
+                image_sha256=hashlib.sha256(signed_image).hexdigest(),
+                app_elf_sha256=parse_app_image(image).app_desc.app_elf_sha256.hex(),
+            )
+            wrong = rng.choice(["version", "project", "image_sha256", "app_elf_sha256", None, None])
+            if wrong:
+                values[wrong] = "ab" * 32 if wrong.endswith("sha256") else "other"
+            odd_bin = session.path(".bin")
+            odd_bin.write_bytes(enc)
+            odd_manifest = session.path(".manifest")
+            odd_manifest.write_bytes(session.seal(json.dumps(values).encode()))
+            session.compare(odd_manifest, odd_bin, ok_facts)
+        # a freshness statement, sometimes wrong
+        nonce = f"{rng.getrandbits(128):032x}"
+        statement = FreshnessStatement(
+            device_type=rng.choice(["dev-a", "dev-a", "dev-b"]),
+            seq=claims["seq"] + rng.choice([0, 0, 0, 1]),
+            manifest_sha256=hashlib.sha256(token).hexdigest() if rng.random() < 0.8 else "ab" * 32,
+            nonce=nonce if rng.random() < 0.8 else "cd" * 16,
+            iat=NOW,
+        )
+        fresh = session.path(".freshness")
+        text = make_statement(session.freshness_key, statement).encode()
+        fresh.write_bytes(text if rng.random() < 0.85 else mutate_token(rng, text))
+        session.compare(manifest, None, dict(ok_facts, freshness=fresh, nonce=nonce))
+    print(
+        f"differential: {session.count} files, verdicts {sorted(session.reasons.items(), key=str)}"
+    )
+    assert len(session.reasons) >= 15, session.reasons

@@ -1,0 +1,80 @@
+"""The Python reference's verdict on release files, in the shape ``secure_ota_host`` prints.
+
+``{"accept": bool, "reason": str | None, "claims": dict | None}``: ``claims`` is set whenever
+the manifest opened (docs/formats.md §4, §5), even if a later check refused the release. The
+checks run as in :func:`secure_fota.author.check.verify_release_files`, with the freshness
+statement of :func:`secure_fota.policy.verifier.check_manifest` when one is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from secure_fota.errors import ReleaseRejected
+from secure_fota.keyfiles import load_device_keys
+from secure_fota.limits import MAX_MANIFEST_SIZE, STREAM_CHUNK
+from secure_fota.policy.decision import DeviceFacts, decide
+from secure_fota.policy.verifier import (
+    DeviceKeys,
+    ImageCheck,
+    check_freshness,
+    check_signed_image,
+    open_checked,
+)
+
+__all__ = ["reference_verdict"]
+
+_KEY_CACHE: dict[Path, DeviceKeys] = {}
+
+
+def _keys(directory: Path) -> DeviceKeys:
+    if directory not in _KEY_CACHE:
+        _KEY_CACHE[directory] = load_device_keys(directory)
+    return _KEY_CACHE[directory]
+
+
+def reference_verdict(
+    keys_dir: Path,
+    manifest: Path,
+    binary: Path | None,
+    *,
+    device_type: str,
+    installed_seq: int,
+    secure_version: int,
+    chip_id: int | None = None,
+    now: int | None = None,
+    freshness: Path | None = None,
+    nonce: str | None = None,
+) -> dict[str, Any]:
+    keys = _keys(keys_dir)
+    with manifest.open("rb") as handle:
+        token = handle.read(MAX_MANIFEST_SIZE + 1)
+    try:
+        claims = open_checked(token, keys).claims
+    except ReleaseRejected as exc:
+        return {"accept": False, "reason": exc.reason.value, "claims": None}
+    try:
+        if freshness is not None:
+            statement = freshness.read_bytes().decode("latin-1")
+            check_freshness(
+                statement, token, claims, keys, nonce=nonce or "", device_type=device_type
+            )
+        facts = DeviceFacts(
+            device_type=device_type,
+            chip_id=claims.chip_id if chip_id is None else chip_id,
+            installed_seq=installed_seq,
+            secure_version=secure_version,
+        )
+        decide(claims, facts, now=now)
+        if binary is not None:
+            check = ImageCheck(claims, keys)
+            plaintext = bytearray()
+            with binary.open("rb") as handle:
+                while chunk := handle.read(STREAM_CHUNK):
+                    plaintext += check.update(chunk)
+            check.finish()
+            check_signed_image(bytes(plaintext), claims, keys)
+    except ReleaseRejected as exc:
+        return {"accept": False, "reason": exc.reason.value, "claims": claims.to_dict()}
+    return {"accept": True, "reason": None, "claims": claims.to_dict()}
