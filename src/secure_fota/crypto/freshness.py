@@ -100,7 +100,7 @@ def open_statement(token: bytes | str, trusted: TrustedKeys) -> FreshnessStateme
         check_name("device_type", device_type)
     except InputError as exc:
         raise FormatError("freshness statement", str(exc), reason=_INVALID) from None
-    if not 0 <= seq <= MAX_SEQ or iat < 0:
+    if not 0 <= seq <= MAX_SEQ or not 0 <= iat <= 2**53 - 1:
         raise FormatError("freshness statement", "seq or iat out of range", reason=_INVALID)
     return FreshnessStatement(
         device_type=device_type,

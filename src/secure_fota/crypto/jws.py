@@ -79,6 +79,10 @@ def _registry(alg: str) -> jws.JWSRegistry:
 def read_header(token: bytes | str, what: str) -> tuple[list[str], dict[str, Any]]:
     """Split a JWS compact token and decode its protected header (not yet trusted)."""
     parts = split_compact(what, token, 3)
+    if len(parts[0]) > MAX_HEADER:
+        raise FormatError(
+            what, f"JWS header is over {MAX_HEADER} characters", reason=Reason.MANIFEST_MALFORMED
+        )
     return parts, parse_json_object(f"{what} JWS header", b64url_decode("JWS header", parts[0]))
 
 

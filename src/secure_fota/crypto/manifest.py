@@ -47,6 +47,8 @@ __all__ = [
 
 JWE_ALG: Final = "RSA-OAEP-256"
 JWE_ENC: Final = "A256GCM"
+#: longest encoded JWE protected header accepted
+MAX_JWE_HEADER: Final = 1024
 #: the only members a manifest's JWE header may have
 _JWE_HEADER: Final = frozenset({"alg", "enc", "cty", "kid"})
 
@@ -94,6 +96,8 @@ def _reject(reason: Reason, message: str) -> FormatError:
 
 def _decrypt(token: bytes, decryption_key: rsa.RSAPrivateKey) -> bytes:
     parts = split_compact("manifest", token, 5)
+    if len(parts[0]) > MAX_JWE_HEADER:
+        raise _reject(Reason.MANIFEST_MALFORMED, f"JWE header is over {MAX_JWE_HEADER} characters")
     header = parse_json_object("manifest JWE header", b64url_decode("JWE header", parts[0]))
     if header.get("alg") != JWE_ALG or header.get("enc") != JWE_ENC:
         raise _reject(

@@ -37,13 +37,20 @@ def b64url_encode(data: bytes) -> str:
 
 
 def b64url_decode(what: str, text: str, *, reason: Reason = _MALFORMED) -> bytes:
-    """Decode unpadded base64url, refusing any other alphabet, padding or impossible length."""
+    """Decode canonical unpadded base64url.
+
+    Refuses any other alphabet, padding, an impossible length, and non-zero unused bits in the
+    last character (so that each byte string has exactly one encoding).
+    """
     if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise FormatError(what, "is not unpadded base64url", reason=reason)
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise FormatError(what, "is not unpadded base64url", reason=reason) from None
+    if text and b64url_encode(data)[-1] != text[-1]:
+        raise FormatError(what, "is not canonical base64url (unused bits set)", reason=reason)
+    return data
 
 
 def json_int(value: object) -> int | None:
