@@ -187,7 +187,7 @@ def _expect(condition: bool, message: str) -> None:
 
 def run_demo(workspace: Path | None = None, console: Console | None = None) -> None:
     """Run the demo; raise :class:`DemoFailed` if any outcome differs from the story."""
-    out = console or Console(highlight=False)
+    out = console or Console(highlight=False, soft_wrap=True)
     story = _Story(out)
     started = time.monotonic()
     root = workspace or Path(tempfile.mkdtemp(prefix="fota-demo-"))
@@ -195,8 +195,8 @@ def run_demo(workspace: Path | None = None, console: Console | None = None) -> N
     ws.releases.mkdir(parents=True, exist_ok=True)
     out.print(
         Panel.fit(
-            "secure-fota demo: sign, encrypt, serve and install firmware on a simulated ESP32,\n"
-            f"then watch three attacks fail. Workspace: {root}",
+            "secure-fota demo: sign, encrypt, serve and install firmware on a simulated ESP32, "
+            f"then watch three attacks fail.\nWorkspace: {root}",
             border_style="cyan",
         )
     )
