@@ -5,7 +5,7 @@ A Java keystore holds several private-key entries, each named by an alias (the P
 first key, so the key bags are walked with ``asn1crypto`` and each shrouded key is decrypted
 by ``cryptography``.
 
-Default aliases (``docs/keys.md``): ``secure_boot_signing_key`` and ``manifest_signing_key``;
+Default aliases (README, "The key set"): ``secure_boot_signing_key`` and ``manifest_signing_key``;
 the seed's ``private_manifest_signing_key`` is accepted for the latter.
 """
 

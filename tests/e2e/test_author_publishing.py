@@ -1,0 +1,180 @@
+"""`fota author upload/publish` and `fota author serve` against the real update server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from secure_fota.author.service import ServiceConfig, create_service
+from secure_fota.author.upload import Credentials, UploadTarget
+from secure_fota.tls_client import client_context
+from tests.asgi_server import serving
+from tests.e2e.conftest import DEVICE_TYPE, PASSWORD, USER, Fleet, fota
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "secure_fota.cli.main", "author", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, **env},
+    )
+
+
+def newest_release(fleet: Fleet) -> str:
+    response = httpx.get(
+        f"{fleet.url}/update/newest/manifest",
+        params={"deviceType": DEVICE_TYPE},
+        verify=client_context(fleet.ca),
+    )
+    assert response.status_code == 200
+    return response.headers["x-fota-release"]
+
+
+def test_publish_with_basic_auth_then_upload_with_a_token(fleet: Fleet, tmp_path: Path) -> None:
+    out = tmp_path / "dist"
+    out.mkdir()
+    common = [
+        "--device-type",
+        DEVICE_TYPE,
+        "--name",
+        "app",
+        "--server",
+        fleet.url,
+        "--ca",
+        str(fleet.ca),
+    ]
+    result = cli(
+        "publish",
+        str(fleet.image("1.1.0")),
+        "--id",
+        "2",
+        "--keys",
+        str(fleet.keys),
+        "--out",
+        str(out),
+        *common,
+        "--user",
+        USER,
+        env={"FOTA_UPLOAD_PASSWORD": PASSWORD},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "server answered OK" in result.stdout
+    assert newest_release(fleet) == "2"
+    assert fleet.device().perform_update().result == "updated"
+
+    token = (
+        fota("server", "token", "create", "ci", "--role", "uploader", "--data-dir", str(fleet.data))
+        .strip()
+        .split()[-1]
+    )
+    fota_out = cli(
+        "release",
+        str(fleet.image("1.2.0")),
+        "--id",
+        "3",
+        "--keys",
+        str(fleet.keys),
+        "--out",
+        str(out),
+        "--device-type",
+        DEVICE_TYPE,
+        "--name",
+        "app",
+        env={},
+    )
+    assert fota_out.returncode == 0, fota_out.stderr
+    result = cli(
+        "upload", str(out), "--id", "3", *common, "--token-env", "CI_TOKEN", env={"CI_TOKEN": token}
+    )
+    assert result.returncode == 0, result.stderr
+    assert newest_release(fleet) == "3"
+
+
+def test_upload_failures_are_reported(fleet: Fleet, tmp_path: Path) -> None:
+    files = fleet.release(fleet.image("1.1.0"), 2, out=tmp_path)
+    common = ["--id", "2", "--device-type", DEVICE_TYPE, "--name", "app", "--server", fleet.url]
+    wrong = cli(
+        "upload",
+        str(tmp_path),
+        *common,
+        "--ca",
+        str(fleet.ca),
+        "--user",
+        USER,
+        env={"FOTA_UPLOAD_PASSWORD": "not-the-password"},
+    )
+    assert wrong.returncode == 1
+    assert "upload refused (401)" in wrong.stderr
+    untrusted = cli(
+        "upload", str(tmp_path), *common, "--user", USER, env={"FOTA_UPLOAD_PASSWORD": PASSWORD}
+    )
+    assert untrusted.returncode == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr or "certificate" in untrusted.stderr
+    plain = cli(
+        "upload",
+        str(tmp_path),
+        "--id",
+        "2",
+        "--device-type",
+        DEVICE_TYPE,
+        "--name",
+        "app",
+        "--server",
+        fleet.url.replace("https", "http"),
+        "--user",
+        USER,
+        env={"FOTA_UPLOAD_PASSWORD": PASSWORD},
+    )
+    assert plain.returncode == 2 and "plain HTTP" in plain.stderr
+    assert fleet.upload(files) is None  # the genuine upload still works
+    other = fleet.release(fleet.image("1.2.0"), 2, out=tmp_path / "other")
+    conflict = cli(
+        "upload",
+        str(tmp_path / "other"),
+        *common,
+        "--ca",
+        str(fleet.ca),
+        "--user",
+        USER,
+        env={"FOTA_UPLOAD_PASSWORD": PASSWORD},
+    )
+    assert conflict.returncode == 1 and "different release" in conflict.stderr
+    assert other.claims.seq == 2
+
+
+def test_local_service_builds_and_uploads(fleet: Fleet, tmp_path: Path) -> None:
+    firmware = tmp_path / "firmware"
+    firmware.mkdir()
+    (firmware / "app.bin").write_bytes(fleet.image("1.1.0").read_bytes())
+    config = ServiceConfig(
+        keys_dir=fleet.keys,
+        firmware_dir=firmware,
+        out_dir=tmp_path / "out",
+        target=UploadTarget(fleet.url, Credentials(user=USER, password=PASSWORD), ca_file=fleet.ca),
+        token="local-token",
+    )
+    with serving(create_service(config)) as url:
+        response = httpx.post(
+            f"{url}/upload",
+            headers={"Authorization": "Bearer local-token"},
+            timeout=60,
+            data={"id": "2", "deviceType": DEVICE_TYPE, "fwName": "app", "firmwarePath": "app.bin"},
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["claims"]["seq"] == 2
+        again = httpx.post(
+            f"{url}/upload",
+            headers={"Authorization": "Bearer local-token"},
+            timeout=60,
+            data={"id": "2", "deviceType": DEVICE_TYPE, "fwName": "app", "firmwarePath": "app.bin"},
+        )
+        # a rebuilt release differs (fresh AES key), so the server refuses to overwrite it
+        assert again.status_code == 409
+    assert fleet.device().perform_update().result == "updated"
