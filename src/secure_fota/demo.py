@@ -10,18 +10,13 @@ if anything behaves otherwise than described.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 from rich.panel import Panel
 
@@ -33,7 +28,7 @@ from secure_fota.device.provision import Provisioning, provision
 from secure_fota.errors import FotaError
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
 from secure_fota.keyfiles import load_author_keys
-from secure_fota.tls_client import client_context
+from secure_fota.local_server import LocalServer
 
 __all__ = ["DemoFailed", "run_demo"]
 
@@ -71,92 +66,19 @@ class _Workspace:
         return self.root / "device"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _fota(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "secure_fota.cli.main", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
-    if result.returncode != 0:
-        raise DemoFailed(f"`fota {' '.join(args)}` failed: {result.stderr.strip()}")
-
-
 @contextlib.contextmanager
-def _server(ws: _Workspace, port: int) -> Iterator[str]:
-    env = {"FOTA_FRESHNESS_KEY_FILE": str(ws.keys / "freshness_key.pem")}
-    common = ["--data-dir", str(ws.server)]
-    _fota("server", "db", "upgrade", *common, env=env)
-    _fota(
-        "server",
-        "user",
-        "add",
-        UPLOADER,
-        "--role",
-        "uploader",
-        "--password-stdin",
-        *common,
-        stdin=PASSWORD + "\n",
-        env=env,
+def _server(ws: _Workspace) -> Iterator[str]:
+    server = LocalServer(
+        ws.server,
+        tls_cert=ws.tls / "server.pem",
+        tls_key=ws.tls / "server.key",
+        ca_file=ws.tls / "ca.pem",
+        env={"FOTA_FRESHNESS_KEY_FILE": str(ws.keys / "freshness_key.pem")},
+        log=ws.root / "server.log",
     )
-    log = (ws.root / "server.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "secure_fota.cli.main",
-            "server",
-            "run",
-            *common,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--tls-cert",
-            str(ws.tls / "server.pem"),
-            "--tls-key",
-            str(ws.tls / "server.key"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **env},
-    )
-    log.close()  # the server process holds its own descriptor
-    url = f"https://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise DemoFailed(f"the server exited; see {ws.root / 'server.log'}")
-            try:
-                if (
-                    httpx.get(
-                        f"{url}/healthz", verify=client_context(ws.tls / "ca.pem"), timeout=1
-                    ).status_code
-                    == 200
-                ):
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise DemoFailed("the server did not start within 30 s")
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    server.add_user(UPLOADER, PASSWORD)
+    with server:
+        yield server.url
 
 
 class _Story:
@@ -248,12 +170,11 @@ def _run(ws: _Workspace, story: _Story) -> None:
         "(RSA-4096), image encryption (RSA-3072), freshness (P-256), flash encryption key"
     )
 
-    port = _free_port()
     story.step(
         "Start the update server (SQLite + local files, TLS, freshness statements)",
-        f"fota server run --data-dir server-data --port {port} --tls-cert tls/server.pem ...",
+        "fota server run --data-dir server-data --tls-cert tls/server.pem ...",
     )
-    with _server(ws, port) as url:
+    with _server(ws) as url:
         story.ok(f"listening on {url}")
         target = UploadTarget(
             url, Credentials(user=UPLOADER, password=PASSWORD), ca_file=ws.tls / "ca.pem"

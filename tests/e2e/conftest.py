@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from secure_fota.author.keygen import generate_key_set, generate_tls
@@ -22,25 +18,14 @@ from secure_fota.device.flash import FaultInjector
 from secure_fota.device.provision import Provisioning, provision
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
 from secure_fota.keyfiles import load_author_keys
-from secure_fota.tls_client import client_context
-from tests.asgi_server import free_port
+from secure_fota.local_server import LocalServer, fota_command
 
 DEVICE_TYPE = "e2e-sensor"
 USER, PASSWORD = "e2e-uploader", "e2e-password-123"
 
 
 def fota(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "secure_fota.cli.main", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
-    assert result.returncode == 0, f"fota {' '.join(args)}: {result.stderr}"
-    return result.stdout
+    return fota_command(*args, stdin=stdin, env=env)
 
 
 @dataclass
@@ -156,75 +141,17 @@ class Fleet:
 
 def start_server(
     root: Path, keys: Path, tls: Path, *, extra_env: dict[str, str] | None = None
-) -> tuple[subprocess.Popen[bytes], str]:
-    data = root / "server-data"
-    env = {"FOTA_FRESHNESS_KEY_FILE": str(keys / "freshness_key.pem"), **(extra_env or {})}
-    common = ["--data-dir", str(data)]
-    fota("server", "db", "upgrade", *common, env=env)
-    fota(
-        "server",
-        "user",
-        "add",
-        USER,
-        "--role",
-        "uploader",
-        "--password-stdin",
-        "--replace",
-        *common,
-        stdin=PASSWORD + "\n",
-        env=env,
+) -> LocalServer:
+    server = LocalServer(
+        root / "server-data",
+        tls_cert=tls / "server.pem",
+        tls_key=tls / "server.key",
+        ca_file=tls / "ca.pem",
+        env={"FOTA_FRESHNESS_KEY_FILE": str(keys / "freshness_key.pem"), **(extra_env or {})},
     )
-    port = free_port()
-    log = (root / "server.log").open("ab")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "secure_fota.cli.main",
-            "server",
-            "run",
-            *common,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--tls-cert",
-            str(tls / "server.pem"),
-            "--tls-key",
-            str(tls / "server.key"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **env},
-    )
-    log.close()  # the server process holds its own descriptor
-    url = f"https://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            assert process.poll() is None, (root / "server.log").read_text()
-            try:
-                response = httpx.get(
-                    f"{url}/healthz", verify=client_context(tls / "ca.pem"), timeout=1
-                )
-                if response.status_code == 200:
-                    return process, url
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.1)
-    except BaseException:
-        stop_server(process)
-        raise
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    server.add_user(USER, PASSWORD)
+    server.start()
+    return server
 
 
 @pytest.fixture(scope="module")
@@ -239,10 +166,10 @@ def keys_and_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def fleet(tmp_path: Path, keys_and_tls: tuple[Path, Path]) -> Iterator[Fleet]:
     """A fresh server (own data directory) for each test, sharing the module's keys."""
     keys, tls = keys_and_tls
-    process, url = start_server(tmp_path, keys, tls)
+    server = start_server(tmp_path, keys, tls)
     try:
         yield Fleet(
-            root=tmp_path, keys=keys, ca=tls / "ca.pem", url=url, data=tmp_path / "server-data"
+            root=tmp_path, keys=keys, ca=tls / "ca.pem", url=server.url, data=server.data_dir
         )
     finally:
-        stop_server(process)
+        server.stop()

@@ -7,7 +7,6 @@ HTTP unless the caller passes ``allow_insecure_http`` for a loopback development
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from secure_fota.errors import (
 )
 from secure_fota.formats.names import check_name, check_seq
 from secure_fota.limits import MAX_IMAGE_SIZE, MAX_MANIFEST_SIZE
+from secure_fota.loopback import is_loopback
 from secure_fota.tls_client import client_context
 
 __all__ = ["Credentials", "UploadTarget", "upload_release"]
@@ -62,15 +62,6 @@ class UploadTarget:
     allow_insecure_http: bool = False
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _check_url(target: UploadTarget) -> str:
     parts = urlsplit(target.server)
     if parts.scheme not in ("https", "http") or not parts.hostname:
@@ -82,7 +73,7 @@ def _check_url(target: UploadTarget) -> str:
                 "refusing to send credentials over plain HTTP; use https:// "
                 "(or --insecure-http for a loopback development server)",
             )
-        if not _is_loopback(parts.hostname):
+        if not is_loopback(parts.hostname):
             raise InputError("--server", "--insecure-http is only allowed for a loopback server")
     return target.server.rstrip("/")
 

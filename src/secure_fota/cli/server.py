@@ -7,7 +7,6 @@ Every subcommand takes the same ``--config FILE`` and ``--data-dir DIR`` options
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import shutil
 import sys
@@ -20,6 +19,7 @@ import click
 
 from secure_fota.cli.output import echo_json
 from secure_fota.errors import ConfigError, InputError
+from secure_fota.loopback import is_loopback
 
 if TYPE_CHECKING:
     from secure_fota.server.db.repository import Repository
@@ -77,15 +77,6 @@ def server() -> None:
 
 
 # run ---------------------------------------------------------------------------------------
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _p12_to_pem(path: Path, password: str | None, directory: Path) -> tuple[Path, Path]:
@@ -207,7 +198,7 @@ def run(
                 raise ConfigError("tls_cert_file needs tls_key_file")
             ssl_files = (settings.tls_cert_file, settings.tls_key_file)
         elif settings.allow_insecure_http:
-            if not _is_loopback(settings.host):
+            if not is_loopback(settings.host):
                 raise ConfigError(
                     f"refusing plain HTTP on {settings.host}: "
                     "--insecure-http-for-localhost-only needs a loopback --host"

@@ -11,9 +11,7 @@ the protocol only. Runs are bounded in time and in requests and stop by themselv
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import ipaddress
 import random
 import secrets
 import ssl
@@ -30,6 +28,7 @@ from secure_fota.errors import FormatError, InputError, ReleaseRejected
 from secure_fota.formats.manifest import ManifestClaims
 from secure_fota.keyfiles import load_device_keys
 from secure_fota.limits import MAX_MANIFEST_SIZE
+from secure_fota.loopback import is_loopback
 from secure_fota.policy.verifier import DeviceKeys, check_freshness, open_checked
 
 __all__ = ["FleetConfig", "FleetReport", "simulate"]
@@ -58,11 +57,7 @@ class FleetConfig:
             raise InputError("--duration", "must be more than 0 and at most 3600 seconds")
         if not 0.01 <= self.poll_interval <= 3600:
             raise InputError("--poll-interval", "must be 0.01..3600 seconds")
-        host = urlsplit(self.server).hostname or ""
-        loopback = host == "localhost"
-        with contextlib.suppress(ValueError):
-            loopback = loopback or ipaddress.ip_address(host).is_loopback
-        if not loopback and not self.allow_remote:
+        if not is_loopback(urlsplit(self.server).hostname or "") and not self.allow_remote:
             raise InputError("--server", "the simulator targets loopback servers only")
         return self
 
