@@ -109,7 +109,7 @@ def _expect(condition: bool, message: str) -> None:
 
 def run_demo(workspace: Path | None = None, console: Console | None = None) -> None:
     """Run the demo; raise :class:`DemoFailed` if any outcome differs from the story."""
-    out = console or Console(highlight=False, soft_wrap=True)
+    out = console or Console(highlight=False)
     story = _Story(out)
     started = time.monotonic()
     root = workspace or Path(tempfile.mkdtemp(prefix="fota-demo-"))
@@ -130,7 +130,7 @@ def run_demo(workspace: Path | None = None, console: Console | None = None) -> N
     out.print(
         Panel.fit(
             f"[green]demo complete in {time.monotonic() - started:.1f} s[/green]: "
-            "1 update installed, 3 attacks refused, device unchanged by every attack.",
+            "1 update installed,\n3 attacks refused, and none of them changed the device.",
             border_style="green",
         )
     )

@@ -96,23 +96,27 @@ class LocalServer:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **self.env},
             )
-        deadline = time.monotonic() + timeout
-        context = client_context(self.ca_file)
         try:
-            while True:
-                if self._process.poll() is not None:
-                    raise ConfigError(f"the server exited at start; see {self.log}")
-                try:
-                    if httpx.get(f"{self.url}/healthz", verify=context, timeout=1).is_success:
-                        return self.url
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise ConfigError(f"the server did not answer within {timeout:.0f} s")
-                time.sleep(0.1)
+            self._wait_until_healthy(self._process, timeout)
         except BaseException:
             self.stop()
             raise
+        return self.url
+
+    def _wait_until_healthy(self, process: subprocess.Popen[bytes], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        context = client_context(self.ca_file)
+        while True:
+            if process.poll() is not None:
+                raise ConfigError(f"the server exited at start; see {self.log}")
+            try:
+                if httpx.get(f"{self.url}/healthz", verify=context, timeout=1).is_success:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise ConfigError(f"the server did not answer within {timeout:.0f} s")
+            time.sleep(0.1)
 
     def stop(self) -> None:
         if self._process is None:
