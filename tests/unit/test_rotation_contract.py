@@ -61,6 +61,22 @@ def test_unreadable_or_overlong_statements_stop_the_walk(statement: str) -> None
     assert advance(V2, [statement, S3]).version == 2
 
 
+@pytest.mark.parametrize(
+    "oid",
+    [
+        ("2a8648ce3d0201", "2a8648ce3d0209"),  # an unknown key type
+        ("2a8648ce3d030107", "2a8648ce3d030108"),  # an unknown curve
+    ],
+)
+def test_unknown_key_algorithms_stop_the_walk(oid: tuple[str, str]) -> None:
+    """cryptography raises UnsupportedAlgorithm (not ValueError) for these: still unreadable."""
+    spki = _der(K1.public_key(), serialization.PublicFormat.SubjectPublicKeyInfo)
+    odd = spki.replace(bytes.fromhex(oid[0]), bytes.fromhex(oid[1]))
+    for version in (2, 3):  # read before verifying: an old version too
+        statement = _unsigned({"version": version, "keys": [_b64(odd)]})
+        assert advance(V2, [statement, S3]).version == 2
+
+
 def test_listed_key_id_is_that_of_the_canonical_der() -> None:
     point = K3.public_key().public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
