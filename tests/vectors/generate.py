@@ -1008,6 +1008,13 @@ def build_rotation(b: Builder, base: dict[str, Any]) -> None:  # noqa: PLR0915 -
         return raw_jws(fields, text, signer, bend=bend)
 
     r2_b64 = b64(der(k.r2.public_key()))
+    r2_der = der(k.r2.public_key())
+    unknown_algorithm = r2_der.replace(
+        bytes.fromhex("2a8648ce3d0201"), bytes.fromhex("2a8648ce3d0209")
+    )
+    unknown_curve = r2_der.replace(
+        bytes.fromhex("2a8648ce3d030107"), bytes.fromhex("2a8648ce3d030108")
+    )
     # chains, through the author tool
     m1, bin1, _ = b.release("rot-chain1", signing=k.r2, rotations=(k.s2,), seq=6)
     b.case("rot_chain1_device_v1", m1, bin1, None)
@@ -1106,6 +1113,16 @@ def build_rotation(b: Builder, base: dict[str, Any]) -> None:  # noqa: PLR0915 -
         (
             "rot_stmt_key_rsa2048",
             statement(k.signing, {"version": 2, "keys": [b64(der(k.rsa2048.public_key()))]}),
+            "unknown_key",
+        ),
+        (  # cryptography raises UnsupportedAlgorithm for these two: still unreadable
+            "rot_stmt_key_unknown_algorithm",
+            statement(k.signing, {"version": 2, "keys": [b64(unknown_algorithm)]}),
+            "unknown_key",
+        ),
+        (
+            "rot_stmt_key_unknown_curve",
+            statement(k.signing, {"version": 2, "keys": [b64(unknown_curve)]}),
             "unknown_key",
         ),
         (
