@@ -19,6 +19,9 @@
 
 #include "so_internal.h"
 
+/* a base64url key of SO_MAX_ROTATION_KEY characters decodes to at most this many bytes */
+#define MAX_KEY_BYTES ((SO_MAX_ROTATION_KEY / 4u) * 3u)
+
 bool so_rotation_shape_ok(const cJSON *rot)
 {
     if (!cJSON_IsArray(rot)) {
@@ -56,16 +59,14 @@ static int parse_payload(const uint8_t *payload, size_t len, so_keyset_t *set)
     }
     int ret = 1;
     uint64_t version = 0;
+    uint8_t *der = NULL;
     const cJSON *keys = cJSON_GetObjectItemCaseSensitive(root, "keys");
-    if (!so_json_get_int(root, "version", 2, SO_MAX_KEYSET_VERSION, &version) ||
-        !cJSON_IsArray(keys)) {
+    int listed = cJSON_IsArray(keys) ? cJSON_GetArraySize(keys) : 0;
+    if (!so_json_get_int(root, "version", 2, SO_MAX_KEYSET_VERSION, &version) || listed < 1 ||
+        listed > (int)SO_MAX_SET_KEYS) {
         goto done;
     }
-    size_t listed = (size_t)cJSON_GetArraySize(keys);
-    if (listed < 1 || listed > SO_MAX_SET_KEYS) {
-        goto done;
-    }
-    uint8_t *der = malloc((SO_MAX_ROTATION_KEY / 4u) * 3u);
+    der = malloc(MAX_KEY_BYTES);
     if (!der) {
         ret = SO_ERR_NO_MEM;
         goto done;
@@ -74,8 +75,7 @@ static int parse_payload(const uint8_t *payload, size_t len, so_keyset_t *set)
     for (const cJSON *item = keys->child; item && ret == SO_OK; item = item->next) {
         size_t n = cJSON_IsString(item) ? strlen(item->valuestring) : 0, der_len = 0;
         if (!cJSON_IsString(item) || n > SO_MAX_ROTATION_KEY ||
-            !so_b64url_decode(item->valuestring, n, der, (SO_MAX_ROTATION_KEY / 4u) * 3u,
-                              &der_len)) {
+            !so_b64url_decode(item->valuestring, n, der, MAX_KEY_BYTES, &der_len)) {
             ret = 1;
             break;
         }
@@ -89,14 +89,14 @@ static int parse_payload(const uint8_t *payload, size_t len, so_keyset_t *set)
             set->count++;
         }
     }
+done:
     free(der);
+    cJSON_Delete(root);
     if (ret == SO_OK) {
         set->version = (uint32_t)version;
     } else {
         so_keyset_clear(set);
     }
-done:
-    cJSON_Delete(root);
     return ret;
 }
 
