@@ -74,6 +74,9 @@ $(FUZZ_CORPUS): tests/vectors/cases.json
 	(printf '\002'; cat tests/vectors/fuzz-seeds/2-claims.json) > $@/2-claims
 	(printf '\004'; cat tests/vectors/fuzz-seeds/2-claims.json) > $@/4-json
 	(printf '\006'; cat tests/vectors/fuzz-seeds/6-app.bin) > $@/6-app
+	(printf '\001'; cat tests/vectors/fuzz-seeds/1-jws-rot.txt) > $@/1-jws-rot
+	for f in tests/vectors/fuzz-seeds/7-*.der; do (printf '\007'; cat "$$f") > "$@/7-$$(basename $$f)"; done
+	(printf '\010'; cat tests/vectors/fuzz-seeds/8-header-rot.json) > $@/8-header-rot
 
 define run_fuzz
 	@if [ -x $(HOST_BUILD)/fuzz_manifest ]; then \

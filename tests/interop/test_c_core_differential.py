@@ -2,10 +2,14 @@
 
 Random releases (random images, sequence numbers, expiry, device facts), then random changes:
 characters and bytes of the manifest, truncation, hand-made claims sealed with the real keys
-(bounds, types, floats, NaN, missing and extra members), tampered or resealed ``.bin`` files,
-and freshness statements. Both implementations must agree on ``accept``, ``reason`` and
-``claims`` for every input. ``DIFF_CASES`` sets the number of releases (default 60, each
-judged several ways); ``DIFF_SEED`` the random seed.
+(bounds, types, floats, NaN, missing and extra members), random JOSE headers on both layers,
+non-canonical base64url in any part, tampered or resealed ``.bin`` files, freshness statements,
+and key rotation: a random history of key sets (each statement signed by a key of the previous
+set, old keys kept or revoked at random), devices at random versions, and manifests carrying
+random chains (complete, cut, shuffled, repeated, with forged, gapped, mutated or garbage
+statements, or a malformed ``rot``). Both implementations must agree on ``accept``,
+``reason``, ``claims`` and the key set reached for every input. ``DIFF_CASES`` sets the number
+of releases (default 60, each judged several ways); ``DIFF_SEED`` the random seed.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -30,7 +35,15 @@ from secure_fota.author.keygen import generate_key_set
 from secure_fota.author.release import ReleaseRequest, build_release
 from secure_fota.crypto.encrypted_image import encrypt_image
 from secure_fota.crypto.freshness import FreshnessStatement, make_statement
-from secure_fota.crypto.keys import Role, generate_private_key, key_id, load_private_key, public_pem
+from secure_fota.crypto.key_rotation import make_rotation
+from secure_fota.crypto.keys import (
+    PrivateKey,
+    Role,
+    generate_private_key,
+    key_id,
+    load_private_key,
+    public_pem,
+)
 from secure_fota.crypto.manifest import sign_compact
 from secure_fota.crypto.secure_boot import sign_image
 from secure_fota.formats.app_image import parse_app_image
@@ -127,6 +140,18 @@ JWS_HEADERS = [
     '{"alg":"none","kid":"%(kid)s","typ":"fota-manifest+jwt"}',
     '{"alg":"%(other)s","kid":"%(kid)s","typ":"fota-manifest+jwt"}',
     '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","alg":"%(alg)s"}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","rot":[]}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","rot":"x"}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","rot":null}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","rot":["a.b.c"]}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","rot":["a","b",1]}',
+    '{"alg":"RS256","kid":"%(kid)s","typ":"fota-manifest+jwt","rot":7}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"JWT","rot":["x"],"y":1}',
+    '{"alg":"%(alg)s","kid":"%(kid)s","typ":"fota-manifest+jwt","x":1,"rot":["x"]}',
+]
+JWE_HEADERS += [  # around the 1024-character limit of the encoded header (768 bytes)
+    '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","kid":"%s"}' % ("k" * (size - 60))
+    for size in (767, 768, 769, 770)
 ]
 
 
@@ -134,15 +159,39 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def raw_jws(header: str, payload: bytes, key: Any) -> bytes:
-    signing_input = f"{b64(header.encode())}.{b64(payload)}".encode()
+def noncanonical(segment: str) -> str:
+    """The same bytes' segment with non-zero unused bits in its last character."""
+    return segment[:-1] + B64[B64.index(segment[-1]) | 1]
+
+
+def bend(token: bytes, rng: random.Random) -> bytes | None:
+    """A compact token with one random part made non-canonical; None if no part can be."""
+    parts = token.decode("ascii").split(".")
+    candidates = [i for i, part in enumerate(parts) if len(part) % 4 in (2, 3)]
+    if not candidates:
+        return None
+    index = rng.choice(candidates)
+    parts[index] = noncanonical(parts[index])
+    return ".".join(parts).encode()
+
+
+def raw_jws(header: str, payload: bytes, key: Any, bend_part: int = -1) -> bytes:
+    """A JWS with any header; ``bend_part`` 0..2 is made non-canonical (and signed so)."""
+    parts = [b64(header.encode()), b64(payload)]
+    for index in (0, 1):
+        if bend_part == index and len(parts[index]) % 4:
+            parts[index] = noncanonical(parts[index])
+    signing_input = ".".join(parts).encode()
     if isinstance(key, ec.EllipticCurvePrivateKey):
         r, s = utils.decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
         signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
     else:
         pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
         signature = key.sign(signing_input, pss, hashes.SHA256())
-    return signing_input + b"." + b64(signature).encode()
+    parts.append(b64(signature))
+    if bend_part == 2 and len(parts[2]) % 4:
+        parts[2] = noncanonical(parts[2])
+    return ".".join(parts).encode()
 
 
 def raw_jwe(header: str, plaintext: bytes, public: Any) -> bytes:
@@ -175,6 +224,8 @@ def run_c(keys: Path, manifest: Path, binary: Path | None, facts: dict[str, Any]
         args += ["--now", str(facts["now"])]
     if facts.get("freshness") is not None:
         args += ["--freshness", str(facts["freshness"]), "--nonce", facts["nonce"]]
+    if facts.get("keyset_version") is not None:
+        args += ["--keyset-version", str(facts["keyset_version"])]
     args.append(str(manifest))
     if binary is not None:
         args.append(str(binary))
@@ -193,6 +244,7 @@ def run_python(keys: Path, manifest: Path, binary: Path | None, facts: dict[str,
         device_type=facts["device_type"], installed_seq=facts["installed_seq"],
         secure_version=facts["secure_version"], chip_id=facts.get("chip_id"),
         now=facts.get("now"), freshness=facts.get("freshness"), nonce=facts.get("nonce"),
+        keyset_version=facts.get("keyset_version"),
     )  # fmt: skip
 
 
@@ -212,16 +264,22 @@ class Session:
         self.rogue_secure_boot = generate_private_key("ecdsa256")
         self.count = 0
         self.reasons: dict[str | None, int] = {}
+        #: accepted or opened rotation manifests by how many versions the walk advanced
+        self.reached: dict[int, int] = {}
+        self.chain = Chain(self, rng, top=5)
 
     def path(self, suffix: str) -> Path:
         self.count += 1
         return self.root / f"f{self.count}{suffix}"
 
-    def compare(self, manifest: Path, binary: Path | None, facts: dict[str, Any]) -> None:
-        ours = run_c(self.keys, manifest, binary, facts)
-        theirs = run_python(self.keys, manifest, binary, facts)
-        assert ours == theirs, (manifest, binary, facts)
+    def compare(
+        self, manifest: Path, binary: Path | None, facts: dict[str, Any], keys: Path | None = None
+    ) -> dict[str, Any]:
+        ours = run_c(keys or self.keys, manifest, binary, facts)
+        theirs = run_python(keys or self.keys, manifest, binary, facts)
+        assert ours == theirs, (manifest, binary, facts, keys)
         self.reasons[theirs["reason"]] = self.reasons.get(theirs["reason"], 0) + 1
+        return theirs
 
     def seal(self, payload: bytes) -> bytes:
         token = sign_compact(payload, self.author.manifest_signing, MANIFEST_TYP)
@@ -269,13 +327,126 @@ class Session:
 
 
 def jose_variant(session: Session, rng: random.Random, claims: dict[str, Any]) -> bytes:
-    """A manifest with random (valid or not) JOSE headers on both layers, correctly sealed."""
+    """A manifest with random (valid or not) JOSE headers on both layers, correctly sealed,
+    sometimes with a non-canonical part in the inner JWS or the JWE."""
     use_ec = rng.random() < 0.4
     key = session.ec_signing if use_ec else session.author.manifest_signing
     alg, other = ("ES256", "PS256") if use_ec else ("PS256", "ES256")
     header = rng.choice(JWS_HEADERS) % {"alg": alg, "kid": key_id(key), "other": other}
-    signed = raw_jws(header, json.dumps(claims).encode(), key)
-    return raw_jwe(rng.choice(JWE_HEADERS), signed, session.author.manifest_encryption)
+    inner_bend = rng.choice([-1, -1, -1, 0, 1, 2])
+    signed = raw_jws(header, json.dumps(claims).encode(), key, inner_bend)
+    token = raw_jwe(rng.choice(JWE_HEADERS), signed, session.author.manifest_encryption)
+    if rng.random() < 0.15:
+        token = bend(token, rng) or token
+    return token
+
+
+class Chain:
+    """A random history of manifest-signing key sets 1..top and the statements between them.
+
+    Set 1 is the session's (the author's RSA key and the EC key); each later set has a new key
+    plus a random subset of the previous set's keys (the rest revoked), and its statement is
+    signed by a random key of the previous set. ``dirs[v]`` is a device key directory at
+    version ``v``.
+    """
+
+    def __init__(self, session: Session, rng: random.Random, top: int) -> None:
+        self.top = top
+        self.sets: dict[int, list[PrivateKey]] = {
+            1: [session.author.manifest_signing, session.ec_signing]
+        }
+        self.statements: dict[int, str] = {}
+        self.dirs: dict[int, Path] = {1: session.keys}
+        self.attacker = generate_private_key("ecdsa256")
+        for version in range(2, top + 1):
+            previous = self.sets[version - 1]
+            fresh = generate_private_key("rsa3072" if version == 3 else "ecdsa256")
+            kept = [key for key in previous if rng.random() < 0.4]
+            keys = [fresh, *kept][:4]
+            rng.shuffle(keys)
+            self.sets[version] = keys
+            signer = rng.choice(previous)
+            self.statements[version] = make_rotation(
+                signer, version, [key.public_key() for key in keys]
+            )
+            folder = session.root / f"device-v{version}"
+            shutil.copytree(
+                session.keys, folder, ignore=shutil.ignore_patterns("manifest_signing_pub*")
+            )
+            for index, key in enumerate(keys):
+                (folder / f"manifest_signing_pub.k{index}.pem").write_bytes(public_pem(key))
+            (folder / "keyset_version").write_text(f"{version}\n")
+            self.dirs[version] = folder
+
+    def all_keys(self) -> list[PrivateKey]:
+        return [key for keys in self.sets.values() for key in keys]
+
+    def statement_list(self, rng: random.Random) -> Any:
+        """A random `rot`: mostly a list of statements, sometimes an invalid one."""
+        chain = [self.statements[v] for v in range(2, self.top + 1)]
+        kind = rng.randrange(12)
+        if kind == 0:
+            rot: Any = chain
+        elif kind == 1:
+            rot = chain[: rng.randrange(len(chain) + 1)]
+        elif kind == 2:
+            rot = chain[rng.randrange(len(chain)) :]
+        elif kind == 3:
+            rot = rng.sample(chain, len(chain))
+        elif kind == 4:  # a forged statement, signed by a key no set holds
+            forged = make_rotation(
+                self.attacker, rng.randint(2, self.top + 1), [self.attacker.public_key()]
+            )
+            rot = list(chain)
+            rot.insert(rng.randrange(len(rot) + 1), forged)
+        elif kind == 5:  # a version gap, signed by a key of a real set
+            version = rng.randint(1, self.top)
+            signer = rng.choice(self.sets[version])
+            gap = make_rotation(signer, version + 2, [self.attacker.public_key()])
+            rot = list(chain)
+            rot.insert(rng.randrange(len(rot) + 1), gap)
+        elif kind == 6:  # one statement changed
+            rot = list(chain)
+            index = rng.randrange(len(rot))
+            changed = bend(rot[index].encode(), rng) if rng.random() < 0.5 else None
+            rot[index] = (changed or mutate_token(rng, rot[index].encode())).decode("latin-1")
+        elif kind == 7:  # repeated statements
+            rot = [rng.choice(chain) for _ in range(rng.randint(1, 8))]
+        elif kind == 8:
+            rot = list(chain)
+            rot.insert(rng.randrange(len(rot) + 1), rng.choice(["", "x", "a.b.c", "..", "é.é.é"]))
+        elif kind == 9:  # no rot at all
+            rot = None
+        else:
+            rot = rng.choice([[], "x", 5, None, {"a": 1}, chain + chain[:1] * (9 - len(chain))])
+            rot = [rot] if rng.random() < 0.2 else rot
+        return rot[:8] if isinstance(rot, list) and kind not in {10, 11} else rot
+
+
+def rotation_case(session: Session, rng: random.Random, claims: dict[str, Any]) -> None:
+    """A manifest carrying a random chain, signed by a random key of any set (or the attacker),
+    judged by a device at a random version."""
+    chain = session.chain
+    rot = chain.statement_list(rng)
+    signer = rng.choice([*chain.all_keys(), chain.attacker])
+    alg = "ES256" if isinstance(signer, ec.EllipticCurvePrivateKey) else "PS256"
+    header: dict[str, Any] = {"alg": alg, "kid": key_id(signer), "typ": "fota-manifest+jwt"}
+    if rot is not None:
+        header["rot"] = rot
+    if rng.random() < 0.05:
+        header["x"] = 1
+    signed = raw_jws(json.dumps(header), json.dumps(claims).encode(), signer)
+    manifest = session.path(".manifest")
+    manifest.write_bytes(raw_jwe(JWE_HEADERS[0], signed, session.author.manifest_encryption))
+    device = rng.randint(1, chain.top)
+    facts: dict[str, Any] = {"device_type": "dev-a", "installed_seq": 0, "secure_version": 0}
+    if rng.random() < 0.15:  # the version given explicitly (even one that does not fit the keys)
+        facts["keyset_version"] = rng.randint(1, chain.top + 1)
+    verdict = session.compare(manifest, None, facts, chain.dirs[device])
+    if verdict["keyset"] is not None:
+        session.reached[verdict["keyset"]["version"] - device] = (
+            session.reached.get(verdict["keyset"]["version"] - device, 0) + 1
+        )
 
 
 def mutate_token(rng: random.Random, token: bytes) -> bytes:
@@ -308,7 +479,7 @@ def mutate_claims(rng: random.Random, claims: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def test_c_core_agrees_with_python(tmp_path: Path) -> None:
+def test_c_core_agrees_with_python(tmp_path: Path) -> None:  # noqa: PLR0915 -- one sequence
     rng = random.Random(SEED)  # noqa: S311 -- reproducible test inputs, not secrets
     session = Session(tmp_path, rng)
     for _ in range(CASES):
@@ -329,6 +500,15 @@ def test_c_core_agrees_with_python(tmp_path: Path) -> None:
         jose = session.path(".manifest")
         jose.write_bytes(jose_variant(session, rng, claims))
         session.compare(jose, None, dict(facts, installed_seq=0, secure_version=0))
+        # the manifest with one part's base64url made non-canonical
+        bent = bend(token, rng)
+        if bent is not None:
+            noncanonical_file = session.path(".manifest")
+            noncanonical_file.write_bytes(bent)
+            session.compare(noncanonical_file, None, facts)
+        # key rotation: random chains, signers and device versions
+        for _ in range(3):
+            rotation_case(session, rng, claims)
         # the binary, changed (and sometimes resealed so that the deeper checks run)
         data = bytearray(binary.read_bytes())
         where = rng.randrange(len(data))
@@ -386,9 +566,16 @@ def test_c_core_agrees_with_python(tmp_path: Path) -> None:
         )
         fresh = session.path(".freshness")
         text = make_statement(session.freshness_key, statement).encode()
-        fresh.write_bytes(text if rng.random() < 0.85 else mutate_token(rng, text))
+        choice = rng.random()
+        if choice < 0.1:
+            text = bend(text, rng) or text
+        elif choice < 0.25:
+            text = mutate_token(rng, text)
+        fresh.write_bytes(text)
         session.compare(manifest, None, dict(ok_facts, freshness=fresh, nonce=nonce))
     print(
         f"differential: {session.count} files, verdicts {sorted(session.reasons.items(), key=str)}"
+        f", rotation manifests opened by versions walked {sorted(session.reached.items())}"
     )
     assert len(session.reasons) >= 15, session.reasons
+    assert len(session.reached) >= 3, session.reached  # walks of 0, 1, 2, ... versions

@@ -23,8 +23,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))  # run as a script: make `tests` importable
 
-from cryptography.hazmat.primitives import hashes  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils  # noqa: E402
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 from joserfc import jwe, jws  # noqa: E402
 from joserfc.jwk import ECKey, RSAKey  # noqa: E402
@@ -32,6 +32,7 @@ from joserfc.jwk import ECKey, RSAKey  # noqa: E402
 from secure_fota.author.release import ReleaseRequest, build_release  # noqa: E402
 from secure_fota.crypto.encrypted_image import decrypt_image, encrypt_image  # noqa: E402
 from secure_fota.crypto.freshness import FreshnessStatement, make_statement  # noqa: E402
+from secure_fota.crypto.key_rotation import make_rotation  # noqa: E402
 from secure_fota.crypto.keys import (  # noqa: E402
     PrivateKey,
     generate_private_key,
@@ -71,26 +72,49 @@ class Keys:
         }
         self.secure_boot["v2-ecdsa256"] = self.secure_boot["v1"]
         self.rogue_secure_boot = generate_private_key("ecdsa256")
+        # key rotation (docs/formats.md §4.4): version 1 is {signing, signing_ec}; statement 2,
+        # signed by `signing`, names {r2} (revoking both); statement 3, signed by r2, names
+        # {r3, r2}. The attacker signs statements with its own key.
+        self.r2 = generate_private_key("ecdsa256")
+        self.r3 = generate_private_key("rsa3072")
+        self.attacker = generate_private_key("ecdsa256")
+        self.rsa2048 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.s2 = make_rotation(self.signing, 2, [self.r2.public_key()])
+        self.s3 = make_rotation(self.r2, 3, [self.r3.public_key(), self.r2.public_key()])
 
-    def write_device_dir(self, directory: Path, scheme: str) -> None:
+    def write_device_dir(
+        self,
+        directory: Path,
+        scheme: str,
+        signing: list[PrivateKey] | None = None,
+        keyset_version: int | None = None,
+    ) -> None:
         directory.mkdir()
+        trusted = signing or [self.signing, self.signing_ec]
         files = {
             "manifest_encryption_key.pem": private_pem(self.encryption),
             "pre_encryption_key.pem": private_pem(self.pre),
-            "manifest_signing_pub.pem": public_pem(self.signing),
-            "manifest_signing_pub.rotated-es256.pem": public_pem(self.signing_ec),
             "secure_boot_signing_pub.pem": public_pem(self.secure_boot[scheme]),
             "freshness_pub.pem": public_pem(self.freshness),
         }
+        names = ["manifest_signing_pub.pem", "manifest_signing_pub.rotated-es256.pem"]
+        names += [f"manifest_signing_pub.k{i}.pem" for i in range(2, len(trusted))]
+        for name, key in zip(names, trusted, strict=False):
+            files[name] = public_pem(key)
+        if keyset_version is not None:
+            files["keyset_version"] = f"{keyset_version}\n".encode()
         for name, data in files.items():
             (directory / name).write_bytes(data)
 
-    def author(self, scheme: str, signing: PrivateKey | None = None) -> AuthorKeys:
+    def author(
+        self, scheme: str, signing: PrivateKey | None = None, rotations: tuple[str, ...] = ()
+    ) -> AuthorKeys:
         return AuthorKeys(
             secure_boot=self.secure_boot[scheme],
             manifest_signing=signing or self.signing,
             manifest_encryption=self.encryption.public_key(),
             pre_encryption=self.pre.public_key(),
+            rotations=rotations,
         )
 
 
@@ -102,6 +126,50 @@ def jose_key(key: Any) -> RSAKey | ECKey:
     if hasattr(key, "curve"):
         return ECKey(key, key)
     return RSAKey(key, key)
+
+
+def der(key: Any) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def noncanonical(segment: str) -> str:
+    """The same bytes' segment with non-zero unused low bits in its last character."""
+    if len(segment) % 4 not in (2, 3):
+        raise ValueError("this segment has no unused bits")
+    return segment[:-1] + B64[B64.index(segment[-1]) | 1]
+
+
+B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def raw_jws(header: dict[str, Any] | str, payload: bytes, key: Any, bend: int = -1) -> str:
+    """A JWS built by hand (any header); ``bend`` makes part 0/1/2 non-canonical (signed so)."""
+    text = header if isinstance(header, str) else json.dumps(header, separators=(",", ":"))
+    parts = [b64(text.encode()), b64(payload)]
+    for index in (0, 1):
+        if bend == index:
+            parts[index] = noncanonical(parts[index])
+    signing_input = ".".join(parts).encode()
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        r, s = utils.decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    else:
+        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+        signature = key.sign(signing_input, pss, hashes.SHA256())
+    parts.append(b64(signature))
+    if bend == 2:
+        parts[2] = noncanonical(parts[2])
+    return ".".join(parts)
+
+
+def pad_to_mod4(header: dict[str, Any], remainder: int) -> str:
+    """The header as JSON with spaces added so that its base64url length is `remainder` mod 4."""
+    text = json.dumps(header, separators=(",", ":"))
+    while len(b64(text.encode())) % 4 != remainder:
+        text = text[:-1] + " }"
+    return text
 
 
 class Builder:
@@ -124,6 +192,7 @@ class Builder:
         signing: PrivateKey | None = None,
         seq: int = 5,
         secure_version: int = 1,
+        rotations: tuple[str, ...] = (),
     ) -> tuple[Path, Path, ManifestClaims]:
         image = build_app_image(
             ImageSpec(
@@ -148,7 +217,7 @@ class Builder:
                 secure_boot="v1" if scheme == "v1" else "v2",
                 expires_in=expires,
             ),
-            self.keys.author(scheme, signing),
+            self.keys.author(scheme, signing, rotations),
             now=NOW,
         )
         manifest = self.out / f"{name}.manifest"
@@ -178,18 +247,24 @@ class Builder:
             algorithms=[protected["alg"], protected["enc"]],
         ).encode()
 
-    def raw_wrap(self, plaintext: bytes, header: bytes) -> bytes:
-        """A JWE built by hand (RSA-OAEP-256 + A256GCM) for headers joserfc will not write."""
+    def raw_wrap(self, plaintext: bytes, header: bytes, bend: int = -1) -> bytes:
+        """A JWE built by hand (RSA-OAEP-256 + A256GCM) for headers joserfc will not write.
+
+        ``bend`` makes that part's base64url non-canonical (the header as AAD, as received).
+        """
         cek, iv = os.urandom(32), os.urandom(12)
         wrapped = self.keys.encryption.public_key().encrypt(
             cek,
             padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None),
         )
         protected = b64(header)
+        if bend == 0:
+            protected = noncanonical(protected)
         sealed = AESGCM(cek).encrypt(iv, plaintext, protected.encode())
-        return ".".join(
-            [protected, b64(wrapped), b64(iv), b64(sealed[:-16]), b64(sealed[-16:])]
-        ).encode()
+        parts = [protected, b64(wrapped), b64(iv), b64(sealed[:-16]), b64(sealed[-16:])]
+        if bend > 0:
+            parts[bend] = noncanonical(parts[bend])
+        return ".".join(parts).encode()
 
     def write(self, name: str, data: bytes, suffix: str = ".manifest") -> Path:
         path = self.out / f"{name}{suffix}"
@@ -333,14 +408,99 @@ def build_all(b: Builder) -> None:  # noqa: PLR0915 -- one list of cases reads b
         freshness=statement("fresh-stale", manifest_sha256="ab" * 32),
         nonce=NONCE,
     )
+    # seq is the server's id of the release: informational, not compared with the claims
     b.case(
-        "freshness_stale_seq",
+        "freshness_seq_mismatch_accepted",
         m,
         None,
-        "stale_manifest",
+        None,
         freshness=statement("fresh-seq", seq=claims.seq + 1),
         nonce=NONCE,
     )
+    b.case(
+        "freshness_integral_numbers",
+        m,
+        None,
+        None,
+        freshness=statement("fresh-float", seq=float(claims.seq), iat=float(NOW)),
+        nonce=NONCE,
+    )
+    b.case(
+        "freshness_iat_max",
+        m,
+        None,
+        None,
+        freshness=statement("fresh-iat-max", iat=2**53 - 1),
+        nonce=NONCE,
+    )
+    for name, changes in (
+        ("freshness_seq_fraction", {"seq": claims.seq + 0.5}),
+        ("freshness_iat_too_big", {"iat": 2**53}),
+        ("freshness_iat_negative", {"iat": -1}),
+        ("freshness_seq_bool", {"seq": True}),
+    ):
+        fname = "fresh-" + name.removeprefix("freshness_").replace("_", "-")
+        b.case(
+            name,
+            m,
+            None,
+            "freshness_invalid",
+            freshness=statement(fname, **changes),
+            nonce=NONCE,
+        )
+    fresh_payload = json.dumps(
+        {
+            "device_type": DEVICE,
+            "seq": claims.seq,
+            "nonce": NONCE,
+            "iat": NOW,
+            "manifest_sha256": hashlib.sha256(m.read_bytes()).hexdigest(),
+        },
+        separators=(",", ":"),
+    ).encode()
+    fresh_header = {"alg": "ES256", "kid": key_id(k.freshness), "typ": "fota-freshness+jwt"}
+    b.case(
+        "freshness_hand_made_ok",
+        m,
+        None,
+        None,
+        freshness=b.write(
+            "fresh-hand", raw_jws(fresh_header, fresh_payload, k.freshness).encode(), ".freshness"
+        ),
+        nonce=NONCE,
+    )
+    b.case(
+        "freshness_header_unknown_member",
+        m,
+        None,
+        "freshness_invalid",
+        freshness=b.write(
+            "fresh-member",
+            raw_jws(dict(fresh_header, x=1), fresh_payload, k.freshness).encode(),
+            ".freshness",
+        ),
+        nonce=NONCE,
+    )
+    for part in (0, 1, 2):
+        header: dict[str, Any] | str = fresh_header
+        payload = fresh_payload
+        if part == 0:
+            header = pad_to_mod4(fresh_header, 2)
+        if part == 1:
+            while len(b64(payload)) % 4 == 0:
+                payload = payload[:-1] + b" }"
+        b.case(
+            f"freshness_noncanonical_part{part + 1}",
+            m,
+            None,
+            "freshness_invalid",
+            freshness=b.write(
+                f"fresh-b64-{part + 1}",
+                raw_jws(header, payload, k.freshness, bend=part).encode(),
+                ".freshness",
+            ),
+            nonce=NONCE,
+        )
 
     # -- envelope ----------------------------------------------------------------------
     token = m.read_bytes()
@@ -444,8 +604,55 @@ def build_all(b: Builder) -> None:  # noqa: PLR0915 -- one list of cases reads b
             ),
         ),
         None,
-        "manifest_decrypt_failed",
+        "manifest_malformed",
     )
+    b.case(
+        "jwe_kid_string_allowed",
+        b.write(
+            "jwe-kid-ok",
+            b.raw_wrap(
+                signed_ok.encode(),
+                b'{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","kid":"fleet-1"}',
+            ),
+        ),
+        None,
+        None,
+    )
+    b.case(
+        "jwe_unknown_member_and_zip",
+        b.write(
+            "jwe-member-zip",
+            b.raw_wrap(
+                signed_ok.encode(),
+                b'{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","zip":"DEF","x":1}',
+            ),
+        ),
+        None,
+        "unsupported_algorithm",
+    )
+    # the JWE header segment: at most 1024 characters (768 bytes; 769 bytes give 1026)
+    for size, raw_len, expect in ((1024, 768, None), (1026, 769, "manifest_malformed")):
+        start = '{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT","kid":"'
+        text = start + "k" * (raw_len - len(start) - 2) + '"}'
+        assert len(b64(text.encode())) == size
+        b.case(
+            f"jwe_header_{size}_chars",
+            b.write(f"jwe-header-{size}", b.raw_wrap(signed_ok.encode(), text.encode())),
+            None,
+            expect,
+        )
+    # non-canonical base64url in each JWE part but the IV (12 bytes: no unused bits)
+    jwe_header = pad_to_mod4({"alg": "RSA-OAEP-256", "enc": "A256GCM", "cty": "JWT"}, 2)
+    inner = signed_ok.encode()
+    while len(b64(inner)) % 4 == 0:  # a ciphertext with unused bits
+        inner = inner + b" "
+    for part in (0, 1, 3, 4):
+        b.case(
+            f"jwe_noncanonical_part{part + 1}",
+            b.write(f"jwe-b64-{part + 1}", b.raw_wrap(inner, jwe_header.encode(), bend=part)),
+            None,
+            "manifest_malformed",
+        )
     b.case(
         "jwe_kid_not_string",
         b.write(
@@ -733,6 +940,291 @@ def build_all(b: Builder) -> None:  # noqa: PLR0915 -- one list of cases reads b
         version="1.0.0",
         secure_version=0,
     )
+    build_jws_headers(b, base)
+    build_rotation(b, base)
+
+
+def build_jws_headers(b: Builder, base: dict[str, Any]) -> None:
+    """Inner JWS header members and base64url (docs/formats.md §4.3)."""
+    k = b.keys
+    claims = ManifestClaims.from_dict(base).to_json()
+    ok = {"alg": "PS256", "kid": key_id(k.signing), "typ": MANIFEST_TYP}
+    ec_ok = {"alg": "ES256", "kid": key_id(k.signing_ec), "typ": MANIFEST_TYP}
+    for name, header, expect in (
+        ("jws_hand_made_ok", ok, None),
+        ("jws_unknown_member", dict(ok, x=1), "manifest_malformed"),
+        ("jws_cty_member", dict(ok, cty="JWT"), "manifest_malformed"),
+        ("jws_unknown_member_bad_alg", dict(ok, alg="RS256", x=1), "unsupported_algorithm"),
+        ("jws_unknown_member_bad_typ", dict(ok, typ="JWT", x=1), "manifest_malformed"),
+        ("jws_unknown_member_unknown_kid", dict(ok, kid="00" * 32, x=1), "manifest_malformed"),
+        ("jws_rot_and_bad_alg", dict(ok, alg="RS256", rot=5), "manifest_malformed"),
+    ):
+        token = raw_jws(header, claims, k.signing)
+        b.case(name, b.write(name.replace("_", "-"), b.wrap(token.encode())), None, expect)
+    for part in (0, 1, 2):
+        header_text: dict[str, Any] | str = ec_ok
+        payload = claims
+        if part == 0:
+            header_text = pad_to_mod4(ec_ok, 3)
+        if part == 1:
+            while len(b64(payload)) % 4 == 0:
+                payload = payload[:-1] + b" }"
+        token = raw_jws(header_text, payload, k.signing_ec, bend=part)
+        name = f"jws_noncanonical_part{part + 1}"
+        b.case(
+            name,
+            b.write(name.replace("_", "-"), b.wrap(token.encode())),
+            None,
+            "manifest_malformed",
+        )
+
+
+def build_rotation(b: Builder, base: dict[str, Any]) -> None:  # noqa: PLR0915 -- one list of cases
+    """Key rotation (docs/formats.md §4.4): chains, forged and broken statements, revocation."""
+    k = b.keys
+    k.write_device_dir(b.out / "keys-rot-v2", "v1", [k.r2], keyset_version=2)
+    k.write_device_dir(b.out / "keys-rot-v3", "v1", [k.r3, k.r2], keyset_version=3)
+    claims = ManifestClaims.from_dict(base).to_json()
+
+    def sealed(name: str, signer: PrivateKey, rot: Any, **header: Any) -> Path:
+        """A manifest signed by `signer` whose JWS header carries `rot` as given."""
+        fields = {
+            "alg": "ES256" if hasattr(signer, "curve") else "PS256",
+            "kid": key_id(signer),
+            "typ": MANIFEST_TYP,
+            **header,
+        }
+        if rot is not _DROP:
+            fields["rot"] = rot
+        return b.write(name, b.wrap(raw_jws(fields, claims, signer).encode()))
+
+    def statement(signer: PrivateKey, payload: Any, header: Any = None, bend: int = -1) -> str:
+        fields = header or {
+            "alg": "ES256" if hasattr(signer, "curve") else "PS256",
+            "kid": key_id(signer),
+            "typ": "fota-keys+jwt",
+        }
+        text = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        return raw_jws(fields, text, signer, bend=bend)
+
+    r2_b64 = b64(der(k.r2.public_key()))
+    r2_der = der(k.r2.public_key())
+    unknown_algorithm = r2_der.replace(
+        bytes.fromhex("2a8648ce3d0201"), bytes.fromhex("2a8648ce3d0209")
+    )
+    unknown_curve = r2_der.replace(
+        bytes.fromhex("2a8648ce3d030107"), bytes.fromhex("2a8648ce3d030108")
+    )
+    # chains, through the author tool
+    m1, bin1, _ = b.release("rot-chain1", signing=k.r2, rotations=(k.s2,), seq=6)
+    b.case("rot_chain1_device_v1", m1, bin1, None)
+    m2, _, _ = b.release("rot-chain2", signing=k.r3, rotations=(k.s2, k.s3), seq=7)
+    b.case("rot_chain2_device_v1", m2, None, None)
+    b.case("rot_chain2_device_v2", m2, None, None, keys="keys-rot-v2")
+    b.case("rot_chain2_device_v3", m2, None, None, keys="keys-rot-v3")
+    m3, _, _ = b.release("rot-chain2-kept", signing=k.r2, rotations=(k.s2, k.s3), seq=7)
+    b.case("rot_chain2_kept_key_signs", m3, None, None)
+    # revocation: the old key after a device committed version 2, or with the chain attached
+    b.case(
+        "rot_revoked_after_commit",
+        b.out / "ok-v1.manifest",
+        None,
+        "unknown_key",
+        keys="keys-rot-v2",
+    )
+    m4, _, _ = b.release("rot-old-signer", signing=k.signing, rotations=(k.s2,), seq=6)
+    b.case("rot_old_key_revoked_by_its_chain", m4, None, "unknown_key")
+    b.case("rot_chain1_device_v3_r2_kept", m1, None, None, keys="keys-rot-v3")
+    # forged statements, version gaps
+    forged = make_rotation(k.attacker, 2, [k.attacker.public_key()])
+    b.case("rot_forged", sealed("rot-forged", k.attacker, [forged]), None, "unknown_key")
+    b.case(
+        "rot_forged_before_valid",
+        sealed("rot-forged-first", k.r2, [forged, k.s2]),
+        None,
+        "unknown_key",
+    )
+    b.case(
+        "rot_forged_old_version_skipped",
+        sealed("rot-forged-skipped", k.r3, [forged, k.s3]),
+        None,
+        None,
+        keys="keys-rot-v2",
+    )
+    gap = make_rotation(k.signing, 3, [k.r2.public_key()])
+    b.case("rot_version_gap", sealed("rot-gap", k.r2, [gap]), None, "unknown_key")
+    b.case(
+        "rot_statement_skipping_a_version", sealed("rot-skip3", k.r3, [k.s3]), None, "unknown_key"
+    )
+    b.case(
+        "rot_garbage_statement", sealed("rot-garbage", k.r2, ["garbage", k.s2]), None, "unknown_key"
+    )
+    b.case("rot_eight_statements", sealed("rot-eight", k.r2, [k.s2] * 8), None, None)
+    # the shape of rot
+    for name, rot in (
+        ("rot_not_an_array", "x"),
+        ("rot_empty", []),
+        ("rot_nine_strings", ["a"] * 9),
+        ("rot_not_strings", [k.s2, 5]),
+        ("rot_null", None),
+    ):
+        b.case(name, sealed(name.replace("_", "-"), k.r2, rot), None, "manifest_malformed")
+    # statements: payload and header rules
+    r2 = [r2_b64]
+    for name, stmt, expect in (
+        ("rot_stmt_hand_made_ok", statement(k.signing, {"version": 2, "keys": r2}), None),
+        (
+            "rot_stmt_version_integral_float",
+            statement(k.signing, {"version": 2.0, "keys": r2}),
+            None,
+        ),
+        ("rot_stmt_extra_member", statement(k.signing, {"version": 2, "keys": r2, "x": [1]}), None),
+        ("rot_stmt_key_listed_twice", statement(k.signing, {"version": 2, "keys": r2 * 2}), None),
+        (
+            "rot_stmt_version_fraction",
+            statement(k.signing, {"version": 2.5, "keys": r2}),
+            "unknown_key",
+        ),
+        (
+            "rot_stmt_version_string",
+            statement(k.signing, {"version": "2", "keys": r2}),
+            "unknown_key",
+        ),
+        ("rot_stmt_no_keys", statement(k.signing, {"version": 2, "keys": []}), "unknown_key"),
+        ("rot_stmt_five_keys", statement(k.signing, {"version": 2, "keys": r2 * 5}), "unknown_key"),
+        (
+            "rot_stmt_key_not_base64",
+            statement(k.signing, {"version": 2, "keys": ["**"]}),
+            "unknown_key",
+        ),
+        (
+            "rot_stmt_key_too_long",
+            statement(k.signing, {"version": 2, "keys": ["A" * 2052]}),
+            "unknown_key",
+        ),
+        (
+            "rot_stmt_key_p384",
+            statement(
+                k.signing,
+                {"version": 2, "keys": [b64(der(k.secure_boot["v2-ecdsa384"].public_key()))]},
+            ),
+            "unknown_key",
+        ),
+        (
+            "rot_stmt_key_rsa2048",
+            statement(k.signing, {"version": 2, "keys": [b64(der(k.rsa2048.public_key()))]}),
+            "unknown_key",
+        ),
+        (  # cryptography raises UnsupportedAlgorithm for these two: still unreadable
+            "rot_stmt_key_unknown_algorithm",
+            statement(k.signing, {"version": 2, "keys": [b64(unknown_algorithm)]}),
+            "unknown_key",
+        ),
+        (
+            "rot_stmt_key_unknown_curve",
+            statement(k.signing, {"version": 2, "keys": [b64(unknown_curve)]}),
+            "unknown_key",
+        ),
+        (
+            "rot_stmt_wrong_typ",
+            statement(
+                k.signing,
+                {"version": 2, "keys": r2},
+                {"alg": "PS256", "kid": key_id(k.signing), "typ": "JWT"},
+            ),
+            "unknown_key",
+        ),
+        (
+            "rot_stmt_unknown_member",
+            statement(
+                k.signing,
+                {"version": 2, "keys": r2},
+                {"alg": "PS256", "kid": key_id(k.signing), "typ": "fota-keys+jwt", "x": 1},
+            ),
+            "unknown_key",
+        ),
+        (
+            "rot_stmt_rot_member",
+            statement(
+                k.signing,
+                {"version": 2, "keys": r2},
+                {"alg": "PS256", "kid": key_id(k.signing), "typ": "fota-keys+jwt", "rot": []},
+            ),
+            "unknown_key",
+        ),
+        (
+            "rot_stmt_version_gap_from_v1",
+            statement(k.signing, {"version": 3, "keys": r2}),
+            "unknown_key",
+        ),
+    ):
+        b.case(name, sealed(name.replace("_", "-"), k.r2, [stmt]), None, expect)
+    # key encodings the reference reads: compressed and hybrid points, RSA without NULL
+    point = k.r2.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    )
+    ec_alg = bytes.fromhex("301306072a8648ce3d020106082a8648ce3d030107")
+    compressed = (
+        b"\x30"
+        + bytes([len(ec_alg) + len(point) + 3])
+        + ec_alg
+        + b"\x03"
+        + bytes([len(point) + 1])
+        + b"\x00"
+        + point
+    )
+    uncompressed = der(k.r2.public_key())
+    hybrid = uncompressed[:-65] + bytes([6 | (uncompressed[-1] & 1)]) + uncompressed[-64:]
+    r3_der = der(k.r3.public_key())
+    no_null = bytearray(
+        r3_der.replace(
+            bytes.fromhex("300d06092a864886f70d0101010500"),
+            bytes.fromhex("300b06092a864886f70d010101"),
+            1,
+        )
+    )
+    no_null[2:4] = (int.from_bytes(no_null[2:4], "big") - 2).to_bytes(2, "big")
+    for name, key_der, signer in (
+        ("rot_stmt_key_compressed_point", compressed, k.r2),
+        ("rot_stmt_key_hybrid_point", hybrid, k.r2),
+        ("rot_stmt_key_rsa_without_null", bytes(no_null), k.r3),
+    ):
+        stmt = statement(k.signing, {"version": 2, "keys": [b64(key_der)]})
+        b.case(name, sealed(name.replace("_", "-"), signer, [stmt]), None, None)
+    # non-canonical base64url in each part of statement 3: the walk stops at version 2
+    r3_only = [b64(der(k.r3.public_key()))]
+    for part in (-1, 0, 1, 2):
+        header = {"alg": "ES256", "kid": key_id(k.r2), "typ": "fota-keys+jwt"}
+        payload = json.dumps({"version": 3, "keys": r3_only}).encode()
+        header_text: Any = pad_to_mod4(header, 2) if part == 0 else header
+        while part == 1 and len(b64(payload)) % 4 == 0:
+            payload = payload[:-1] + b" }"
+        stmt = raw_jws(header_text, payload, k.r2, bend=part)
+        name = f"rot_stmt_noncanonical_part{part + 1}" if part >= 0 else "rot_stmt_canonical"
+        b.case(
+            name,
+            sealed(name.replace("_", "-"), k.r3, [k.s2, stmt]),
+            None,
+            None if part < 0 else "unknown_key",
+        )
+
+    # fuzzing seeds: an inner JWS with a chain, a JWS header with rot, keys
+    seeds = b.out / "fuzz-seeds"
+    (seeds / "1-jws-rot.txt").write_bytes(
+        raw_jws(
+            {"alg": "PS256", "kid": key_id(k.r3), "typ": MANIFEST_TYP, "rot": [k.s2, k.s3]},
+            claims,
+            k.r3,
+        ).encode()
+    )
+    (seeds / "8-header-rot.json").write_bytes(
+        json.dumps(
+            {"alg": "PS256", "kid": key_id(k.r3), "typ": MANIFEST_TYP, "rot": [forged, k.s2, k.s3]}
+        ).encode()
+    )
+    (seeds / "7-key-ec.der").write_bytes(uncompressed)
+    (seeds / "7-key-ec-compressed.der").write_bytes(compressed)
+    (seeds / "7-key-rsa.der").write_bytes(r3_der)
 
 
 class _Drop:

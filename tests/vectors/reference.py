@@ -1,13 +1,16 @@
 """The Python reference's verdict on release files, in the shape ``secure_ota_host`` prints.
 
-``{"accept": bool, "reason": str | None, "claims": dict | None}``: ``claims`` is set whenever
-the manifest opened (docs/formats.md §4, §5), even if a later check refused the release. The
+``{"accept": bool, "reason": str | None, "claims": dict | None, "keyset": dict | None}``:
+``claims`` and ``keyset`` (the manifest-signing key set the manifest was verified under, reached
+through its key rotations: ``{"version": int, "kids": [sorted key ids]}``, docs/formats.md §4.4)
+are set whenever the manifest opened (§4, §5), even if a later check refused the release. The
 checks run as in :func:`secure_fota.author.check.verify_release_files`, with the freshness
 statement of :func:`secure_fota.policy.verifier.check_manifest` when one is given.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +49,20 @@ def reference_verdict(
     now: int | None = None,
     freshness: Path | None = None,
     nonce: str | None = None,
+    keyset_version: int | None = None,
 ) -> dict[str, Any]:
+    """``keyset_version`` overrides the key directory's ``keyset_version`` file."""
     keys = _keys(keys_dir)
+    if keyset_version is not None:
+        keys = dataclasses.replace(keys, keyset_version=keyset_version)
     with manifest.open("rb") as handle:
         token = handle.read(MAX_MANIFEST_SIZE + 1)
     try:
-        claims = open_checked(token, keys).claims
+        opened = open_checked(token, keys)
     except ReleaseRejected as exc:
-        return {"accept": False, "reason": exc.reason.value, "claims": None}
+        return {"accept": False, "reason": exc.reason.value, "claims": None, "keyset": None}
+    claims = opened.claims
+    keyset = {"version": opened.keyset.version, "kids": sorted(opened.keyset.keys)}
     try:
         if freshness is not None:
             statement = freshness.read_bytes().decode("latin-1")
@@ -76,5 +85,6 @@ def reference_verdict(
             check.finish()
             check_signed_image(bytes(plaintext), claims, keys)
     except ReleaseRejected as exc:
-        return {"accept": False, "reason": exc.reason.value, "claims": claims.to_dict()}
-    return {"accept": True, "reason": None, "claims": claims.to_dict()}
+        verdict = {"accept": False, "reason": exc.reason.value, "claims": claims.to_dict()}
+        return verdict | {"keyset": keyset}
+    return {"accept": True, "reason": None, "claims": claims.to_dict(), "keyset": keyset}

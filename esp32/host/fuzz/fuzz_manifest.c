@@ -4,9 +4,11 @@
  * libFuzzer target for everything a network peer controls. The first input byte picks the
  * entry point; the rest is the attacker's bytes:
  *   0 manifest (JWE + JWS + claims, with the device keys of tests/vectors/keys-v1)
- *   1 inner JWS (signature step against the trusted keys, then claims)
+ *   1 inner JWS of a manifest (rot walked, signature against the key set reached, claims)
  *   2 claims JSON       3 freshness statement      4 strict JSON
  *   5 NAME-N.bin against the claims of ok-v1      6 decrypted app image against those claims
+ *   7 DER SubjectPublicKeyInfo of a rotation key
+ *   8 a JWS header whose `rot` is walked from the device's key set
  * Leaks, out-of-bounds accesses and undefined behaviour abort (ASan, UBSan, LeakSanitizer).
  */
 #include <stdint.h>
@@ -32,7 +34,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     keys = host_load_keys(SO_VECTORS_DIR "/keys-v1", err, sizeof err);
     manifest = host_read_file(SO_VECTORS_DIR "/ok-v1.manifest", SO_MAX_MANIFEST_SIZE, &manifest_len);
     if (!keys || !manifest ||
-        so_manifest_open(host_ring(keys), manifest, manifest_len, &claims, NULL) != SO_OK) {
+        so_manifest_open(host_ring(keys), manifest, manifest_len, &claims, NULL, NULL) != SO_OK) {
         abort();
     }
     return 0;
@@ -69,43 +71,52 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1) {
         return 0;
     }
-    uint8_t mode = data[0] % 7;
+    uint8_t mode = data[0] % 9;
     data++;
     size--;
     const so_keyring_t *ring = host_ring(keys);
     so_claims_t out;
+    so_keyset_t *reached = NULL;
     switch (mode) {
     case 0:
-        (void)so_manifest_open(ring, data, size, &out, NULL);
+        (void)so_manifest_open(ring, data, size, &out, NULL, &reached);
         break;
     case 1: {
-        uint8_t *payload = NULL;
-        size_t len = 0;
-        if (so_jws_open(ring->signing, ring->signing_count, (const char *)data, size,
-                        "fota-manifest+jwt", &payload, &len, NULL) == SO_OK) {
-            (void)so_claims_parse(payload, len, &out);
-        }
-        free(payload);
+        so_manifest_info_t info;
+        (void)so_signed_manifest_open(ring, (const char *)data, size, &out, &info, &reached);
         break;
     }
     case 2:
         (void)so_claims_parse(data, size, &out);
         break;
     case 3:
-        (void)so_freshness_check(ring, data, size, manifest, manifest_len, &claims,
+        (void)so_freshness_check(ring, data, size, manifest, manifest_len,
                                  "00112233445566778899aabbccddeeff", "sensor-v2");
         break;
-    case 4: {
-        so_json_numinfo_t info = {.names = {"seq", "iat"}};
-        cJSON_Delete(so_json_parse(data, size, &info, NULL));
+    case 4:
+        cJSON_Delete(so_json_parse(data, size, NULL));
         break;
-    }
     case 5:
         stream(data, size, false);
         break;
-    default:
+    case 6:
         stream(data, size, true);
         break;
+    case 7: {
+        char kid[65];
+        (void)so_spki_key_id(data, size, kid);
+        break;
     }
+    default: {
+        cJSON *header = so_json_parse(data, size, NULL);
+        const cJSON *rot = cJSON_GetObjectItemCaseSensitive(header, "rot");
+        if (rot && so_rotation_shape_ok(rot)) {
+            (void)so_rotation_walk(&ring->signing, rot, &reached);
+        }
+        cJSON_Delete(header);
+        break;
+    }
+    }
+    so_keyset_free(reached);
     return 0;
 }

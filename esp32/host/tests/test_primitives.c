@@ -16,22 +16,25 @@ static void test_b64(void)
 {
     uint8_t out[16];
     size_t n = 0;
-    bool canon = false;
-    CHECK(so_b64url_decode("aGk", 3, out, sizeof out, &n, &canon) && n == 2 && canon &&
-              !memcmp(out, "hi", 2), "aGk");
-    CHECK(so_b64url_decode("aGl", 3, out, sizeof out, &n, &canon) && n == 2 && !canon,
-          "unused bits are reported");
-    CHECK(!so_b64url_decode("aGk=", 4, out, sizeof out, &n, NULL), "padding refused");
-    CHECK(!so_b64url_decode("a", 1, out, sizeof out, &n, NULL), "1 mod 4 refused");
-    CHECK(!so_b64url_decode("a+b/", 4, out, sizeof out, &n, NULL), "standard alphabet refused");
-    CHECK(!so_b64url_decode("aG k", 4, out, sizeof out, &n, NULL), "whitespace refused");
-    CHECK(so_b64url_decode("", 0, out, sizeof out, &n, NULL) && n == 0, "empty is valid");
-    CHECK(!so_b64url_decode("AAAAAAAAAAAAAAAAAAAAAAAA", 24, out, 16, &n, NULL), "capacity");
+    CHECK(so_b64url_decode("aGk", 3, out, sizeof out, &n) && n == 2 && !memcmp(out, "hi", 2), "aGk");
+    CHECK(!so_b64url_decode("aGl", 3, out, sizeof out, &n), "unused bits set: not canonical");
+    CHECK(so_b64url_decode("aA", 2, out, sizeof out, &n) && n == 1 && out[0] == 'h', "aA");
+    for (const char *c = "BCDEFGHIJKLMNOP"; *c; c++) {
+        char two[3] = {'a', *c, 0};
+        CHECK(!so_b64url_decode(two, 2, out, sizeof out, &n), "a%c: 4 unused bits set", *c);
+    }
+    CHECK(so_b64url_decode("aGk_", 4, out, sizeof out, &n) && n == 3, "no unused bits at 0 mod 4");
+    CHECK(!so_b64url_decode("aGk=", 4, out, sizeof out, &n), "padding refused");
+    CHECK(!so_b64url_decode("a", 1, out, sizeof out, &n), "1 mod 4 refused");
+    CHECK(!so_b64url_decode("a+b/", 4, out, sizeof out, &n), "standard alphabet refused");
+    CHECK(!so_b64url_decode("aG k", 4, out, sizeof out, &n), "whitespace refused");
+    CHECK(so_b64url_decode("", 0, out, sizeof out, &n) && n == 0, "empty is valid");
+    CHECK(!so_b64url_decode("AAAAAAAAAAAAAAAAAAAAAAAA", 24, out, 16, &n), "capacity");
 }
 
 static bool json_ok(const char *text)
 {
-    cJSON *v = so_json_parse((const uint8_t *)text, strlen(text), NULL, NULL);
+    cJSON *v = so_json_parse((const uint8_t *)text, strlen(text), NULL);
     cJSON_Delete(v);
     return v != NULL;
 }
@@ -74,11 +77,21 @@ static void test_json(void)
         deep[n] = '\0';
         CHECK(json_ok(deep) == (depth == 32), "depth %d", depth);
     }
-    so_json_numinfo_t info = {.names = {"seq", "iat"}};
-    const char *t = "{\"s\\u0065q\":7.0,\"iat\":12}";
-    cJSON *v = so_json_parse((const uint8_t *)t, strlen(t), &info, NULL);
-    CHECK(v && info.found[0] && !info.int_literal[0] && info.found[1] && info.int_literal[1],
-          "number literal kinds");
+    /* integers (§5): integral numbers within bounds, never booleans */
+    const char *t = "{\"a\":7.0,\"b\":7e0,\"c\":7.5,\"d\":true,\"e\":-0.0,\"f\":9007199254740992,"
+                    "\"g\":\"7\",\"h\":1e400}";
+    cJSON *v = so_json_parse((const uint8_t *)t, strlen(t), NULL);
+    uint64_t n = 0;
+    CHECK(v && so_json_get_int(v, "a", 0, 10, &n) && n == 7, "7.0 is 7");
+    CHECK(so_json_get_int(v, "b", 0, 10, &n) && n == 7, "7e0 is 7");
+    CHECK(!so_json_get_int(v, "c", 0, 10, &n), "7.5 is not an integer");
+    CHECK(!so_json_get_int(v, "d", 0, 10, &n), "true is not an integer");
+    CHECK(so_json_get_int(v, "e", 0, 10, &n) && n == 0, "-0.0 is 0");
+    CHECK(!so_json_get_int(v, "f", 0, SO_MAX_JSON_INT, &n), "2^53 is out of range");
+    CHECK(!so_json_get_int(v, "g", 0, 10, &n), "a string is not an integer");
+    CHECK(!so_json_get_int(v, "h", 0, SO_MAX_JSON_INT, &n), "1e400 is not an integer");
+    CHECK(!so_json_get_int(v, "missing", 0, 10, &n), "missing");
+    CHECK(!so_json_get_int(v, "a", 8, 10, &n), "below the range");
     cJSON_Delete(v);
 }
 

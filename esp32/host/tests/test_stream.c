@@ -169,7 +169,7 @@ static void test_own_release(const char *vectors, const char *keys_dir, const ch
     free(mp);
     free(bp);
     so_claims_t claims;
-    CHECK(token && file && so_manifest_open(host_ring(keys), token, mlen, &claims, NULL) == SO_OK,
+    CHECK(token && file && so_manifest_open(host_ring(keys), token, mlen, &claims, NULL, NULL) == SO_OK,
           "%s opens", name);
     uint8_t *plain = malloc(len), *reference = malloc(len);
     size_t ref_len = 0;
@@ -201,7 +201,7 @@ static void test_own_release(const char *vectors, const char *keys_dir, const ch
     double t0 = seconds();
     int runs = 5;
     for (int i = 0; i < runs; i++) {
-        so_manifest_open(host_ring(keys), token, mlen, &claims, NULL);
+        so_manifest_open(host_ring(keys), token, mlen, &claims, NULL, NULL);
     }
     double t1 = seconds();
     printf("timing: manifest decrypt+verify %.1f ms (host, this build)\n", (t1 - t0) * 1000 / runs);
@@ -233,26 +233,26 @@ static void test_api(const char *vectors)
     CHECK(so_keyring_new(NULL, NULL, &ring) == SO_ERR_INVALID_ARG, "an RNG is required");
     CHECK(so_keyring_new(test_rng, NULL, &ring) == SO_OK, "new ring");
     so_claims_t claims;
-    CHECK(so_manifest_open(ring, token, m_len, &claims, NULL) == SO_ERR_KEY, "no keys yet");
+    CHECK(so_manifest_open(ring, token, m_len, &claims, NULL, NULL) == SO_ERR_KEY, "no keys yet");
     CHECK(so_keyring_set_manifest_key(ring, ec, ec_len) == SO_ERR_KEY, "EC key cannot decrypt");
     CHECK(so_keyring_set_image_key(ring, priv, priv_len) == SO_ERR_KEY, "RSA-4096 is not an image key");
     CHECK(so_keyring_add_freshness_key(ring, rsa, rsa_len) == SO_ERR_KEY, "freshness keys are P-256");
     CHECK(so_keyring_add_signing_key(ring, (const uint8_t *)"junk", 4) == SO_ERR_KEY, "junk PEM");
     CHECK(so_keyring_set_manifest_key(ring, priv, priv_len) == SO_OK, "manifest key");
     CHECK(so_keyring_add_signing_key(ring, rsa, rsa_len) == SO_OK, "first signing key");
-    CHECK(so_manifest_open(ring, token, m_len, &claims, NULL) == SO_REASON_UNKNOWN_KEY,
+    CHECK(so_manifest_open(ring, token, m_len, &claims, NULL, NULL) == SO_REASON_UNKNOWN_KEY,
           "signed by a key not yet trusted");
     CHECK(so_keyring_add_signing_key(ring, ec, ec_len) == SO_OK, "rotation adds a key");
     CHECK(so_keyring_add_signing_key(ring, ec, ec_len) == SO_OK &&
               so_keyring_signing_key_count(ring) == 2, "adding a key twice keeps one");
     so_manifest_info_t info;
-    CHECK(so_manifest_open(ring, token, m_len, &claims, &info) == SO_OK &&
+    CHECK(so_manifest_open(ring, token, m_len, &claims, &info, NULL) == SO_OK &&
               strcmp(info.alg, "ES256") == 0, "accepted after the rotation");
     char kid[65];
     CHECK(so_keyring_signing_kid(ring, 1, kid) && strcmp(kid, info.kid) == 0, "kid of the key");
     /* a second open with the same ring and the same inputs gives the same result */
     so_claims_t again;
-    CHECK(so_manifest_open(ring, token, m_len, &again, NULL) == SO_OK &&
+    CHECK(so_manifest_open(ring, token, m_len, &again, NULL, NULL) == SO_OK &&
               memcmp(&claims, &again, sizeof claims) == 0, "second call");
     so_image_check_t *c = NULL;
     CHECK(so_image_check_new(ring, &claims, false, &c) == SO_ERR_KEY, "no image key");

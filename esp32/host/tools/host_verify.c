@@ -99,6 +99,49 @@ static int load_glob(so_keyring_t *ring, const char *dir, const char *pattern,
     return ret;
 }
 
+static bool is_space(uint8_t c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
+
+/* DIR/keyset_version as the reference reads it: digits around optional whitespace, 1..2^31-1. */
+static int load_keyset_version(so_keyring_t *ring, const char *dir, char *err, size_t err_len)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/keyset_version", dir);
+    FILE *probe = fopen(path, "rb");
+    if (!probe) {
+        return 0; /* version 1 */
+    }
+    fclose(probe);
+    size_t len = 0;
+    uint8_t *text = host_read_file(path, 64, &len);
+    if (!text) {
+        snprintf(err, err_len, "%s: cannot read", path);
+        return -1;
+    }
+    size_t start = 0, end = len;
+    while (start < end && is_space(text[start])) {
+        start++;
+    }
+    while (end > start && is_space(text[end - 1])) {
+        end--;
+    }
+    uint64_t version = 0;
+    bool ok = len <= 64 && end > start && end - start <= 10;
+    for (size_t i = start; ok && i < end; i++) {
+        ok = text[i] >= '0' && text[i] <= '9';
+        version = version * 10 + (uint64_t)(text[i] - '0');
+    }
+    free(text);
+    if (!ok || so_keyring_set_keyset_version(ring, version <= UINT32_MAX ? (uint32_t)version : 0) !=
+                   SO_OK) {
+        snprintf(err, err_len, "%s does not hold a key set version", path);
+        return -1;
+    }
+    return 0;
+}
+
 static int drbg_random(void *ctx, unsigned char *out, size_t len)
 {
     return mbedtls_ctr_drbg_random(ctx, out, len);
@@ -143,6 +186,7 @@ host_keys_t *host_load_keys(const char *dir, char *err, size_t err_len)
     }
     ok = ok && load_glob(keys->ring, dir, "freshness_pub*.pem", so_keyring_add_freshness_key,
                          &count, err, err_len) == 0;
+    ok = ok && load_keyset_version(keys->ring, dir, err, err_len) == 0;
     if (!ok) {
         so_keyring_free(keys->ring);
         mbedtls_ctr_drbg_free(&keys->drbg);
@@ -210,7 +254,7 @@ void host_verify(const so_keyring_t *ring, const host_verify_args_t *args,
         snprintf(r->error, sizeof r->error, "%s: file not found", args->manifest);
         return;
     }
-    r->status = so_manifest_open(ring, token, len, &r->claims, NULL);
+    r->status = so_manifest_open(ring, token, len, &r->claims, &r->info, NULL);
     r->have_claims = (r->status == SO_OK);
     if (r->status == SO_OK && args->freshness_file) {
         size_t slen = 0;
@@ -219,7 +263,7 @@ void host_verify(const so_keyring_t *ring, const host_verify_args_t *args,
             r->status = SO_ERR_INVALID_ARG;
             snprintf(r->error, sizeof r->error, "%s: file not found", args->freshness_file);
         } else {
-            r->status = so_freshness_check(ring, statement, slen, token, len, &r->claims,
+            r->status = so_freshness_check(ring, statement, slen, token, len,
                                            args->nonce ? args->nonce : "", args->device_type);
             free(statement);
         }
@@ -307,6 +351,23 @@ void host_print_result(FILE *out, const host_verify_result_t *r)
             fprintf(out, ", \"exp\": %llu", (unsigned long long)c->exp);
         }
         fputc('}', out);
+    }
+    /* the key set the manifest was verified under (docs/formats.md §4.4), kids sorted */
+    fputs(", \"keyset\": ", out);
+    if (!r->have_claims) {
+        fputs("null", out);
+    } else {
+        const so_manifest_info_t *info = &r->info;
+        const char *kids[SO_MAX_TRUSTED_KEYS];
+        for (size_t i = 0; i < info->keyset_count; i++) {
+            kids[i] = info->keyset_kids[i];
+        }
+        qsort(kids, info->keyset_count, sizeof kids[0], cmp_names);
+        fprintf(out, "{\"version\": %u, \"kids\": [", (unsigned)info->keyset_version);
+        for (size_t i = 0; i < info->keyset_count; i++) {
+            fprintf(out, "%s\"%s\"", i ? ", " : "", kids[i]);
+        }
+        fputs("]}", out);
     }
     fputs("}\n", out);
 }

@@ -28,12 +28,17 @@ typedef struct {
 
 typedef struct {
     int status;                 /* SO_OK, a reason (> 0), or an error (< 0) */
-    bool have_claims;
+    bool have_claims;           /* the manifest opened: claims and the key set reached are set */
     so_claims_t claims;
+    so_manifest_info_t info;
     char error[256];
 } host_verify_result_t;
 
-/** The keys of DIR with their random generator; NULL with `err` filled on failure. */
+/**
+ * The keys of DIR with their random generator; NULL with `err` filled on failure. The
+ * manifest-signing key set's version is read from DIR/keyset_version (a decimal number), 1
+ * when the file does not exist.
+ */
 typedef struct host_keys host_keys_t;
 host_keys_t *host_load_keys(const char *dir, char *err, size_t err_len);
 so_keyring_t *host_ring(host_keys_t *keys);

@@ -5,11 +5,17 @@
  *
  *   secure_ota_host verify --device-keys DIR --installed-seq N --secure-version N
  *       --device-type T [--chip-id N] [--now UNIX] [--freshness FILE --nonce HEX]
- *       MANIFEST [BIN]
+ *       [--keyset-version N] MANIFEST [BIN]
+ *   secure_ota_host keyid DER_FILE...
  *
- * Prints exactly one JSON object: {"accept": bool, "reason": null|"<code>", "claims": {...}|null}
- * ("claims" is non-null whenever the manifest opened, even if a later check refused it).
+ * verify prints exactly one JSON object: {"accept": bool, "reason": null|"<code>",
+ * "claims": {...}|null, "keyset": {"version": N, "kids": [...]}|null} ("claims" and "keyset",
+ * the manifest-signing key set reached through the manifest's key rotations, are non-null
+ * whenever the manifest opened, even if a later check refused it).
  * Exit status: 0 accept, 3 reject, 1 any other failure (usage, keys, files).
+ *
+ * keyid reads each file as a DER SubjectPublicKeyInfo named by a key-rotation statement and
+ * prints one line per file: {"kid": "<key id>"} or {"kid": null} if it is not such a key.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -22,10 +28,13 @@
 static const char USAGE[] =
     "usage: secure_ota_host verify --device-keys DIR --installed-seq N --secure-version N\n"
     "           --device-type T [--chip-id N] [--now UNIX] [--freshness FILE --nonce HEX]\n"
-    "           MANIFEST [BIN]\n"
+    "           [--keyset-version N] MANIFEST [BIN]\n"
+    "       secure_ota_host keyid DER_FILE...\n"
     "\n"
     "Judge release files exactly as the ESP32 component does (docs/formats.md) and print\n"
-    "{\"accept\": .., \"reason\": .., \"claims\": ..}. Exit 0 accept, 3 reject, 1 error.\n";
+    "{\"accept\": .., \"reason\": .., \"claims\": .., \"keyset\": ..}. Exit 0 accept, 3 reject,\n"
+    "1 error. --keyset-version: the version of the device's manifest-signing key set (default:\n"
+    "DIR/keyset_version, else 1). keyid: the key id of each rotation-statement key, or null.\n";
 
 static int fail(const char *message)
 {
@@ -48,11 +57,37 @@ static bool parse_i64(const char *text, int64_t *out)
     return true;
 }
 
+static int keyid(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++) {
+        size_t len = 0;
+        uint8_t *der = host_read_file(argv[i], 64u * 1024u, &len);
+        if (!der) {
+            return fail("cannot read a key file");
+        }
+        char kid[65];
+        int ret = len > 64u * 1024u ? SO_ERR_KEY : so_spki_key_id(der, len, kid);
+        free(der);
+        if (ret == SO_ERR_NO_MEM) {
+            return fail("out of memory");
+        }
+        if (ret == SO_OK) {
+            printf("{\"kid\": \"%s\"}\n", kid);
+        } else {
+            puts("{\"kid\": null}");
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         fputs(USAGE, stdout);
         return 0;
+    }
+    if (argc >= 2 && !strcmp(argv[1], "keyid")) {
+        return keyid(argc, argv);
     }
     if (argc < 2 || strcmp(argv[1], "verify") != 0) {
         fputs(USAGE, stderr);
@@ -60,7 +95,8 @@ int main(int argc, char **argv)
     }
     host_verify_args_t args = {0};
     const char *keys_dir = NULL;
-    bool have_seq = false, have_sv = false;
+    bool have_seq = false, have_sv = false, have_keyset_version = false;
+    int64_t keyset_version = 0;
     const char *positional[2] = {NULL, NULL};
     int npos = 0;
     for (int i = 2; i < argc; i++) {
@@ -83,6 +119,9 @@ int main(int argc, char **argv)
             args.freshness_file = v; i++;
         } else if (!strcmp(a, "--nonce") && v) {
             args.nonce = v; i++;
+        } else if (!strcmp(a, "--keyset-version") && parse_i64(v, &n) && n >= 1 &&
+                   n <= SO_MAX_KEYSET_VERSION) {
+            keyset_version = n; have_keyset_version = true; i++;
         } else if (a[0] == '-' && a[1] == '-') {
             fputs(USAGE, stderr);
             return fail("unknown option or missing/invalid value");
@@ -107,6 +146,11 @@ int main(int argc, char **argv)
     host_keys_t *keys = host_load_keys(keys_dir, err, sizeof err);
     if (!keys) {
         return fail(err);
+    }
+    if (have_keyset_version &&
+        so_keyring_set_keyset_version(host_ring(keys), (uint32_t)keyset_version) != SO_OK) {
+        host_free_keys(keys);
+        return fail("--keyset-version out of range");
     }
     host_verify_result_t result;
     host_verify(host_ring(keys), &args, &result);

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from secure_fota.crypto.jws import TrustedKeys, open_signed, sign_compact
@@ -96,7 +97,7 @@ def _parse(payload: bytes) -> tuple[int, dict[str, PublicKey]]:
             loaded = serialization.load_der_public_key(
                 b64url_decode("rotation key", item, reason=Reason.UNKNOWN_KEY)
             )
-        except ValueError:
+        except (ValueError, UnsupportedAlgorithm):  # unknown key types and curves raise the latter
             raise _bad("a key is not a DER SubjectPublicKeyInfo") from None
         try:
             key = check_public_key(Role.MANIFEST_SIGNING, loaded, "rotation key")

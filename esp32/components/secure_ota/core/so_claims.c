@@ -12,16 +12,7 @@
 /* An "integer": a JSON number with an integral value (7, 7.0, 7e0), never a boolean. */
 static bool get_int(const cJSON *claims, const char *name, double low, double high, uint64_t *out)
 {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(claims, name);
-    if (!cJSON_IsNumber(item)) {
-        return false;
-    }
-    double v = item->valuedouble;
-    if (!isfinite(v) || v != floor(v) || v < low || v > high) {
-        return false;
-    }
-    *out = (uint64_t)(v < 0 ? 0 : v); /* -0.0 is 0 */
-    return true;
+    return so_json_get_int(claims, name, low, high, out);
 }
 
 static bool control_free(const char *s)
@@ -149,7 +140,7 @@ int so_claims_parse(const uint8_t *json, size_t len, so_claims_t *out)
     }
     memset(out, 0, sizeof *out);
     bool no_mem = false;
-    cJSON *root = so_json_parse(json, len, NULL, &no_mem);
+    cJSON *root = so_json_parse(json, len, &no_mem);
     if (!root) {
         return no_mem ? SO_ERR_NO_MEM : SO_REASON_INVALID_CLAIMS;
     }

@@ -71,8 +71,17 @@ const char *so_reason_name(int reason);
 #define SO_MAX_STATEMENT_SIZE  2048u
 #define SO_ENC_HEADER_SIZE     512u
 #define SO_MAX_JSON_DEPTH      32
-#define SO_MAX_TRUSTED_KEYS    8
+#define SO_MAX_TRUSTED_KEYS    8     /* keys of one kind a device holds (its own set) */
 #define SO_MAX_JSON_INT        9007199254740991.0 /* 2^53 - 1 */
+#define SO_MAX_JWE_HEADER      1024u /* characters of the encoded JWE protected header (§4.2) */
+#define SO_MAX_JWS_HEADER      12288u /* characters of the encoded JWS protected header (§4.3) */
+#define SO_MAX_ROTATIONS       8u    /* statements in a manifest's `rot` (§4.4) */
+#define SO_MAX_SET_KEYS        4u    /* keys a rotation statement names */
+#define SO_MAX_ROTATION_SIZE   8192u /* characters of one rotation statement */
+#define SO_MAX_ROTATION_KEY    2048u /* characters of one base64url key in a statement */
+#define SO_MAX_KEYSET_VERSION  2147483647u
+/** Largest canonical DER SubjectPublicKeyInfo of a key we accept (RSA-4096 with e < n). */
+#define SO_MAX_KEY_DER         1100u
 
 /* ---- keys ---------------------------------------------------------------------------- */
 
@@ -98,6 +107,51 @@ size_t so_keyring_signing_key_count(const so_keyring_t *ring);
 size_t so_keyring_freshness_key_count(const so_keyring_t *ring);
 /** Key id (64 lowercase hex + NUL) of the index-th signing key; false if out of range. */
 bool so_keyring_signing_kid(const so_keyring_t *ring, size_t index, char kid[65]);
+
+/* ---- key sets and rotation (docs/formats.md §4.4) ----------------------------------------- */
+
+/**
+ * The version of the ring's manifest-signing key set: 1 (the default) at provisioning, higher
+ * once the device has committed a rotated set. 1..SO_MAX_KEYSET_VERSION.
+ */
+int so_keyring_set_keyset_version(so_keyring_t *ring, uint32_t version);
+uint32_t so_keyring_keyset_version(const so_keyring_t *ring);
+
+/**
+ * A set of manifest-signing keys and its version, as reached by walking a manifest's rotation
+ * statements (so_manifest_open). Opaque; free with so_keyset_free.
+ */
+typedef struct so_keyset so_keyset_t;
+
+void so_keyset_free(so_keyset_t *set);
+uint32_t so_keyset_version(const so_keyset_t *set);
+size_t so_keyset_count(const so_keyset_t *set);
+/** Key id of the index-th key; false if out of range. */
+bool so_keyset_kid(const so_keyset_t *set, size_t index, char kid[65]);
+
+/**
+ * Serialise a key set for storage (NVS). Blob: "SOKS", version (u32 LE), count (u8), 3 zero
+ * bytes, count x (DER length u16 LE, canonical DER SubjectPublicKeyInfo), CRC-32 (u32 LE) of
+ * everything before it. With `out` NULL only `*len` is set. At most SO_KEYSET_BLOB_MAX bytes.
+ */
+#define SO_KEYSET_BLOB_MAX (12u + SO_MAX_TRUSTED_KEYS * (2u + SO_MAX_KEY_DER) + 4u)
+int so_keyset_export(const so_keyset_t *set, uint8_t *out, size_t cap, size_t *len);
+
+/** The version a blob of so_keyset_export holds (magic and CRC checked), 0 if it is not one. */
+uint32_t so_keyset_blob_version(const uint8_t *blob, size_t len);
+
+/**
+ * Replace the ring's manifest-signing keys and key-set version by a blob of so_keyset_export.
+ * The ring is unchanged unless the whole blob is valid (SO_ERR_KEY otherwise).
+ */
+int so_keyring_load_keyset(so_keyring_t *ring, const uint8_t *blob, size_t len);
+
+/**
+ * Read a DER SubjectPublicKeyInfo the way a rotation statement's key is read (§4.4): an
+ * RSA-3072/4096 or P-256 key; on success `kid` is its key id (SHA-256 of the canonical DER).
+ * SO_OK, or SO_ERR_KEY for anything else.
+ */
+int so_spki_key_id(const uint8_t *der, size_t len, char kid[65]);
 
 /* ---- claims (docs/formats.md §5) -------------------------------------------------------- */
 
@@ -139,31 +193,43 @@ int so_claims_parse(const uint8_t *json, size_t len, so_claims_t *out);
 typedef struct {
     char kid[65];     /* key id of the key that signed */
     char alg[6];      /* "PS256" or "ES256" */
+    /** The key set the signature was checked against: the device's own, or the one reached by
+     * walking the JWS header's `rot` (§4.4): its version and key ids. */
+    uint32_t keyset_version;
+    size_t keyset_count;
+    char keyset_kids[SO_MAX_TRUSTED_KEYS][65];
 } so_manifest_info_t;
 
 /**
  * Decrypt and verify a manifest and validate its claims (§4, §5). `info` may be NULL.
- * Uses at most a few buffers of the manifest's size, all freed before returning.
+ *
+ * `reached` may be NULL. Otherwise, on SO_OK, *reached is the key set reached by the header's
+ * rotation statements when it is newer than the ring's (the caller frees it, and stores it
+ * only once the release is installed and confirmed), else NULL. On any other result it is NULL.
+ *
+ * Memory is bounded by the manifest's size (a few buffers of it) plus at most two key sets
+ * while walking; everything is freed before returning.
  */
 int so_manifest_open(const so_keyring_t *ring, const uint8_t *token, size_t len, so_claims_t *out,
-                     so_manifest_info_t *info);
+                     so_manifest_info_t *info, so_keyset_t **reached);
 
 /* ---- freshness (§7) ------------------------------------------------------------------ */
 
 /**
  * Check the server's freshness statement for this poll. `statement` may be NULL (absent).
- * `manifest` is the manifest the device is judging, `claims` its opened claims.
+ * `manifest` is the manifest the device is judging. The statement's `seq` is informational
+ * (the server's id of the release) and is not compared with the claims.
  */
 int so_freshness_check(const so_keyring_t *ring, const uint8_t *statement, size_t statement_len,
-                       const uint8_t *manifest, size_t manifest_len, const so_claims_t *claims,
-                       const char *nonce, const char *device_type);
+                       const uint8_t *manifest, size_t manifest_len, const char *nonce,
+                       const char *device_type);
 
 /**
- * The same check when the device holds only the manifest's SHA-256 (hex) and seq, e.g. after
- * an HTTP 304 answer to If-None-Match.
+ * The same check when the device holds only the manifest's SHA-256 (hex), e.g. after an HTTP
+ * 304 answer to If-None-Match.
  */
 int so_freshness_check_digest(const so_keyring_t *ring, const uint8_t *statement,
-                              size_t statement_len, const char *manifest_sha256, uint32_t seq,
+                              size_t statement_len, const char *manifest_sha256,
                               const char *nonce, const char *device_type);
 
 /** True for a name of docs/formats.md §5 (device types, firmware names). */

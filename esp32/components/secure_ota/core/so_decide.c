@@ -3,7 +3,6 @@
  *
  * The device's decision (docs/formats.md §6) and the freshness statement check (§7).
  */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,39 +52,30 @@ static bool is_hex_lower(const char *s, size_t min, size_t max)
     return true;
 }
 
-/* The statement's payload (§7 step 1); fills seq, nonce and hash. */
-static int check_payload(const uint8_t *payload, size_t len, int64_t *seq, char nonce[65],
-                         char digest[65], char device_type[SO_MAX_NAME_LENGTH + 1])
+/* The statement's payload (§7 step 1); fills nonce, digest and device type. */
+static int check_payload(const uint8_t *payload, size_t len, char nonce[65], char digest[65],
+                         char device_type[SO_MAX_NAME_LENGTH + 1])
 {
-    so_json_numinfo_t info = {.names = {"seq", "iat"}};
     bool no_mem = false;
-    cJSON *root = so_json_parse(payload, len, &info, &no_mem);
+    cJSON *root = so_json_parse(payload, len, &no_mem);
     if (!root) {
         return no_mem ? SO_ERR_NO_MEM : SO_REASON_FRESHNESS_INVALID;
     }
     int ret = SO_REASON_FRESHNESS_INVALID;
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(root, "device_type");
-    const cJSON *sq = cJSON_GetObjectItemCaseSensitive(root, "seq");
-    const cJSON *iat = cJSON_GetObjectItemCaseSensitive(root, "iat");
     const cJSON *hash = cJSON_GetObjectItemCaseSensitive(root, "manifest_sha256");
     const cJSON *nc = cJSON_GetObjectItemCaseSensitive(root, "nonce");
-    /* seq and iat must be JSON integers (no fraction, no exponent), as Python's int */
-    if (!cJSON_IsString(dt) || !cJSON_IsNumber(sq) || !info.int_literal[0] ||
-        !cJSON_IsNumber(iat) || !info.int_literal[1]) {
-        goto done;
-    }
-    if (!so_is_name(dt->valuestring)) {
-        goto done;
-    }
-    double s = sq->valuedouble;
-    if (!(s >= 0 && s <= SO_MAX_SEQ) || iat->valuedouble < 0) {
+    uint64_t seq, iat;
+    /* seq (informational) and iat are integers as in the claims (§5): 7.0 is 7 */
+    if (!cJSON_IsString(dt) || !so_is_name(dt->valuestring) ||
+        !so_json_get_int(root, "seq", 0, SO_MAX_SEQ, &seq) ||
+        !so_json_get_int(root, "iat", 0, SO_MAX_JSON_INT, &iat)) {
         goto done;
     }
     if (!cJSON_IsString(hash) || !so_is_hex64(hash->valuestring) || !cJSON_IsString(nc) ||
         !is_hex_lower(nc->valuestring, 32, 64)) {
         goto done;
     }
-    *seq = (int64_t)s;
     strcpy(nonce, nc->valuestring);
     strcpy(digest, hash->valuestring);
     strcpy(device_type, dt->valuestring);
@@ -96,7 +86,7 @@ done:
 }
 
 int so_freshness_check_digest(const so_keyring_t *ring, const uint8_t *statement,
-                              size_t statement_len, const char *manifest_sha256, uint32_t seq,
+                              size_t statement_len, const char *manifest_sha256,
                               const char *nonce, const char *device_type)
 {
     if (!ring || !manifest_sha256 || !nonce || !device_type) {
@@ -108,16 +98,16 @@ int so_freshness_check_digest(const so_keyring_t *ring, const uint8_t *statement
     uint8_t *payload = NULL;
     size_t payload_len = 0;
     int ret = so_jws_open(ring->freshness, ring->freshness_count, (const char *)statement,
-                          statement_len, "fota-freshness+jwt", &payload, &payload_len, NULL);
+                          statement_len, "fota-freshness+jwt", SO_JWS_MEMBERS_BASIC, &payload,
+                          &payload_len, NULL);
     if (ret < 0) {
         return ret;
     }
     if (ret != SO_OK) {
         return SO_REASON_FRESHNESS_INVALID;
     }
-    int64_t their_seq = 0;
     char their_nonce[65], digest[65], their_type[SO_MAX_NAME_LENGTH + 1];
-    ret = check_payload(payload, payload_len, &their_seq, their_nonce, digest, their_type);
+    ret = check_payload(payload, payload_len, their_nonce, digest, their_type);
     free(payload);
     if (ret != SO_OK) {
         return ret;
@@ -125,23 +115,22 @@ int so_freshness_check_digest(const so_keyring_t *ring, const uint8_t *statement
     if (strcmp(their_nonce, nonce) != 0 || strcmp(their_type, device_type) != 0) {
         return SO_REASON_FRESHNESS_INVALID;
     }
-    if (strcmp(digest, manifest_sha256) != 0 || their_seq != (int64_t)seq) {
+    if (strcmp(digest, manifest_sha256) != 0) {
         return SO_REASON_STALE_MANIFEST;
     }
     return SO_OK;
 }
 
 int so_freshness_check(const so_keyring_t *ring, const uint8_t *statement, size_t statement_len,
-                       const uint8_t *manifest, size_t manifest_len, const so_claims_t *claims,
-                       const char *nonce, const char *device_type)
+                       const uint8_t *manifest, size_t manifest_len, const char *nonce,
+                       const char *device_type)
 {
-    if (!manifest || !claims) {
+    if (!manifest) {
         return SO_ERR_INVALID_ARG;
     }
     char digest[65];
     so_sha256_hex(manifest, manifest_len, digest);
-    return so_freshness_check_digest(ring, statement, statement_len, digest, claims->seq, nonce,
-                                     device_type);
+    return so_freshness_check_digest(ring, statement, statement_len, digest, nonce, device_type);
 }
 
 bool so_name_ok(const char *name)

@@ -20,27 +20,21 @@ bool so_b64url_alphabet(const char *in, size_t len);
 /** Bytes a valid segment of `len` characters decodes to. */
 size_t so_b64url_decoded_len(size_t len);
 /**
- * Decode unpadded base64url. Returns false for a bad alphabet, a length of 1 mod 4 or a too
- * small `cap`. `*canonical` (may be NULL) tells whether the unused low bits were zero.
+ * Decode canonical unpadded base64url (§4.1). Returns false for a bad alphabet, a length of
+ * 1 mod 4, non-zero unused low bits in the last character, or a too small `cap`.
  */
-bool so_b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len,
-                      bool *canonical);
+bool so_b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len);
 
 /* ---- JSON (docs/formats.md §4.1) -------------------------------------------------------- */
 
-/** What the strict parser reports about top-level number members (for the freshness payload). */
-typedef struct {
-    const char *names[2];   /* decoded top-level member names to look for */
-    bool found[2];
-    bool int_literal[2];    /* the raw literal had no fraction and no exponent */
-} so_json_numinfo_t;
+cJSON *so_json_parse(const uint8_t *raw, size_t len, bool *no_mem);
 
 /**
- * Parse JSON under the rules of §4.1 (strict UTF-8, one object, no duplicate names at any
- * depth, depth <= 32, no NaN/Infinity, no \u0000, no lone surrogate). Returns the cJSON tree
- * (free with cJSON_Delete) or NULL; *no_mem tells a NULL caused by memory exhaustion.
+ * A JSON "integer" (docs/formats.md §5): a number with an integral value (7, 7.0, 7e0), never a
+ * boolean, within [low, high] (both within +-2^53). Member `name` of `object`.
  */
-cJSON *so_json_parse(const uint8_t *raw, size_t len, so_json_numinfo_t *numinfo, bool *no_mem);
+bool so_json_get_int(const cJSON *object, const char *name, double low, double high,
+                     uint64_t *out);
 
 /** Strict UTF-8 (RFC 3629). */
 bool so_utf8_valid(const uint8_t *s, size_t len);
@@ -65,7 +59,19 @@ uint32_t so_crc32(const uint8_t *data, size_t len);
 typedef struct {
     char kid[65];
     mbedtls_pk_context pk;
+    /** false for a key that can be named but never verifies (an RSA key with an even modulus,
+     * which the reference reads but cannot verify with either) */
+    bool usable;
+    /** canonical DER SubjectPublicKeyInfo (signing keys only; malloc'd), else NULL */
+    uint8_t *der;
+    size_t der_len;
 } so_trusted_key_t;
+
+struct so_keyset {
+    uint32_t version;
+    size_t count;
+    so_trusted_key_t keys[SO_MAX_TRUSTED_KEYS];
+};
 
 struct so_keyring {
     so_rng_cb rng;
@@ -76,8 +82,7 @@ struct so_keyring {
     mbedtls_pk_context image_key;
     bool has_secure_boot_key;
     mbedtls_pk_context secure_boot_key;
-    size_t signing_count;
-    so_trusted_key_t signing[SO_MAX_TRUSTED_KEYS];
+    so_keyset_t signing;
     size_t freshness_count;
     so_trusted_key_t freshness[SO_MAX_TRUSTED_KEYS];
 };
@@ -85,11 +90,75 @@ struct so_keyring {
 /** The EC group id of a P-256/P-384 key, or MBEDTLS_ECP_DP_NONE. */
 mbedtls_ecp_group_id so_pk_curve(const mbedtls_pk_context *pk);
 
-/* ---- JWS ------------------------------------------------------------------------------ */
+/** A fresh, empty key set (version 0) on the heap; NULL without memory. */
+so_keyset_t *so_keyset_new(void);
+/** Free the keys of a set (not the set itself) and empty it. */
+void so_keyset_clear(so_keyset_t *set);
+/** Free one key's contents and re-initialise it. */
+void so_trusted_key_clear(so_trusted_key_t *key);
+/** The key with id `kid` in `set`, or NULL. */
+const so_trusted_key_t *so_keyset_find(const so_keyset_t *set, const char *kid);
 
 /**
- * Verify a JWS compact token (§4.3) against `keys`; on success *payload (malloc'd, caller frees)
- * holds the decoded payload. Reasons as for the manifest; the caller maps them for freshness.
+ * Read a DER SubjectPublicKeyInfo of a manifest-signing key (RSA-3072/4096 or P-256) as the
+ * reference does (strict DER; RSA e odd, 3 <= e < n; EC point uncompressed, compressed or
+ * hybrid, on the curve) into `key` (initialised by the caller): canonical DER, key id, and a
+ * verification context. SO_OK, SO_ERR_KEY (not such a key) or SO_ERR_NO_MEM.
  */
+int so_spki_parse(const uint8_t *der, size_t len, so_trusted_key_t *key);
+
+/* ---- JWS ------------------------------------------------------------------------------ */
+
+/** Header members a JWS may have (docs/formats.md §4.3 step 5). */
+#define SO_JWS_MEMBERS_BASIC    0u /* alg, kid, typ */
+#define SO_JWS_MEMBERS_MANIFEST 1u /* alg, kid, typ, rot */
+
+typedef struct {
+    const char *p;
+    size_t n;
+} so_span_t;
+
+/** A JWS compact token split into its three parts, with its decoded protected header. */
+typedef struct {
+    so_span_t parts[3];
+    cJSON *header;
+} so_jws_t;
+
+/**
+ * §4.3 steps 1-2: ASCII, three base64url parts, header at most SO_MAX_JWS_HEADER characters,
+ * canonical base64url, JSON rules. SO_OK (free with so_jws_free), a reason, or SO_ERR_NO_MEM.
+ */
+int so_jws_parse(const char *token, size_t len, so_jws_t *jws);
+void so_jws_free(so_jws_t *jws);
+
+/**
+ * §4.3 steps 3-8 against `keys`: on success *payload (malloc'd, caller frees) holds the
+ * decoded payload. Reasons as for the manifest; the caller maps them for freshness.
+ */
+int so_jws_verify(const so_jws_t *jws, const so_trusted_key_t *keys, size_t key_count,
+                  const char *typ, unsigned members, uint8_t **payload, size_t *payload_len,
+                  so_manifest_info_t *info);
+
+/** so_jws_parse + so_jws_verify. */
 int so_jws_open(const so_trusted_key_t *keys, size_t key_count, const char *token, size_t len,
-                const char *typ, uint8_t **payload, size_t *payload_len, so_manifest_info_t *info);
+                const char *typ, unsigned members, uint8_t **payload, size_t *payload_len,
+                so_manifest_info_t *info);
+
+/**
+ * §4.3 after decryption: the inner JWS of a manifest (`rot` checked and walked), then the
+ * claims. `reached` as for so_manifest_open (may be NULL).
+ */
+int so_signed_manifest_open(const so_keyring_t *ring, const char *token, size_t len,
+                            so_claims_t *out, so_manifest_info_t *info, so_keyset_t **reached);
+
+/* ---- key rotation (§4.4) ---------------------------------------------------------------- */
+
+/** True if `rot` is an array of 1 to SO_MAX_ROTATIONS strings. */
+bool so_rotation_shape_ok(const cJSON *rot);
+
+/**
+ * Walk the statements of `rot` (shape already checked) from `own`. *reached is NULL when the
+ * walk got no further than `own`, else a new set (caller frees). Walking never rejects:
+ * SO_OK, or SO_ERR_NO_MEM.
+ */
+int so_rotation_walk(const so_keyset_t *own, const cJSON *rot, so_keyset_t **reached);

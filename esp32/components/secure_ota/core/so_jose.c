@@ -2,31 +2,24 @@
  * SPDX-License-Identifier: Apache-2.0
  *
  * The manifest envelope (docs/formats.md §4): outer JWE (RSA-OAEP-256 + A256GCM), inner JWS
- * (PS256/ES256, key by kid). Checks run in the order of §4.2 and §4.3; the first failure is
- * the reason.
+ * (PS256/ES256, key by kid, key set reached through `rot`). Checks run in the order of §4.2
+ * and §4.3; the first failure is the reason.
  *
  * Beyond the text of §4, the reference implementation (Python, joserfc 1.x) also refuses at
- * the cryptographic step (step 9 of §4.2 -> manifest_decrypt_failed, step 7 of §4.3 ->
- * bad_signature): a segment whose unused low bits are not zero, a protected header member that
- * is not a registered JOSE header parameter or has the wrong type, "b64" other than true, a
- * JWE header segment longer than 1024 characters, and a JWS header segment longer than 512 or
- * signature segment longer than 1024. We refuse the same inputs at the same step so that both
- * implementations give the same reason for every input (see esp32/README.md).
+ * the cryptographic step: a JWE `kid` that is not a string (§4.2 step 10 ->
+ * manifest_decrypt_failed), a JWS signature segment longer than 1024 or payload segment longer
+ * than 128000 characters (§4.3 step 8 -> bad_signature). We refuse the same inputs at the same
+ * step so that both implementations give the same reason for every input (esp32/README.md).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "so_internal.h"
 
-#define JWE_HEADER_SEGMENT_MAX 1024u
-#define JWS_HEADER_SEGMENT_MAX 512u
 #define JWS_SIGNATURE_SEGMENT_MAX 1024u
 #define JWS_PAYLOAD_SEGMENT_MAX 128000u
 
-typedef struct {
-    const char *p;
-    size_t n;
-} span_t;
+typedef so_span_t span_t;
 
 /* Split `token` into exactly `count` dot-separated parts, each in the base64url alphabet. */
 static bool split_compact(const char *token, size_t len, span_t *parts, size_t count)
@@ -65,14 +58,14 @@ static bool all_ascii(const uint8_t *s, size_t len)
 }
 
 /* Decode a segment into a fresh buffer (at least 1 byte allocated). */
-static int decode_alloc(span_t seg, uint8_t **out, size_t *out_len, bool *canonical)
+static int decode_alloc(span_t seg, uint8_t **out, size_t *out_len)
 {
     size_t cap = so_b64url_decoded_len(seg.n) + 1;
     *out = malloc(cap);
     if (!*out) {
         return SO_ERR_NO_MEM;
     }
-    if (!so_b64url_decode(seg.p, seg.n, *out, cap, out_len, canonical)) {
+    if (!so_b64url_decode(seg.p, seg.n, *out, cap, out_len)) {
         free(*out);
         *out = NULL;
         return SO_REASON_MANIFEST_MALFORMED;
@@ -81,16 +74,16 @@ static int decode_alloc(span_t seg, uint8_t **out, size_t *out_len, bool *canoni
 }
 
 /* Decode a JOSE protected header into a strict-JSON object. */
-static int decode_header(span_t seg, cJSON **header, bool *canonical)
+static int decode_header(span_t seg, cJSON **header)
 {
     uint8_t *raw = NULL;
     size_t raw_len = 0;
-    int ret = decode_alloc(seg, &raw, &raw_len, canonical);
+    int ret = decode_alloc(seg, &raw, &raw_len);
     if (ret != SO_OK) {
         return ret;
     }
     bool no_mem = false;
-    *header = so_json_parse(raw, raw_len, NULL, &no_mem);
+    *header = so_json_parse(raw, raw_len, &no_mem);
     free(raw);
     if (!*header) {
         return no_mem ? SO_ERR_NO_MEM : SO_REASON_MANIFEST_MALFORMED;
@@ -109,48 +102,15 @@ static bool has_member(const cJSON *header, const char *name)
     return cJSON_GetObjectItemCaseSensitive(header, name) != NULL;
 }
 
-static bool is_string_list(const cJSON *item)
-{
-    if (!cJSON_IsArray(item)) {
-        return false;
-    }
-    for (const cJSON *v = item->child; v; v = v->next) {
-        if (!cJSON_IsString(v)) {
-            return false;
-        }
-    }
-    return true;
-}
-
-static bool is_url(const cJSON *item)
-{
-    return cJSON_IsString(item) && (strncmp(item->valuestring, "http://", 7) == 0 ||
-                                    strncmp(item->valuestring, "https://", 8) == 0);
-}
-
-/* The header members the reference's JOSE library admits, with their types. */
-static bool registered_header(const cJSON *header, bool jwe)
+/* True if every member of `header` is one of the NULL-terminated `names`. */
+static bool members_within(const cJSON *header, const char *const *names)
 {
     for (const cJSON *m = header->child; m; m = m->next) {
-        const char *k = m->string;
-        bool ok;
-        if (!strcmp(k, "alg") || !strcmp(k, "kid") || !strcmp(k, "x5t") ||
-            !strcmp(k, "x5t#S256") || !strcmp(k, "typ") || !strcmp(k, "cty")) {
-            ok = cJSON_IsString(m);
-        } else if (!strcmp(k, "jku") || !strcmp(k, "x5u")) {
-            ok = is_url(m);
-        } else if (!strcmp(k, "jwk")) {
-            ok = cJSON_IsObject(m);
-        } else if (!strcmp(k, "x5c") || !strcmp(k, "crit")) {
-            ok = is_string_list(m);
-        } else if (!strcmp(k, "b64")) {
-            ok = cJSON_IsTrue(m); /* false would need "crit", which we refuse */
-        } else if (jwe && (!strcmp(k, "enc") || !strcmp(k, "zip"))) {
-            ok = cJSON_IsString(m);
-        } else {
-            ok = false;
+        bool known = false;
+        for (const char *const *n = names; *n && !known; n++) {
+            known = strcmp(m->string, *n) == 0;
         }
-        if (!ok) {
+        if (!known) {
             return false;
         }
     }
@@ -159,25 +119,29 @@ static bool registered_header(const cJSON *header, bool jwe)
 
 /* ---- JWS ------------------------------------------------------------------------------ */
 
-static int verify_signature(so_trusted_key_t *key, bool ps256, span_t signing_input,
+static int verify_signature(const so_trusted_key_t *key, bool ps256, span_t signing_input,
                             const uint8_t *sig, size_t sig_len)
 {
+    if (!key->usable) {
+        return SO_REASON_BAD_SIGNATURE;
+    }
+    mbedtls_pk_context *pk = (mbedtls_pk_context *)&key->pk;
     uint8_t hash[32];
     so_sha256((const uint8_t *)signing_input.p, signing_input.n, hash);
     if (ps256) {
-        if (mbedtls_pk_get_type(&key->pk) != MBEDTLS_PK_RSA) {
+        if (mbedtls_pk_get_type(pk) != MBEDTLS_PK_RSA) {
             return SO_REASON_BAD_SIGNATURE;
         }
-        mbedtls_rsa_context *rsa = mbedtls_pk_rsa(key->pk);
+        mbedtls_rsa_context *rsa = mbedtls_pk_rsa(*pk);
         if (sig_len != mbedtls_rsa_get_len(rsa) || so_rsa_pss_sha256_verify(rsa, hash, sig) != 0) {
             return SO_REASON_BAD_SIGNATURE;
         }
         return SO_OK;
     }
-    if (so_pk_curve(&key->pk) != MBEDTLS_ECP_DP_SECP256R1 || sig_len != 64) {
+    if (so_pk_curve(pk) != MBEDTLS_ECP_DP_SECP256R1 || sig_len != 64) {
         return SO_REASON_BAD_SIGNATURE;
     }
-    mbedtls_ecp_keypair *ec = mbedtls_pk_ec(key->pk);
+    mbedtls_ecp_keypair *ec = mbedtls_pk_ec(*pk);
     mbedtls_mpi r, s;
     mbedtls_mpi_init(&r);
     mbedtls_mpi_init(&s);
@@ -191,61 +155,72 @@ static int verify_signature(so_trusted_key_t *key, bool ps256, span_t signing_in
     return ret;
 }
 
-int so_jws_open(const so_trusted_key_t *keys, size_t key_count, const char *token, size_t len,
-                const char *typ, uint8_t **payload, size_t *payload_len, so_manifest_info_t *info)
+void so_jws_free(so_jws_t *jws)
 {
-    span_t parts[3];
-    cJSON *header = NULL;
+    if (jws) {
+        cJSON_Delete(jws->header);
+        jws->header = NULL;
+    }
+}
+
+int so_jws_parse(const char *token, size_t len, so_jws_t *jws)
+{
+    memset(jws, 0, sizeof *jws);
+    if (!token || !all_ascii((const uint8_t *)token, len) ||
+        !split_compact(token, len, jws->parts, 3) || jws->parts[0].n > SO_MAX_JWS_HEADER) {
+        return SO_REASON_MANIFEST_MALFORMED;
+    }
+    return decode_header(jws->parts[0], &jws->header);
+}
+
+int so_jws_verify(const so_jws_t *jws, const so_trusted_key_t *keys, size_t key_count,
+                  const char *typ, unsigned members, uint8_t **payload, size_t *payload_len,
+                  so_manifest_info_t *info)
+{
+    static const char *const basic[] = {"alg", "kid", "typ", NULL};
+    static const char *const manifest[] = {"alg", "kid", "typ", "rot", NULL};
+    const cJSON *header = jws->header;
     uint8_t *body = NULL, *sig = NULL;
     size_t body_len = 0, sig_len = 0;
-    bool header_canonical = true, body_canonical = true, sig_canonical = true;
     int ret;
 
     *payload = NULL;
     *payload_len = 0;
-    if (!all_ascii((const uint8_t *)token, len) || !split_compact(token, len, parts, 3)) {
-        return SO_REASON_MANIFEST_MALFORMED;
-    }
-    ret = decode_header(parts[0], &header, &header_canonical);
-    if (ret != SO_OK) {
-        goto done;
-    }
+    /* 3. algorithm */
     bool ps256 = string_is(header, "alg", "PS256");
     if ((!ps256 && !string_is(header, "alg", "ES256")) || has_member(header, "crit")) {
-        ret = SO_REASON_UNSUPPORTED_ALGORITHM;
-        goto done;
+        return SO_REASON_UNSUPPORTED_ALGORITHM;
     }
-    if (!string_is(header, "typ", typ)) {
-        ret = SO_REASON_MANIFEST_MALFORMED;
-        goto done;
+    /* 4. typ, 5. no other members */
+    if (!string_is(header, "typ", typ) ||
+        !members_within(header, members == SO_JWS_MEMBERS_MANIFEST ? manifest : basic)) {
+        return SO_REASON_MANIFEST_MALFORMED;
     }
+    /* 6. kid */
     const cJSON *kid = cJSON_GetObjectItemCaseSensitive(header, "kid");
-    so_trusted_key_t *key = NULL;
-    for (size_t i = 0; cJSON_IsString(kid) && i < key_count; i++) {
+    const so_trusted_key_t *key = NULL;
+    for (size_t i = 0; cJSON_IsString(kid) && !key && i < key_count; i++) {
         if (strcmp(keys[i].kid, kid->valuestring) == 0) {
-            key = (so_trusted_key_t *)&keys[i];
+            key = &keys[i];
         }
     }
     if (!key) {
-        ret = SO_REASON_UNKNOWN_KEY;
-        goto done;
+        return SO_REASON_UNKNOWN_KEY;
     }
-    ret = decode_alloc(parts[1], &body, &body_len, &body_canonical);
+    /* 7. payload and signature are base64url */
+    ret = decode_alloc(jws->parts[1], &body, &body_len);
+    if (ret == SO_OK) {
+        ret = decode_alloc(jws->parts[2], &sig, &sig_len);
+    }
     if (ret != SO_OK) {
         goto done;
     }
-    ret = decode_alloc(parts[2], &sig, &sig_len, &sig_canonical);
-    if (ret != SO_OK) {
-        goto done;
-    }
-    /* step 7: key type, the reference library's own checks, then the signature */
+    /* 8. the reference library's size limits, key type, then the signature */
     ret = SO_REASON_BAD_SIGNATURE;
-    if (parts[0].n > JWS_HEADER_SEGMENT_MAX || parts[2].n > JWS_SIGNATURE_SEGMENT_MAX ||
-        parts[1].n > JWS_PAYLOAD_SEGMENT_MAX || !header_canonical || !body_canonical ||
-        !sig_canonical || !registered_header(header, false)) {
+    if (jws->parts[2].n > JWS_SIGNATURE_SEGMENT_MAX || jws->parts[1].n > JWS_PAYLOAD_SEGMENT_MAX) {
         goto done;
     }
-    span_t signing_input = {parts[0].p, parts[0].n + 1 + parts[1].n};
+    span_t signing_input = {jws->parts[0].p, jws->parts[0].n + 1 + jws->parts[1].n};
     ret = verify_signature(key, ps256, signing_input, sig, sig_len);
     if (ret != SO_OK) {
         goto done;
@@ -258,55 +233,120 @@ int so_jws_open(const so_trusted_key_t *keys, size_t key_count, const char *toke
     *payload_len = body_len;
     body = NULL;
 done:
-    cJSON_Delete(header);
     free(body);
     free(sig);
     return ret;
 }
 
+int so_jws_open(const so_trusted_key_t *keys, size_t key_count, const char *token, size_t len,
+                const char *typ, unsigned members, uint8_t **payload, size_t *payload_len,
+                so_manifest_info_t *info)
+{
+    so_jws_t jws;
+    *payload = NULL;
+    *payload_len = 0;
+    int ret = so_jws_parse(token, len, &jws);
+    if (ret == SO_OK) {
+        ret = so_jws_verify(&jws, keys, key_count, typ, members, payload, payload_len, info);
+    }
+    so_jws_free(&jws);
+    return ret;
+}
+
+int so_signed_manifest_open(const so_keyring_t *ring, const char *token, size_t len,
+                            so_claims_t *out, so_manifest_info_t *info, so_keyset_t **reached)
+{
+    so_jws_t jws;
+    so_keyset_t *walked = NULL;
+    uint8_t *payload = NULL;
+    size_t payload_len = 0;
+    if (reached) {
+        *reached = NULL;
+    }
+    /* 1, 2: structure and header; in a manifest, `rot` is an array of 1 to 8 strings */
+    int ret = so_jws_parse(token, len, &jws);
+    if (ret != SO_OK) {
+        goto done;
+    }
+    const cJSON *rot = cJSON_GetObjectItemCaseSensitive(jws.header, "rot");
+    if (rot && !so_rotation_shape_ok(rot)) {
+        ret = SO_REASON_MANIFEST_MALFORMED;
+        goto done;
+    }
+    /* §4.4: the key set for step 6 */
+    if (rot) {
+        ret = so_rotation_walk(&ring->signing, rot, &walked);
+        if (ret != SO_OK) {
+            goto done;
+        }
+    }
+    const so_keyset_t *set = walked ? walked : &ring->signing;
+    /* 3..8 */
+    ret = so_jws_verify(&jws, set->keys, set->count, "fota-manifest+jwt", SO_JWS_MEMBERS_MANIFEST,
+                        &payload, &payload_len, info);
+    if (ret != SO_OK) {
+        goto done;
+    }
+    /* 9. claims */
+    ret = so_claims_parse(payload, payload_len, out);
+    if (ret != SO_OK) {
+        goto done;
+    }
+    if (info) {
+        info->keyset_version = set->version;
+        info->keyset_count = set->count;
+        for (size_t i = 0; i < set->count; i++) {
+            memcpy(info->keyset_kids[i], set->keys[i].kid, 65);
+        }
+    }
+    if (reached) {
+        *reached = walked;
+        walked = NULL;
+    }
+done:
+    so_jws_free(&jws);
+    so_keyset_free(walked);
+    free(payload);
+    return ret;
+}
+
 /* ---- JWE ------------------------------------------------------------------------------ */
 
+/* §4.2 steps 7-10 (the header already passed steps 2-6). */
 static int jwe_decrypt(const so_keyring_t *ring, span_t *parts, const cJSON *header,
-                       bool header_canonical, uint8_t **plain, size_t *plain_len)
+                       uint8_t **plain, size_t *plain_len)
 {
-    uint8_t iv[12], tag[16], ek[512], cek[64];
+    uint8_t iv[12], tag[16], cek[64];
     size_t iv_len = 0, tag_len = 0, ek_len = 0, cek_len = 0;
-    bool iv_c = true, tag_c = true, ek_c = true, ct_c = true;
-    uint8_t *ct = NULL;
+    uint8_t *ek = NULL, *ct = NULL;
     size_t ct_len = 0;
     int ret;
 
-    /* 6. IV and tag sizes */
-    if (!so_b64url_decode(parts[2].p, parts[2].n, iv, sizeof iv, &iv_len, &iv_c)) {
-        /* a decodable IV of the wrong size is malformed as well */
+    /* 7. IV and tag sizes (a decodable segment of the wrong size is malformed as well) */
+    if (!so_b64url_decode(parts[2].p, parts[2].n, iv, sizeof iv, &iv_len) || iv_len != 12 ||
+        !so_b64url_decode(parts[4].p, parts[4].n, tag, sizeof tag, &tag_len) || tag_len != 16) {
         return SO_REASON_MANIFEST_MALFORMED;
     }
-    if (iv_len != 12) {
-        return SO_REASON_MANIFEST_MALFORMED;
-    }
-    if (!so_b64url_decode(parts[4].p, parts[4].n, tag, sizeof tag, &tag_len, &tag_c) ||
-        tag_len != 16) {
-        return SO_REASON_MANIFEST_MALFORMED;
-    }
-    /* 7. encrypted key: as long as our modulus */
+    /* 8. encrypted key: base64url, as long as our modulus */
     mbedtls_rsa_context *rsa = mbedtls_pk_rsa(*(mbedtls_pk_context *)&ring->manifest_key);
     size_t modulus = mbedtls_rsa_get_len(rsa);
-    if (parts[1].n % 4 == 1) {
-        return SO_REASON_MANIFEST_MALFORMED;
-    }
-    if (so_b64url_decoded_len(parts[1].n) != modulus || modulus > sizeof ek) {
-        return SO_REASON_MANIFEST_DECRYPT_FAILED;
-    }
-    so_b64url_decode(parts[1].p, parts[1].n, ek, sizeof ek, &ek_len, &ek_c);
-    /* 8. ciphertext is base64url */
-    ret = decode_alloc(parts[3], &ct, &ct_len, &ct_c);
+    ret = decode_alloc(parts[1], &ek, &ek_len);
     if (ret != SO_OK) {
         return ret;
     }
-    /* 9. decrypt */
+    if (ek_len != modulus) {
+        ret = SO_REASON_MANIFEST_DECRYPT_FAILED;
+        goto done;
+    }
+    /* 9. ciphertext is base64url */
+    ret = decode_alloc(parts[3], &ct, &ct_len);
+    if (ret != SO_OK) {
+        goto done;
+    }
+    /* 10. decrypt (the reference library also wants a string `kid`) */
     ret = SO_REASON_MANIFEST_DECRYPT_FAILED;
-    if (parts[0].n > JWE_HEADER_SEGMENT_MAX || !header_canonical || !iv_c || !tag_c || !ek_c ||
-        !ct_c || !registered_header(header, true)) {
+    const cJSON *kid = cJSON_GetObjectItemCaseSensitive(header, "kid");
+    if (kid && !cJSON_IsString(kid)) {
         goto done;
     }
     if (so_rsa_oaep_decrypt(rsa, ring->rng, ring->rng_ctx, ek, cek, sizeof cek, &cek_len) != 0 ||
@@ -335,59 +375,62 @@ static int jwe_decrypt(const so_keyring_t *ring, span_t *parts, const cJSON *hea
     ret = SO_OK;
 done:
     so_wipe(cek, sizeof cek);
+    free(ek);
     free(ct);
     return ret;
 }
 
 int so_manifest_open(const so_keyring_t *ring, const uint8_t *token, size_t len, so_claims_t *out,
-                     so_manifest_info_t *info)
+                     so_manifest_info_t *info, so_keyset_t **reached)
 {
+    static const char *const jwe_members[] = {"alg", "enc", "cty", "kid", NULL};
+    if (reached) {
+        *reached = NULL;
+    }
     if (!ring || !token || !out) {
         return SO_ERR_INVALID_ARG;
     }
-    if (!ring->has_manifest_key || ring->signing_count == 0) {
+    if (!ring->has_manifest_key || ring->signing.count == 0) {
         return SO_ERR_KEY;
     }
     if (len > SO_MAX_MANIFEST_SIZE) {
         return SO_REASON_MANIFEST_TOO_LARGE;
     }
+    /* 1. five base64url parts; 2. a header of at most 1024 characters */
     span_t parts[5];
-    if (!all_ascii(token, len) || !split_compact((const char *)token, len, parts, 5)) {
+    if (!all_ascii(token, len) || !split_compact((const char *)token, len, parts, 5) ||
+        parts[0].n > SO_MAX_JWE_HEADER) {
         return SO_REASON_MANIFEST_MALFORMED;
     }
     cJSON *header = NULL;
-    uint8_t *signed_token = NULL, *payload = NULL;
-    size_t signed_len = 0, payload_len = 0;
-    bool header_canonical = true;
-    int ret = decode_header(parts[0], &header, &header_canonical);
+    uint8_t *signed_token = NULL;
+    size_t signed_len = 0;
+    int ret = decode_header(parts[0], &header);
     if (ret != SO_OK) {
         goto done;
     }
+    /* 3, 4. algorithms */
     if (!string_is(header, "alg", "RSA-OAEP-256") || !string_is(header, "enc", "A256GCM") ||
         has_member(header, "zip") || has_member(header, "crit")) {
         ret = SO_REASON_UNSUPPORTED_ALGORITHM;
         goto done;
     }
-    if (!string_is(header, "cty", "JWT")) {
+    /* 5. cty, 6. no other members */
+    if (!string_is(header, "cty", "JWT") || !members_within(header, jwe_members)) {
         ret = SO_REASON_MANIFEST_MALFORMED;
         goto done;
     }
-    ret = jwe_decrypt(ring, parts, header, header_canonical, &signed_token, &signed_len);
+    ret = jwe_decrypt(ring, parts, header, &signed_token, &signed_len);
     if (ret != SO_OK) {
         goto done;
     }
-    ret = so_jws_open(ring->signing, ring->signing_count, (const char *)signed_token, signed_len,
-                      "fota-manifest+jwt", &payload, &payload_len, info);
-    if (ret != SO_OK) {
-        goto done;
-    }
-    ret = so_claims_parse(payload, payload_len, out);
+    ret = so_signed_manifest_open(ring, (const char *)signed_token, signed_len, out, info,
+                                  reached);
 done:
     cJSON_Delete(header);
     if (signed_token) {
         so_wipe(signed_token, signed_len);
     }
     free(signed_token);
-    free(payload);
     return ret;
 }

@@ -28,7 +28,6 @@ typedef struct {
     uint8_t *out;
     size_t out_len;
     size_t copied;
-    so_json_numinfo_t *numinfo;
     bool no_mem;
 } scanner_t;
 
@@ -68,52 +67,20 @@ static bool read_u16(scanner_t *sc, size_t at, uint32_t *value)
     return true;
 }
 
-static void put_utf8(uint8_t *buf, size_t cap, size_t *n, uint32_t cp)
+/* Scan a string at sc->pos (the opening quote). */
+static bool scan_string(scanner_t *sc)
 {
-    uint8_t tmp[4];
-    size_t k;
-    if (cp < 0x80) {
-        tmp[0] = (uint8_t)cp; k = 1;
-    } else if (cp < 0x800) {
-        tmp[0] = (uint8_t)(0xC0 | (cp >> 6)); tmp[1] = (uint8_t)(0x80 | (cp & 0x3F)); k = 2;
-    } else if (cp < 0x10000) {
-        tmp[0] = (uint8_t)(0xE0 | (cp >> 12)); tmp[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-        tmp[2] = (uint8_t)(0x80 | (cp & 0x3F)); k = 3;
-    } else {
-        tmp[0] = (uint8_t)(0xF0 | (cp >> 18)); tmp[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
-        tmp[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F)); tmp[3] = (uint8_t)(0x80 | (cp & 0x3F)); k = 4;
-    }
-    for (size_t i = 0; i < k; i++) {
-        if (*n < cap) {
-            buf[*n] = tmp[i];
-        }
-        (*n)++;
-    }
-}
-
-/* Scan a string at sc->pos (the opening quote). If `name` is non-NULL, decode it there (up to
- * `cap` bytes; *name_len gets the full decoded length). */
-static bool scan_string(scanner_t *sc, uint8_t *name, size_t cap, size_t *name_len)
-{
-    size_t n = 0;
     sc->pos++; /* opening quote */
     while (sc->pos < sc->len) {
         uint8_t c = sc->s[sc->pos];
         if (c == '"') {
             sc->pos++;
-            if (name_len) {
-                *name_len = n;
-            }
             return true;
         }
         if (c < 0x20) {
             return false;
         }
         if (c != '\\') {
-            if (name) {
-                if (n < cap) name[n] = c;
-                n++;
-            }
             sc->pos++;
             continue;
         }
@@ -123,14 +90,8 @@ static bool scan_string(scanner_t *sc, uint8_t *name, size_t cap, size_t *name_l
         uint8_t e = sc->s[sc->pos + 1];
         uint32_t cp;
         switch (e) {
-        case '"': cp = '"'; break;
-        case '\\': cp = '\\'; break;
-        case '/': cp = '/'; break;
-        case 'b': cp = '\b'; break;
-        case 'f': cp = '\f'; break;
-        case 'n': cp = '\n'; break;
-        case 'r': cp = '\r'; break;
-        case 't': cp = '\t'; break;
+        case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+            break;
         case 'u':
             if (!read_u16(sc, sc->pos + 2, &cp)) {
                 return false;
@@ -145,7 +106,6 @@ static bool scan_string(scanner_t *sc, uint8_t *name, size_t cap, size_t *name_l
                     low < 0xDC00 || low > 0xDFFF) {
                     return false; /* lone high surrogate */
                 }
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
                 sc->pos += 6;
             }
             sc->pos += 4;
@@ -154,9 +114,6 @@ static bool scan_string(scanner_t *sc, uint8_t *name, size_t cap, size_t *name_l
             return false;
         }
         sc->pos += 2;
-        if (name) {
-            put_utf8(name, cap, &n, cp);
-        }
     }
     return false;
 }
@@ -170,7 +127,7 @@ static bool digits(scanner_t *sc)
     return sc->pos > start;
 }
 
-static bool scan_number(scanner_t *sc, bool *int_literal)
+static bool scan_number(scanner_t *sc)
 {
     size_t start = sc->pos;
     if (sc->s[sc->pos] == '-') {
@@ -184,13 +141,11 @@ static bool scan_number(scanner_t *sc, bool *int_literal)
     } else if (!digits(sc)) {
         return false;
     }
-    bool is_int = true;
     if (sc->pos < sc->len && sc->s[sc->pos] == '.') {
         sc->pos++;
         if (!digits(sc)) {
             return false;
         }
-        is_int = false;
     }
     if (sc->pos < sc->len && (sc->s[sc->pos] == 'e' || sc->s[sc->pos] == 'E')) {
         sc->pos++;
@@ -200,9 +155,7 @@ static bool scan_number(scanner_t *sc, bool *int_literal)
         if (!digits(sc)) {
             return false;
         }
-        is_int = false;
     }
-    *int_literal = is_int;
     size_t n = sc->pos - start;
     if (n > CJSON_NUMBER_MAX) {
         /* give cJSON an equivalent literal it can read whole */
@@ -241,14 +194,13 @@ static bool literal(scanner_t *sc, const char *word)
     return true;
 }
 
-static bool scan_value(scanner_t *sc, bool *int_literal);
+static bool scan_value(scanner_t *sc);
 
 static bool scan_object(scanner_t *sc)
 {
     if (++sc->depth > SO_MAX_JSON_DEPTH) {
         return false;
     }
-    bool top = (sc->depth == 1);
     sc->pos++;
     skip_ws(sc);
     if (sc->pos < sc->len && sc->s[sc->pos] == '}') {
@@ -260,10 +212,7 @@ static bool scan_object(scanner_t *sc)
         if (sc->pos >= sc->len || sc->s[sc->pos] != '"') {
             return false;
         }
-        uint8_t name[16];
-        size_t name_len = 0;
-        bool want = top && sc->numinfo;
-        if (!scan_string(sc, want ? name : NULL, sizeof name, want ? &name_len : NULL)) {
+        if (!scan_string(sc)) {
             return false;
         }
         skip_ws(sc);
@@ -272,21 +221,8 @@ static bool scan_object(scanner_t *sc)
         }
         sc->pos++;
         skip_ws(sc);
-        bool is_int = false;
-        bool is_number = sc->pos < sc->len &&
-                         (sc->s[sc->pos] == '-' || (sc->s[sc->pos] >= '0' && sc->s[sc->pos] <= '9'));
-        if (!scan_value(sc, &is_int)) {
+        if (!scan_value(sc)) {
             return false;
-        }
-        if (want) {
-            for (int i = 0; i < 2; i++) {
-                const char *w = sc->numinfo->names[i];
-                if (w && name_len == strlen(w) && name_len <= sizeof name &&
-                    memcmp(name, w, name_len) == 0) {
-                    sc->numinfo->found[i] = true;
-                    sc->numinfo->int_literal[i] = is_number && is_int;
-                }
-            }
         }
         skip_ws(sc);
         if (sc->pos >= sc->len) {
@@ -319,8 +255,7 @@ static bool scan_array(scanner_t *sc)
         return true;
     }
     for (;;) {
-        bool unused;
-        if (!scan_value(sc, &unused)) {
+        if (!scan_value(sc)) {
             return false;
         }
         skip_ws(sc);
@@ -341,9 +276,8 @@ static bool scan_array(scanner_t *sc)
     }
 }
 
-static bool scan_value(scanner_t *sc, bool *int_literal)
+static bool scan_value(scanner_t *sc)
 {
-    *int_literal = false;
     if (sc->pos >= sc->len) {
         return false;
     }
@@ -351,13 +285,13 @@ static bool scan_value(scanner_t *sc, bool *int_literal)
     switch (c) {
     case '{': return scan_object(sc);
     case '[': return scan_array(sc);
-    case '"': return scan_string(sc, NULL, 0, NULL);
+    case '"': return scan_string(sc);
     case 't': return literal(sc, "true");
     case 'f': return literal(sc, "false");
     case 'n': return literal(sc, "null");
     default:
         if (c == '-' || (c >= '0' && c <= '9')) {
-            return scan_number(sc, int_literal);
+            return scan_number(sc);
         }
         return false;
     }
@@ -391,14 +325,25 @@ static bool has_duplicates(const cJSON *node)
     return false;
 }
 
-cJSON *so_json_parse(const uint8_t *raw, size_t len, so_json_numinfo_t *numinfo, bool *no_mem)
+bool so_json_get_int(const cJSON *object, const char *name, double low, double high,
+                     uint64_t *out)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, name);
+    if (!cJSON_IsNumber(item)) {
+        return false;
+    }
+    double v = item->valuedouble;
+    if (!isfinite(v) || v != floor(v) || v < low || v > high) {
+        return false;
+    }
+    *out = (uint64_t)(v < 0 ? 0 : v); /* -0.0 is 0 */
+    return true;
+}
+
+cJSON *so_json_parse(const uint8_t *raw, size_t len, bool *no_mem)
 {
     if (no_mem) {
         *no_mem = false;
-    }
-    if (numinfo) {
-        numinfo->found[0] = numinfo->found[1] = false;
-        numinfo->int_literal[0] = numinfo->int_literal[1] = false;
     }
     if (!raw || has_nul_escape(raw, len) || !so_utf8_valid(raw, len)) {
         return NULL;
@@ -408,7 +353,7 @@ cJSON *so_json_parse(const uint8_t *raw, size_t len, so_json_numinfo_t *numinfo,
         if (no_mem) *no_mem = true;
         return NULL;
     }
-    scanner_t sc = {.s = raw, .len = len, .out = out, .numinfo = numinfo};
+    scanner_t sc = {.s = raw, .len = len, .out = out};
     skip_ws(&sc);
     bool ok = sc.pos < len && raw[sc.pos] == '{' && scan_object(&sc);
     if (ok) {

@@ -1,8 +1,9 @@
 /*
  * SPDX-License-Identifier: Apache-2.0
  *
- * The device's key ring: decryption keys and the runtime arrays of trusted signing and
- * freshness keys (chosen by key id, so that key rotation only adds keys).
+ * The device's key ring: decryption keys, the trusted manifest-signing key set with its version
+ * (docs/formats.md §4.4) and the trusted freshness keys, each chosen by key id. Key sets: the
+ * ring's own and those reached by rotation, and their storage blob.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,69 @@
 #include "so_internal.h"
 
 #define MAX_PEM (64u * 1024u)
+
+static void key_init(so_trusted_key_t *key)
+{
+    memset(key, 0, sizeof *key);
+    mbedtls_pk_init(&key->pk);
+}
+
+so_keyset_t *so_keyset_new(void)
+{
+    so_keyset_t *set = calloc(1, sizeof *set);
+    if (set) {
+        for (size_t i = 0; i < SO_MAX_TRUSTED_KEYS; i++) {
+            key_init(&set->keys[i]);
+        }
+    }
+    return set;
+}
+
+void so_keyset_clear(so_keyset_t *set)
+{
+    for (size_t i = 0; i < SO_MAX_TRUSTED_KEYS; i++) {
+        so_trusted_key_clear(&set->keys[i]);
+    }
+    set->count = 0;
+    set->version = 0;
+}
+
+void so_keyset_free(so_keyset_t *set)
+{
+    if (set) {
+        so_keyset_clear(set);
+        free(set);
+    }
+}
+
+uint32_t so_keyset_version(const so_keyset_t *set)
+{
+    return set ? set->version : 0;
+}
+
+size_t so_keyset_count(const so_keyset_t *set)
+{
+    return set ? set->count : 0;
+}
+
+bool so_keyset_kid(const so_keyset_t *set, size_t index, char kid[65])
+{
+    if (!set || !kid || index >= set->count) {
+        return false;
+    }
+    memcpy(kid, set->keys[index].kid, 65);
+    return true;
+}
+
+const so_trusted_key_t *so_keyset_find(const so_keyset_t *set, const char *kid)
+{
+    for (size_t i = 0; i < set->count; i++) {
+        if (strcmp(set->keys[i].kid, kid) == 0) {
+            return &set->keys[i];
+        }
+    }
+    return NULL;
+}
 
 int so_keyring_new(so_rng_cb rng, void *rng_ctx, so_keyring_t **out)
 {
@@ -26,9 +90,10 @@ int so_keyring_new(so_rng_cb rng, void *rng_ctx, so_keyring_t **out)
     mbedtls_pk_init(&ring->image_key);
     mbedtls_pk_init(&ring->secure_boot_key);
     for (size_t i = 0; i < SO_MAX_TRUSTED_KEYS; i++) {
-        mbedtls_pk_init(&ring->signing[i].pk);
-        mbedtls_pk_init(&ring->freshness[i].pk);
+        key_init(&ring->signing.keys[i]);
+        key_init(&ring->freshness[i]);
     }
+    ring->signing.version = 1;
     *out = ring;
     return SO_OK;
 }
@@ -41,9 +106,9 @@ void so_keyring_free(so_keyring_t *ring)
     mbedtls_pk_free(&ring->manifest_key);
     mbedtls_pk_free(&ring->image_key);
     mbedtls_pk_free(&ring->secure_boot_key);
+    so_keyset_clear(&ring->signing);
     for (size_t i = 0; i < SO_MAX_TRUSTED_KEYS; i++) {
-        mbedtls_pk_free(&ring->signing[i].pk);
-        mbedtls_pk_free(&ring->freshness[i].pk);
+        so_trusted_key_clear(&ring->freshness[i]);
     }
     so_wipe(ring, sizeof *ring);
     free(ring);
@@ -112,14 +177,27 @@ static int parse_pem(so_keyring_t *ring, mbedtls_pk_context *pk, const uint8_t *
     return SO_OK;
 }
 
-static int key_id(mbedtls_pk_context *pk, char kid[65])
+/* The key id, and for signing keys a copy of the canonical DER (what a stored set holds). */
+static int key_id(so_trusted_key_t *key, bool keep_der)
 {
-    uint8_t der[1200];
-    int n = mbedtls_pk_write_pubkey_der(pk, der, sizeof der);
+    uint8_t *der = malloc(SO_MAX_KEY_DER);
+    if (!der) {
+        return SO_ERR_NO_MEM;
+    }
+    int n = mbedtls_pk_write_pubkey_der(&key->pk, der, SO_MAX_KEY_DER);
     if (n <= 0) {
+        free(der);
         return SO_ERR_KEY;
     }
-    so_sha256_hex(der + sizeof der - (size_t)n, (size_t)n, kid);
+    memmove(der, der + SO_MAX_KEY_DER - (size_t)n, (size_t)n);
+    so_sha256_hex(der, (size_t)n, key->kid);
+    if (keep_der) {
+        uint8_t *exact = realloc(der, (size_t)n);
+        key->der = exact ? exact : der;
+        key->der_len = (size_t)n;
+    } else {
+        free(der);
+    }
     return SO_OK;
 }
 
@@ -193,7 +271,8 @@ int so_keyring_set_secure_boot_key(so_keyring_t *ring, const uint8_t *pem, size_
 }
 
 static int add_trusted(so_keyring_t *ring, so_trusted_key_t *keys, size_t *count,
-                       const uint8_t *pem, size_t len, bool (*fits)(const mbedtls_pk_context *))
+                       const uint8_t *pem, size_t len, bool (*fits)(const mbedtls_pk_context *),
+                       bool keep_der)
 {
     if (!ring) {
         return SO_ERR_INVALID_ARG;
@@ -207,40 +286,38 @@ static int add_trusted(so_keyring_t *ring, so_trusted_key_t *keys, size_t *count
         ret = SO_ERR_KEY;
     }
     if (ret == SO_OK) {
-        ret = key_id(&slot->pk, slot->kid);
+        ret = key_id(slot, keep_der);
     }
     if (ret != SO_OK) {
-        mbedtls_pk_free(&slot->pk);
-        mbedtls_pk_init(&slot->pk);
-        memset(slot->kid, 0, sizeof slot->kid);
+        so_trusted_key_clear(slot);
         return ret;
     }
     for (size_t i = 0; i < *count; i++) {
         if (strcmp(keys[i].kid, slot->kid) == 0) { /* already trusted: keep one copy */
-            mbedtls_pk_free(&slot->pk);
-            mbedtls_pk_init(&slot->pk);
-            memset(slot->kid, 0, sizeof slot->kid);
+            so_trusted_key_clear(slot);
             return SO_OK;
         }
     }
+    slot->usable = true;
     (*count)++;
     return SO_OK;
 }
 
 int so_keyring_add_signing_key(so_keyring_t *ring, const uint8_t *pem, size_t len)
 {
-    return add_trusted(ring, ring->signing, &ring->signing_count, pem, len, fits_signing_key);
+    return add_trusted(ring, ring ? ring->signing.keys : NULL, ring ? &ring->signing.count : NULL,
+                       pem, len, fits_signing_key, true);
 }
 
 int so_keyring_add_freshness_key(so_keyring_t *ring, const uint8_t *pem, size_t len)
 {
-    return add_trusted(ring, ring->freshness, &ring->freshness_count, pem, len,
-                       fits_freshness_key);
+    return add_trusted(ring, ring ? ring->freshness : NULL, ring ? &ring->freshness_count : NULL,
+                       pem, len, fits_freshness_key, false);
 }
 
 size_t so_keyring_signing_key_count(const so_keyring_t *ring)
 {
-    return ring ? ring->signing_count : 0;
+    return ring ? ring->signing.count : 0;
 }
 
 size_t so_keyring_freshness_key_count(const so_keyring_t *ring)
@@ -250,9 +327,130 @@ size_t so_keyring_freshness_key_count(const so_keyring_t *ring)
 
 bool so_keyring_signing_kid(const so_keyring_t *ring, size_t index, char kid[65])
 {
-    if (!ring || index >= ring->signing_count) {
-        return false;
+    return ring && so_keyset_kid(&ring->signing, index, kid);
+}
+
+int so_keyring_set_keyset_version(so_keyring_t *ring, uint32_t version)
+{
+    if (!ring || version < 1 || version > SO_MAX_KEYSET_VERSION) {
+        return SO_ERR_INVALID_ARG;
     }
-    memcpy(kid, ring->signing[index].kid, 65);
-    return true;
+    ring->signing.version = version;
+    return SO_OK;
+}
+
+uint32_t so_keyring_keyset_version(const so_keyring_t *ring)
+{
+    return ring ? ring->signing.version : 0;
+}
+
+/* ---- the storage blob of a key set ------------------------------------------------------ */
+
+static const uint8_t BLOB_MAGIC[4] = {'S', 'O', 'K', 'S'};
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+int so_keyset_export(const so_keyset_t *set, uint8_t *out, size_t cap, size_t *len)
+{
+    if (!set || !len || set->count == 0 || set->count > SO_MAX_TRUSTED_KEYS) {
+        return SO_ERR_INVALID_ARG;
+    }
+    size_t need = 12 + 4;
+    for (size_t i = 0; i < set->count; i++) {
+        if (!set->keys[i].der || set->keys[i].der_len > SO_MAX_KEY_DER) {
+            return SO_ERR_KEY;
+        }
+        need += 2 + set->keys[i].der_len;
+    }
+    *len = need;
+    if (!out) {
+        return SO_OK;
+    }
+    if (cap < need) {
+        return SO_ERR_INVALID_ARG;
+    }
+    memcpy(out, BLOB_MAGIC, 4);
+    put_u32(out + 4, set->version);
+    out[8] = (uint8_t)set->count;
+    out[9] = out[10] = out[11] = 0;
+    size_t k = 12;
+    for (size_t i = 0; i < set->count; i++) {
+        const so_trusted_key_t *key = &set->keys[i];
+        out[k] = (uint8_t)key->der_len;
+        out[k + 1] = (uint8_t)(key->der_len >> 8);
+        memcpy(out + k + 2, key->der, key->der_len);
+        k += 2 + key->der_len;
+    }
+    put_u32(out + k, so_crc32(out, k));
+    return SO_OK;
+}
+
+uint32_t so_keyset_blob_version(const uint8_t *blob, size_t len)
+{
+    if (!blob || len < 16 || len > SO_KEYSET_BLOB_MAX || memcmp(blob, BLOB_MAGIC, 4) != 0 ||
+        get_u32(blob + len - 4) != so_crc32(blob, len - 4)) {
+        return 0;
+    }
+    uint32_t version = get_u32(blob + 4);
+    return version <= SO_MAX_KEYSET_VERSION ? version : 0;
+}
+
+int so_keyring_load_keyset(so_keyring_t *ring, const uint8_t *blob, size_t len)
+{
+    if (!ring || !blob) {
+        return SO_ERR_INVALID_ARG;
+    }
+    uint32_t version = so_keyset_blob_version(blob, len);
+    if (version == 0) {
+        return SO_ERR_KEY;
+    }
+    size_t count = blob[8];
+    if (count < 1 || count > SO_MAX_TRUSTED_KEYS || blob[9] || blob[10] || blob[11]) {
+        return SO_ERR_KEY;
+    }
+    so_keyset_t *set = so_keyset_new();
+    if (!set) {
+        return SO_ERR_NO_MEM;
+    }
+    set->version = version;
+    int ret = SO_OK;
+    size_t k = 12, end = len - 4;
+    for (size_t i = 0; ret == SO_OK && i < count; i++) {
+        size_t der_len = end - k >= 2 ? (size_t)blob[k] | ((size_t)blob[k + 1] << 8) : 0;
+        if (der_len == 0 || der_len > end - k - 2) {
+            ret = SO_ERR_KEY;
+            break;
+        }
+        so_trusted_key_t *slot = &set->keys[set->count];
+        ret = so_spki_parse(blob + k + 2, der_len, slot);
+        if (ret == SO_OK && so_keyset_find(set, slot->kid)) {
+            so_trusted_key_clear(slot);
+        } else if (ret == SO_OK) {
+            set->count++;
+        }
+        k += 2 + der_len;
+    }
+    if (ret == SO_OK && k != end) {
+        ret = SO_ERR_KEY;
+    }
+    if (ret == SO_OK) {
+        so_keyset_clear(&ring->signing);
+        ring->signing = *set; /* the keys move: their contexts and DER now belong to the ring */
+        free(set);
+        return SO_OK;
+    }
+    so_keyset_free(set);
+    return ret;
 }

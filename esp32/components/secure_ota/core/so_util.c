@@ -80,8 +80,7 @@ size_t so_b64url_decoded_len(size_t len)
     return (len / 4) * 3 + ((len % 4) ? (len % 4) - 1 : 0);
 }
 
-bool so_b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len,
-                      bool *canonical)
+bool so_b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len)
 {
     if (len % 4 == 1 || !so_b64url_alphabet(in, len)) {
         return false;
@@ -102,8 +101,8 @@ bool so_b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, size
             acc &= (1u << bits) - 1u;
         }
     }
-    if (canonical) {
-        *canonical = (acc == 0);
+    if (acc != 0) {
+        return false; /* non-zero unused bits: not the one encoding of these bytes */
     }
     *out_len = n;
     return true;

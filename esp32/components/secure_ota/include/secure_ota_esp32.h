@@ -11,8 +11,14 @@
  * decrypted streams, runs every image check of §8 and only then makes the slot bootable.
  * After the reboot the application runs its self-test and calls secure_ota_mark_running_valid().
  *
+ * Key rotation (docs/formats.md §4.4): manifests carry the statements that lead from older
+ * manifest-signing key sets to the author's current one. The device walks them from its own
+ * set (the embedded keys, or a newer set stored in NVS) and, once a release verified under a
+ * newer set has been installed, booted and confirmed (secure_ota_mark_running_valid()), stores
+ * that set in NVS: from then on only its keys are trusted (a key left out is revoked).
+ *
  * No function keeps state between calls: everything lives in the caller's config/info structs,
- * in NVS (installed sequence number, resume checkpoint) and in the OTA slots.
+ * in NVS (installed sequence number, key set, resume checkpoint) and in the OTA slots.
  */
 #pragma once
 
@@ -93,9 +99,12 @@ typedef struct {
     secure_ota_pem_t manifest_key;
     /** RSA-3072 private key that unwraps image keys (esp_encrypted_img). */
     secure_ota_pem_t image_key;
-    /** Trusted manifest-signing public keys (RSA-3072/4096 or P-256), chosen by kid. */
+    /** Trusted manifest-signing public keys (RSA-3072/4096 or P-256), chosen by kid: the key
+     * set embedded in the firmware. A newer set stored in NVS replaces it (§4.4). */
     const secure_ota_pem_t *signing_keys;
     size_t signing_key_count;
+    /** Version of the embedded key set (0: CONFIG_SECURE_OTA_KEYSET_VERSION). */
+    uint32_t keyset_version;
     /** Trusted freshness public keys (P-256); with none the freshness check is off. */
     const secure_ota_pem_t *freshness_keys;
     size_t freshness_key_count;
@@ -125,6 +134,10 @@ typedef struct {
     so_claims_t claims;
     /** Release id announced by the server (X-Fota-Release), 0 if absent. */
     uint32_t server_release_id;
+    /** Version of the manifest-signing key set the manifest was verified under (valid when
+     * `have_claims`): higher than the device's own when the manifest's key rotations led to a
+     * newer set, which is then stored at secure_ota_mark_running_valid() after the update. */
+    uint32_t keyset_version;
 } secure_ota_update_info_t;
 
 /* ---- API --------------------------------------------------------------------------------- */
@@ -136,7 +149,10 @@ typedef struct {
  * SHA-256 of the last manifest judged not to be an update. The manifest is opened (§4, §5),
  * the freshness statement checked (§7, when freshness keys are configured) and the decision
  * taken (§6) against the installed sequence number (NVS), the chip, the anti-rollback eFuse
- * and the size of the next OTA slot.
+ * and the size of the next OTA slot. The manifest-signing key set is the newest of the embedded
+ * keys and the set stored in NVS; when the manifest's key rotations lead to a newer set and the
+ * release is an update, that set is staged in NVS (not yet trusted) for
+ * secure_ota_mark_running_valid().
  *
  * @param[in]  cfg  configuration (keys, server, device type)
  * @param[out] out  result; `out->available` tells whether to call secure_ota_perform_update()
@@ -186,7 +202,9 @@ esp_err_t secure_ota_perform_update(const secure_ota_config_t *cfg,
  * Cancels the pending app rollback (esp_ota_mark_app_valid_cancel_rollback, which also burns
  * the anti-rollback eFuse up to the image's secure_version when CONFIG_BOOTLOADER_APP_ANTI_ROLLBACK
  * is set) and records the pending sequence number as installed, if this image is the one that
- * was pending.
+ * was pending. If that release was verified under a newer manifest-signing key set (key
+ * rotation), the set staged by secure_ota_check_for_update() becomes the device's key set
+ * (NVS); a release that did not boot changes nothing.
  *
  * @return
  *    - ESP_OK

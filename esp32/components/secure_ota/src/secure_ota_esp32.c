@@ -33,7 +33,9 @@ static const char *TAG = "secure_ota";
 #define NVS_PENDING "pending_seq"
 #define NVS_PENDING_PART "pending_part"
 #define NVS_JUDGED "judged_sha"     /* SHA-256 of the last manifest judged not an update */
-#define NVS_JUDGED_SEQ "judged_seq"
+#define NVS_KEYSET "keyset"         /* the device's manifest-signing key set (so_keyset_export) */
+#define NVS_KEYSET_NEXT "keyset_next" /* the newer set a release to be installed was verified under */
+#define NVS_KEYSET_NEXT_SEQ "keyset_seq" /* ... and that release's seq */
 /* a clock before this (2024-01-01) has not been set */
 #define CLOCK_FLOOR 1704067200
 
@@ -94,6 +96,51 @@ static int device_rng(void *ctx, unsigned char *out, size_t len)
     return 0;
 }
 
+/* Read a blob (at most SO_KEYSET_BLOB_MAX bytes) from an open NVS handle; malloc'd. */
+static esp_err_t nvs_read_keyset(nvs_handle_t nvs, const char *key, uint8_t **blob, size_t *len)
+{
+    *blob = NULL;
+    *len = 0;
+    esp_err_t err = nvs_get_blob(nvs, key, NULL, len);
+    if (err != ESP_OK) {
+        return err; /* ESP_ERR_NVS_NOT_FOUND: nothing stored */
+    }
+    ESP_RETURN_ON_FALSE(*len > 0 && *len <= SO_KEYSET_BLOB_MAX, ESP_ERR_INVALID_SIZE, TAG,
+                        "%s: %u bytes", key, (unsigned)*len);
+    *blob = malloc(*len);
+    ESP_RETURN_ON_FALSE(*blob, ESP_ERR_NO_MEM, TAG, "no memory");
+    err = nvs_get_blob(nvs, key, *blob, len);
+    if (err != ESP_OK) {
+        free(*blob);
+        *blob = NULL;
+    }
+    return err;
+}
+
+/* The key set stored in NVS replaces the embedded one if it is newer (§4.4). */
+static void load_stored_keyset(so_keyring_t *ring)
+{
+    nvs_handle_t nvs;
+    if (nvs_open(SECURE_OTA_NVS_NAMESPACE, NVS_READONLY, &nvs) != ESP_OK) {
+        return; /* nothing stored yet */
+    }
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    esp_err_t err = nvs_read_keyset(nvs, NVS_KEYSET, &blob, &len);
+    nvs_close(nvs);
+    if (err == ESP_OK && so_keyset_blob_version(blob, len) > so_keyring_keyset_version(ring)) {
+        int r = so_keyring_load_keyset(ring, blob, len);
+        if (r != SO_OK) {
+            ESP_LOGE(TAG, "stored key set unreadable (%d): using the embedded keys", r);
+        }
+    } else if (err != ESP_OK && err != ESP_ERR_NVS_NOT_FOUND) {
+        ESP_LOGE(TAG, "stored key set: %s; using the embedded keys", esp_err_to_name(err));
+    }
+    free(blob);
+    ESP_LOGD(TAG, "manifest-signing key set version %" PRIu32 " (%u keys)",
+             so_keyring_keyset_version(ring), (unsigned)so_keyring_signing_key_count(ring));
+}
+
 esp_err_t secure_ota_keyring(const secure_ota_config_t *cfg, so_keyring_t **out)
 {
     so_keyring_t *ring = NULL;
@@ -109,6 +156,11 @@ esp_err_t secure_ota_keyring(const secure_ota_config_t *cfg, so_keyring_t **out)
         r = so_keyring_add_signing_key(ring, (const uint8_t *)cfg->signing_keys[i].pem,
                                        cfg->signing_keys[i].len);
     }
+    if (r == SO_OK) {
+        r = so_keyring_set_keyset_version(ring, cfg->keyset_version
+                                                    ? cfg->keyset_version
+                                                    : (uint32_t)CONFIG_SECURE_OTA_KEYSET_VERSION);
+    }
     for (size_t i = 0; r == SO_OK && i < cfg->freshness_key_count; i++) {
         r = so_keyring_add_freshness_key(ring, (const uint8_t *)cfg->freshness_keys[i].pem,
                                          cfg->freshness_keys[i].len);
@@ -119,6 +171,9 @@ esp_err_t secure_ota_keyring(const secure_ota_config_t *cfg, so_keyring_t **out)
     }
     if (r == SO_OK && so_keyring_signing_key_count(ring) == 0) {
         r = SO_ERR_KEY;
+    }
+    if (r == SO_OK) {
+        load_stored_keyset(ring);
     }
     if (r != SO_OK) {
         so_keyring_free(ring);
@@ -182,31 +237,85 @@ esp_err_t secure_ota_nvs_set_pending(uint32_t seq, uint32_t partition_address)
 }
 
 /* Remember a manifest that is not an update, so that the next poll can send If-None-Match. */
-static void remember_judged(const char *sha256_hex, uint32_t seq)
+static void remember_judged(const char *sha256_hex)
 {
     nvs_handle_t nvs;
     if (nvs_open(SECURE_OTA_NVS_NAMESPACE, NVS_READWRITE, &nvs) != ESP_OK) {
         return;
     }
-    if (nvs_set_blob(nvs, NVS_JUDGED, sha256_hex, 64) == ESP_OK &&
-        nvs_set_u32(nvs, NVS_JUDGED_SEQ, seq) == ESP_OK) {
+    if (nvs_set_blob(nvs, NVS_JUDGED, sha256_hex, 64) == ESP_OK) {
         nvs_commit(nvs);
     }
     nvs_close(nvs);
 }
 
-static bool judged(char sha256_hex[65], uint32_t *seq)
+static bool judged(char sha256_hex[65])
 {
     nvs_handle_t nvs;
     if (nvs_open(SECURE_OTA_NVS_NAMESPACE, NVS_READONLY, &nvs) != ESP_OK) {
         return false;
     }
     size_t len = 64;
-    bool ok = nvs_get_blob(nvs, NVS_JUDGED, sha256_hex, &len) == ESP_OK && len == 64 &&
-              nvs_get_u32(nvs, NVS_JUDGED_SEQ, seq) == ESP_OK;
+    bool ok = nvs_get_blob(nvs, NVS_JUDGED, sha256_hex, &len) == ESP_OK && len == 64;
     nvs_close(nvs);
     sha256_hex[64] = '\0';
     return ok;
+}
+
+/* Stage the newer key set a release was verified under, until that release is confirmed.
+ * Written only when it differs from what is staged already. */
+static esp_err_t stage_keyset(const so_keyset_t *set, uint32_t seq)
+{
+    size_t len = 0;
+    ESP_RETURN_ON_ERROR(secure_ota_err_from_core(so_keyset_export(set, NULL, 0, &len)), TAG,
+                        "key set size");
+    uint8_t *blob = malloc(len);
+    ESP_RETURN_ON_FALSE(blob, ESP_ERR_NO_MEM, TAG, "no memory");
+    esp_err_t ret = secure_ota_err_from_core(so_keyset_export(set, blob, len, &len));
+    nvs_handle_t nvs;
+    ESP_GOTO_ON_ERROR(ret, done, TAG, "key set export");
+    ESP_GOTO_ON_ERROR(nvs_open(SECURE_OTA_NVS_NAMESPACE, NVS_READWRITE, &nvs), done, TAG,
+                      "nvs_open");
+    uint8_t *staged = NULL;
+    size_t staged_len = 0;
+    uint32_t staged_seq = 0;
+    bool same = nvs_read_keyset(nvs, NVS_KEYSET_NEXT, &staged, &staged_len) == ESP_OK &&
+                staged_len == len && memcmp(staged, blob, len) == 0 &&
+                nvs_get_u32(nvs, NVS_KEYSET_NEXT_SEQ, &staged_seq) == ESP_OK && staged_seq == seq;
+    free(staged);
+    if (!same) {
+        ret = nvs_set_blob(nvs, NVS_KEYSET_NEXT, blob, len);
+        if (ret == ESP_OK) {
+            ret = nvs_set_u32(nvs, NVS_KEYSET_NEXT_SEQ, seq);
+        }
+        if (ret == ESP_OK) {
+            ret = nvs_commit(nvs);
+        }
+    }
+    nvs_close(nvs);
+done:
+    free(blob);
+    return ret;
+}
+
+/* At confirmation of release `installed`: the key set staged for it becomes the device's. */
+static esp_err_t commit_staged_keyset(nvs_handle_t nvs, uint32_t installed)
+{
+    uint32_t staged_seq = 0;
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    if (nvs_get_u32(nvs, NVS_KEYSET_NEXT_SEQ, &staged_seq) != ESP_OK || staged_seq != installed ||
+        nvs_read_keyset(nvs, NVS_KEYSET_NEXT, &blob, &len) != ESP_OK) {
+        return ESP_OK; /* this release brought no newer key set */
+    }
+    esp_err_t err = ESP_OK;
+    uint32_t version = so_keyset_blob_version(blob, len);
+    if (version > 0) {
+        err = nvs_set_blob(nvs, NVS_KEYSET, blob, len);
+        ESP_LOGI(TAG, "manifest-signing key set version %" PRIu32 " is now trusted", version);
+    }
+    free(blob);
+    return err;
 }
 
 /* ---- check ---------------------------------------------------------------------------------- */
@@ -254,6 +363,7 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota
     ESP_RETURN_ON_ERROR(secure_ota_keyring(cfg, &ring), TAG, "keys");
 
     esp_err_t ret = ESP_OK;
+    so_keyset_t *reached = NULL;
     char *url = malloc(SECURE_OTA_URL_MAX);
     secure_ota_headers_t *headers = calloc(1, sizeof *headers);
     body_t body = {.buf = malloc(SO_MAX_MANIFEST_SIZE)};
@@ -271,8 +381,7 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota
     snprintf(url, SECURE_OTA_URL_MAX, "%s/update/newest/manifest?deviceType=%s%s%s",
              cfg->server_url, cfg->device_type, freshness ? "&nonce=" : "", nonce);
     char judged_sha[65];
-    uint32_t judged_seq = 0;
-    bool have_judged = judged(judged_sha, &judged_seq);
+    bool have_judged = judged(judged_sha);
     secure_ota_request_t req = {
         .url = url,
         .if_none_match = have_judged ? judged_sha : NULL,
@@ -299,7 +408,7 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota
                         ? SO_REASON_FRESHNESS_INVALID
                         : so_freshness_check_digest(ring, (const uint8_t *)headers->freshness,
                                                     strlen(headers->freshness), judged_sha,
-                                                    judged_seq, nonce, cfg->device_type);
+                                                    nonce, cfg->device_type);
             ret = secure_ota_err_from_core(r);
             out->verdict = ret;
         }
@@ -307,14 +416,15 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota
     }
     ESP_GOTO_ON_FALSE(status == 200, SECURE_OTA_ERR_SERVER, done, TAG, "manifest: HTTP %d", status);
 
-    int r = so_manifest_open(ring, body.buf, body.len, &out->claims, NULL);
+    int r = so_manifest_open(ring, body.buf, body.len, &out->claims, NULL, &reached);
     out->have_claims = (r == SO_OK);
+    out->keyset_version = reached ? so_keyset_version(reached) : so_keyring_keyset_version(ring);
     if (r == SO_OK && freshness) {
         r = headers->freshness_truncated || !headers->freshness[0]
                 ? SO_REASON_FRESHNESS_INVALID
                 : so_freshness_check(ring, (const uint8_t *)headers->freshness,
-                                     strlen(headers->freshness), body.buf, body.len, &out->claims,
-                                     nonce, cfg->device_type);
+                                     strlen(headers->freshness), body.buf, body.len, nonce,
+                                     cfg->device_type);
     }
     if (r == SO_OK) {
         so_device_facts_t facts;
@@ -332,10 +442,14 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota
         ESP_LOGI(TAG, "update available: %s %s (seq %" PRIu32 ", %" PRIu32 " bytes)",
                  out->claims.project, out->claims.version, out->claims.seq,
                  out->claims.image_size);
+        if (reached && stage_keyset(reached, out->claims.seq) != ESP_OK) {
+            /* the update stays possible; the device walks the rotations again next time */
+            ESP_LOGW(TAG, "key set version %" PRIu32 " not staged", out->keyset_version);
+        }
     } else if (r == SO_REASON_ALREADY_INSTALLED) {
         char sha[65];
         so_sha256_hex(body.buf, body.len, sha);
-        remember_judged(sha, out->claims.seq);
+        remember_judged(sha);
         ESP_LOGI(TAG, "up to date (seq %" PRIu32 ")", out->claims.seq);
     } else {
         ret = out->verdict;
@@ -348,6 +462,7 @@ done:
     if (!out->available) {
         out->have_claims = out->have_claims && out->verdict != ESP_OK;
     }
+    so_keyset_free(reached);
     so_keyring_free(ring);
     free(url);
     free(headers);
@@ -508,6 +623,9 @@ esp_err_t secure_ota_mark_running_valid(void)
     if (running && running->address == part) {
         /* the image we installed is the one running and it passed its self-test */
         err = nvs_set_u32(nvs, NVS_INSTALLED, pending);
+        if (err == ESP_OK) {
+            err = commit_staged_keyset(nvs, pending);
+        }
         ESP_LOGI(TAG, "release %" PRIu32 " is installed", pending);
     } else {
         ESP_LOGW(TAG, "release %" PRIu32 " did not boot (rolled back); not recorded", pending);
@@ -515,6 +633,8 @@ esp_err_t secure_ota_mark_running_valid(void)
     if (err == ESP_OK) {
         nvs_erase_key(nvs, NVS_PENDING);
         nvs_erase_key(nvs, NVS_PENDING_PART);
+        nvs_erase_key(nvs, NVS_KEYSET_NEXT);
+        nvs_erase_key(nvs, NVS_KEYSET_NEXT_SEQ);
         err = nvs_commit(nvs);
     }
     nvs_close(nvs);
@@ -544,6 +664,7 @@ static esp_err_t default_config(secure_ota_config_t *cfg)
     cfg->image_key = default_keys.image_key;
     cfg->signing_keys = default_keys.signing_keys;
     cfg->signing_key_count = default_keys.signing_key_count;
+    cfg->keyset_version = default_keys.keyset_version;
     cfg->freshness_keys = default_keys.freshness_keys;
     cfg->freshness_key_count = default_keys.freshness_key_count;
     cfg->secure_boot_key = default_keys.secure_boot_key;

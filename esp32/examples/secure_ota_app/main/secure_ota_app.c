@@ -35,8 +35,10 @@ EMBEDDED(secure_boot_signing_pub_pem);
 
 static secure_ota_config_t make_config(void)
 {
-    /* add rotated keys to these arrays: a release signed by any trusted key is accepted
-     * (the same constant values are stored on every call) */
+    /* the embedded manifest-signing key set, version CONFIG_SECURE_OTA_KEYSET_VERSION (after
+     * `fota keys rotate`: the directory's manifest_signing_pub*.pem and keyset_version); the
+     * device follows later rotations by itself (the same constant values are stored on every
+     * call) */
     static secure_ota_pem_t signing[1];
     static secure_ota_pem_t freshness[1];
     signing[0] = (secure_ota_pem_t)PEM(manifest_signing_pub_pem);
