@@ -15,9 +15,52 @@ from secure_fota.server.http_errors import error_response
 from secure_fota.server.ranges import Unsatisfiable, etag_matches, if_range_allows, parse_range
 from secure_fota.server.records import ReleaseInfo
 
-__all__ = ["send_binary", "send_manifest"]
+__all__ = ["manifest_answer", "send_binary", "send_manifest"]
 
 _OCTETS = "application/octet-stream"
+
+
+def manifest_answer(
+    context: ServerContext,
+    *,
+    method: str,
+    if_none_match: str | None,
+    release: ReleaseInfo,
+    manifest: bytes,
+    headers: Mapping[str, str],
+    nonce: str | None,
+) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of a manifest answer (the route's and the poll fast path's).
+
+    ``headers`` are the precomputed 200 headers (content type and length, ETag, ...).
+    """
+    etag = headers["etag"]
+    extra: dict[str, str] = {}
+    if nonce is not None and context.freshness is not None:
+        extra[FRESHNESS_HEADER] = context.freshness.sign(
+            device_type=release.device_type,
+            seq=release.seq,
+            manifest_sha256=release.manifest_sha256,
+            nonce=nonce,
+        )
+    if etag_matches(if_none_match, etag):
+        context.metrics.not_modified_manifest.inc()
+        return (
+            304,
+            {
+                "etag": etag,
+                "cache-control": "no-cache",
+                "x-fota-release": str(release.seq),
+                **extra,
+            },
+            b"",
+        )
+    if extra:
+        headers = {**headers, **extra}
+    if method == "HEAD":
+        return 200, dict(headers), b""
+    context.metrics.bytes_served_manifest.inc(len(manifest))
+    return 200, dict(headers), manifest
 
 
 def send_manifest(
@@ -30,32 +73,16 @@ def send_manifest(
     nonce: str | None,
 ) -> Response:
     """``headers`` are the precomputed 200 headers (content type and length, ETag, ...)."""
-    etag = headers["etag"]
-    extra: dict[str, str] = {}
-    if nonce is not None and context.freshness is not None:
-        extra[FRESHNESS_HEADER] = context.freshness.sign(
-            device_type=release.device_type,
-            seq=release.seq,
-            manifest_sha256=release.manifest_sha256,
-            nonce=nonce,
-        )
-    if etag_matches(request.headers.get("if-none-match"), etag):
-        context.metrics.not_modified.labels("manifest").inc()
-        return Response(
-            status_code=304,
-            headers={
-                "etag": etag,
-                "cache-control": "no-cache",
-                "x-fota-release": str(release.seq),
-                **extra,
-            },
-        )
-    if extra:
-        headers = {**headers, **extra}
-    if request.method == "HEAD":
-        return Response(headers=dict(headers))
-    context.metrics.bytes_served.labels("manifest").inc(len(manifest))
-    return Response(manifest, headers=dict(headers))
+    status, answer_headers, body = manifest_answer(
+        context,
+        method=request.method,
+        if_none_match=request.headers.get("if-none-match"),
+        release=release,
+        manifest=manifest,
+        headers=headers,
+        nonce=nonce,
+    )
+    return Response(body, status_code=status, headers=answer_headers)
 
 
 async def _counted(chunks: AsyncIterator[bytes], context: ServerContext) -> AsyncIterator[bytes]:
