@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
+
+import anyio
 
 from secure_fota.errors import StorageError
 from secure_fota.server.db.repository import Repository
@@ -22,7 +25,7 @@ from secure_fota.server.errors import Unavailable
 from secure_fota.server.records import ReleaseInfo
 from secure_fota.server.storage.base import BlobStore
 
-__all__ = ["GenerationWatcher", "NewestCache", "NewestEntry"]
+__all__ = ["BlobCache", "GenerationWatcher", "NewestCache", "NewestEntry", "ReleaseCache"]
 
 #: at most this many device types (including unknown ones) are remembered per worker
 MAX_CACHED_TYPES: Final = 10_000
@@ -192,3 +195,102 @@ class NewestCache:
             manifest_headers=manifest_headers(release),
             binary_etag=f'"{release.binary_sha256}"',
         )
+
+
+#: at most this many (device type, id) lookups are remembered per worker
+MAX_CACHED_RELEASES: Final = 10_000
+
+
+class ReleaseCache:
+    """(device type, id) -> :class:`ReleaseInfo` (``None``: no such release) for the device
+    endpoints by release id, which a downloading fleet asks for on every Range request.
+
+    Dropped with the newest cache whenever the shared generation moves, so an upload, yank or
+    delete is visible within ``cache_ttl``, as for "newest".
+    """
+
+    def __init__(self, watcher: GenerationWatcher, repository: Repository) -> None:
+        self._watcher = watcher
+        self._repository = repository
+        self._entries: dict[tuple[str, int], ReleaseInfo | None] = {}
+        watcher.subscribe(self.clear)
+
+    def clear(self) -> None:
+        # a fresh dict: lookups that started before the change write into the old one
+        self._entries = {}
+
+    async def release(self, device_type: str, seq: int) -> ReleaseInfo | None:
+        await self._watcher.ensure_fresh()
+        entries = self._entries
+        key = (device_type, seq)
+        try:
+            return entries[key]
+        except KeyError:
+            pass
+        row = await self._repository.release(device_type, seq)
+        found = None if row is None else ReleaseInfo.from_row(row)
+        if len(entries) >= MAX_CACHED_RELEASES:
+            entries.clear()
+        entries[key] = found
+        return found
+
+
+class BlobCache:
+    """Release files held in memory by their SHA-256, least recently used out first, up to
+    ``budget`` bytes per worker (0 disables it).
+
+    Blobs are content-addressed, so an entry can never be stale; each is checked against its
+    digest when it is loaded. Downloads and Range requests of the releases a fleet is updating
+    to are then served without a storage read (a thread hop per chunk locally, a request to
+    the bucket with S3).
+    """
+
+    def __init__(self, store: BlobStore, budget: int) -> None:
+        self._store = store
+        self._budget = budget
+        self._size = 0
+        self._data: OrderedDict[str, bytes] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[bytes]] = {}
+
+    def holds(self, size: int) -> bool:
+        """Whether a blob of ``size`` bytes is cached (at most half the budget each)."""
+        return 0 < size <= self._budget // 2
+
+    async def get(self, sha256: str, size: int) -> bytes | None:
+        """The blob's bytes, or ``None`` when a blob of this size is not cached."""
+        if not self.holds(size):
+            return None
+        data = self._data.get(sha256)
+        if data is not None:
+            self._data.move_to_end(sha256)
+            return data
+        pending = self._loading.get(sha256)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._loading[sha256] = future
+        try:
+            data = await self._load(sha256, size)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters get it, nobody else needs to
+            raise
+        finally:
+            self._loading.pop(sha256, None)
+        future.set_result(data)
+        self._data[sha256] = data
+        self._size += len(data)
+        while self._size > self._budget:
+            _, evicted = self._data.popitem(last=False)
+            self._size -= len(evicted)
+        return data
+
+    async def _load(self, sha256: str, size: int) -> bytes:
+        data = await self._store.read(sha256, max_size=size)
+        digest = await anyio.to_thread.run_sync(lambda: hashlib.sha256(data).hexdigest())
+        if len(data) != size or digest != sha256:
+            raise StorageError(f"stored blob {sha256[:16]}... is corrupted (digest or size)")
+        return data

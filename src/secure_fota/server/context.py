@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from secure_fota.errors import ConfigError
 from secure_fota.server.auth import Authenticator, DeviceAuthMode, FailureThrottle
-from secure_fota.server.cache import GenerationWatcher, NewestCache
+from secure_fota.server.cache import BlobCache, GenerationWatcher, NewestCache, ReleaseCache
 from secure_fota.server.db.engine import create_engine
 from secure_fota.server.db.migrate import upgrade
 from secure_fota.server.db.repository import Repository
@@ -32,6 +32,8 @@ class ServerContext:
     store: BlobStore
     watcher: GenerationWatcher
     cache: NewestCache
+    release_cache: ReleaseCache
+    blobs: BlobCache
     auth: Authenticator
     releases: ReleaseService
     metrics: Metrics
@@ -124,6 +126,8 @@ async def build_context(settings: ServerSettings, metrics: Metrics) -> ServerCon
             max_manifest_size=settings.max_manifest_size,
             on_load=metrics.cache_loads.inc,
         ),
+        release_cache=ReleaseCache(watcher, repository),
+        blobs=BlobCache(store, settings.binary_cache_size),
         auth=Authenticator(
             repository, watcher, throttle, device_mode=DeviceAuthMode(settings.device_auth)
         ),

@@ -18,6 +18,8 @@ from secure_fota.server.records import ReleaseInfo
 __all__ = ["manifest_answer", "send_binary", "send_manifest"]
 
 _OCTETS = "application/octet-stream"
+#: bytes per body message when an image is served from memory
+_MEMORY_SLICE = 256 * 1024
 
 
 def manifest_answer(
@@ -132,5 +134,21 @@ async def send_binary(request: Request, context: ServerContext, release: Release
     headers["content-length"] = str(length)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
-    chunks = await context.store.open(release.binary_sha256, start, length)
+    cached = await context.blobs.get(release.binary_sha256, size)
+    if cached is None:
+        chunks = await context.store.open(release.binary_sha256, start, length)
+    elif length <= _MEMORY_SLICE:
+        context.metrics.bytes_served.labels("binary").inc(length)
+        return Response(cached[start : start + length], status_code=status, headers=headers)
+    else:
+        chunks = _slices(cached, start, length)
     return StreamingResponse(_counted(chunks, context), status_code=status, headers=headers)
+
+
+async def _slices(data: bytes, start: int, length: int) -> AsyncIterator[bytes]:
+    """A cached image in bounded pieces: the server's send buffer, not the image, is what
+    each connection holds while the client reads."""
+    view = memoryview(data)
+    end = start + length
+    for offset in range(start, end, _MEMORY_SLICE):
+        yield bytes(view[offset : min(end, offset + _MEMORY_SLICE)])
