@@ -40,6 +40,7 @@ class ServerContext:
     freshness: FreshnessSigner | None
 
     async def close(self) -> None:
+        await self.watcher.close()
         try:
             await self.store.close()
         finally:
@@ -107,7 +108,10 @@ async def build_context(settings: ServerSettings, metrics: Metrics) -> ServerCon
         await engine.dispose()
         raise
     repository = Repository(engine)
-    watcher = GenerationWatcher(repository, settings.cache_ttl)
+    # the background check starts when a fifth of cache_ttl is left (100 ms by default)
+    watcher = GenerationWatcher(
+        repository, settings.cache_ttl, refresh_ahead=settings.cache_ttl / 5
+    )
     throttle = FailureThrottle(
         max_failures=settings.auth_max_failures,
         window=settings.auth_failure_window,

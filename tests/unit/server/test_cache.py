@@ -255,3 +255,39 @@ def test_blob_cache_verifies_bounds_and_evicts_least_recently_used():
             await BlobCache(store, 250).get(digests[1], 100)  # type: ignore[arg-type]
 
     asyncio.run(run())
+
+
+def test_refresh_ahead_checks_in_the_background_without_blocking():
+    async def run() -> None:
+        clock, repository = Clock(), Repository()
+        watcher = GenerationWatcher(repository, 0.5, clock=clock, refresh_ahead=0.1)  # type: ignore[arg-type]
+        await watcher.ensure_fresh()
+        assert repository.generation_calls == 1
+        clock.now += 0.3  # not yet within the last 0.1 s: nothing happens
+        await watcher.ensure_fresh()
+        await asyncio.sleep(0)
+        assert repository.generation_calls == 1
+        changed: list[int] = []
+        watcher.subscribe(lambda: changed.append(1))
+        repository.generation_value += 1
+        clock.now += 0.15  # 0.45 s: answered at once, a check starts in the background
+        await watcher.ensure_fresh()
+        assert repository.generation_calls == 1
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert repository.generation_calls == 2
+        assert changed == [1]  # the caches were dropped by the background check
+        clock.now += 0.2  # 0.65 s: within the new check's ttl (from 0.45 s), no wait, no query
+        await watcher.ensure_fresh()
+        assert repository.generation_calls == 2
+        repository.down = True
+        clock.now += 0.25  # 0.9 s: a background check fails, the last one is still valid
+        await watcher.ensure_fresh()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        clock.now += 0.1  # 1.0 s: expired, and the failure is recent: 503 at once
+        with pytest.raises(Unavailable):
+            await watcher.ensure_fresh()
+        await watcher.close()
+
+    asyncio.run(run())
