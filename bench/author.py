@@ -29,11 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 from common import BIN, MB, log, median
 
+#: how `fota` is run; --src DIR runs `python -m secure_fota.cli.main` from another checkout
+FOTA: list[str] = [str(BIN / "fota")]
+ENV: dict[str, str] = dict(os.environ)
+
 
 def run_timed(argv: list[str]) -> tuple[float, int]:
     """Wall seconds and max RSS (KiB) of one child process."""
     started = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -57,7 +61,7 @@ def whole_process(fx: common.Fixtures, sizes: list[int], runs: int) -> dict[str,
                 target = work / f"r{i}"
                 target.mkdir()
                 t_ours, _ = run_timed([
-                    str(BIN / "fota"), "author", "release", str(image), "--id", "1",
+                    *FOTA, "author", "release", str(image), "--id", "1",
                     "--device-type", common.DEVICE_TYPE, "--name", "app",
                     "--keys", str(fx.keys), "--out", str(target),
                 ])  # fmt: skip
@@ -200,7 +204,7 @@ def _max_rss_kib(argv: list[str]) -> int:
     """Peak RSS of a command, from GNU time (os.wait4's figure can include the memory the
     forking benchmark process had before the child's exec)."""
     out = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", *argv], capture_output=True, text=True, check=True
+        ["/usr/bin/time", "-f", "%M", *argv], capture_output=True, text=True, check=True, env=ENV
     )
     return int(out.stderr.strip().splitlines()[-1])
 
@@ -215,7 +219,7 @@ def memory(fx: common.Fixtures, sizes: list[int]) -> dict[str, dict[str, float]]
                 target = Path(tmp) / f"{size}-{i}"
                 target.mkdir()
                 ours.append(_max_rss_kib([
-                    str(BIN / "fota"), "author", "release", str(image), "--id", "1",
+                    *FOTA, "author", "release", str(image), "--id", "1",
                     "--device-type", common.DEVICE_TYPE, "--name", "app",
                     "--keys", str(fx.keys), "--out", str(target),
                 ]))  # fmt: skip
@@ -236,16 +240,30 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--sizes", default="1,4")
     parser.add_argument("--memory-sizes", default="1,4,8")
+    parser.add_argument(
+        "--src", type=Path, help="run the author tool from this src/ (e.g. another branch's)"
+    )
+    parser.add_argument("--name", default="author", help="results file name")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     fx = common.fixtures()
+    if args.src is not None:
+        FOTA[:] = [common.PY, "-m", "secure_fota.cli.main"]
+        ENV["PYTHONPATH"] = str(args.src.resolve())
+        sys.path.insert(0, str(args.src.resolve()))
+        for name in [m for m in sys.modules if m.startswith("secure_fota")]:
+            del sys.modules[name]
     result = {
         "machine": common.machine(),
         "whole_process": whole_process(fx, sizes, args.runs),
         "in_process": in_process(fx, sizes, max(5, args.runs)),
         "peak_rss_mib": memory(fx, [int(s) for s in args.memory_sizes.split(",")]),
     }
-    common.save("author", result)
+    if args.src is not None:
+        import secure_fota
+
+        result["src"] = str(Path(secure_fota.__file__).parent)
+    common.save(args.name, result)
     rows = []
     for key, value in result["whole_process"].items():
         ip = result["in_process"][key]
