@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install lint typecheck test test-python clean host-test fuzz-smoke fuzz
+.PHONY: help install lint typecheck test test-python clean host-test fuzz-smoke fuzz bench
 
 help:
 	@echo "make test    - create .venv, install, lint, type-check and run every test"
@@ -15,6 +15,7 @@ help:
 	@echo "make clean   - remove build and test leftovers (keeps .venv)"
 	@echo "make host-test - build the ESP32 C core on the host (cmake) and run its tests (ctest)"
 	@echo "make fuzz    - fuzz the C core's manifest and image paths (FUZZ_SECONDS=300)"
+	@echo "make bench   - the cheap benchmarks (author, server vs nginx, C core, fleet), ~2 minutes"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -93,3 +94,21 @@ fuzz-smoke: host-test
 
 fuzz: host-test
 	$(call run_fuzz,$(FUZZ_SECONDS))
+
+# ---- benchmarks (docs/PERFORMANCE.md) -----------------------------------------------------------
+# Short runs of the cheap benchmarks, loopback only; results in build/bench/results/*.json.
+# The full runs recorded in docs/PERFORMANCE.md use the commands listed there.
+BENCH_SECONDS ?= 3
+
+bench: $(STAMP)
+	@command -v wrk >/dev/null && command -v nginx >/dev/null || \
+	  { echo "make bench needs wrk and nginx (apt-get install wrk nginx-light)"; exit 1; }
+	$(BIN)/python bench/author.py --runs 5 --memory-sizes 1,8
+	$(BIN)/python bench/server.py --workers 1 --duration $(BENCH_SECONDS) --repeats 1 \
+	  --tests poll-200,poll-304,poll-nonce,newconn,resume,download,range,latency
+ifeq ($(HOST_MISSING),)
+	$(BIN)/python bench/c_core.py --repeats 7
+else
+	@echo "SKIPPED C core benchmark: missing $(HOST_MISSING)"
+endif
+	$(BIN)/python bench/fleet.py --devices 1000 --duration 15

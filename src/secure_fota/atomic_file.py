@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -30,14 +29,26 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """Create a new, empty, private ``.NAME.<random>.tmp`` beside ``path`` (as ``mkstemp``
+    does, without importing ``tempfile``, whose imports cost the author tool ~8 ms)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        temp = path.parent / f".{path.name}.{os.urandom(8).hex()}.tmp"
+        try:
+            return os.open(temp, flags, 0o600), temp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
 @contextlib.contextmanager
 def staged_output(path: Path, mode: int = 0o644) -> Iterator[tuple[BinaryIO, Path]]:
     """Yield ``(file, temp_path)`` for a file that will become ``path``; the caller renames.
 
     The temporary file is removed if the block raises. Use :func:`commit_all` to rename.
     """
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    temp = Path(name)
+    fd, temp = _create_temp(path)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w+b") as handle:

@@ -11,11 +11,10 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from secure_fota.crypto.key_rotation import MAX_ROTATIONS
 from secure_fota.crypto.keys import (
     PrivateKey,
     PublicKey,
@@ -25,7 +24,10 @@ from secure_fota.crypto.keys import (
     load_public_key,
 )
 from secure_fota.errors import KeyMaterialError, NotFoundError
-from secure_fota.policy.verifier import DeviceKeys
+
+if TYPE_CHECKING:
+    # the device's side (policy, manifest opening, joserfc) is not loaded on the author's path
+    from secure_fota.policy.verifier import DeviceKeys
 
 __all__ = [
     "FLASH_ENCRYPTION_KEY",
@@ -165,8 +167,17 @@ def load_author_keys(
         ),
         pre_encryption=_rsa_public(Role.PRE_ENCRYPTION, directory / PRE_ENCRYPTION_PUB),
         warnings=tuple(warnings),
-        rotations=tuple(read_rotations(directory)[-MAX_ROTATIONS:]),
+        rotations=_last_rotations(directory),
     )
+
+
+def _last_rotations(directory: Path) -> tuple[str, ...]:
+    statements = read_rotations(directory)
+    if not statements:
+        return ()
+    from secure_fota.crypto.key_rotation import MAX_ROTATIONS
+
+    return tuple(statements[-MAX_ROTATIONS:])
 
 
 def _trusted_signing_keys(directory: Path) -> dict[str, PublicKey]:
@@ -191,6 +202,7 @@ def _secure_boot_public(directory: Path) -> PublicKey:
 
 def load_device_keys(directory: Path) -> DeviceKeys:
     """Load what a device holds from a key directory (author's layout or a device bundle)."""
+    from secure_fota.policy.verifier import DeviceKeys
 
     def rsa_private(name: str, role: Role) -> rsa.RSAPrivateKey:
         path = directory / name
@@ -226,8 +238,10 @@ def read_keyset_version(directory: Path) -> int:
 
 def read_rotations(directory: Path) -> list[str]:
     """The key-rotation statements of a key directory, oldest first."""
-    from secure_fota.crypto.key_rotation import rotation_version
-
     folder = directory / ROTATIONS_DIR
     statements = [p.read_text().strip() for p in folder.glob("v*.jws")] if folder.is_dir() else []
+    if not statements:
+        return []
+    from secure_fota.crypto.key_rotation import rotation_version
+
     return sorted(statements, key=rotation_version)

@@ -1,14 +1,17 @@
 """``fota author release``: an ESP-IDF app image in, ``NAME-N.manifest`` and ``NAME-N.bin`` out.
 
-The image is read twice, in chunks (validate and hash, then sign and encrypt); the encrypted
-file is read once more for its digest. Memory use does not grow with the image. Both output
-files appear together or not at all.
+The image is read once, in chunks: each chunk is validated, hashed and encrypted as it is
+read, and the signature is appended at the end; the encrypted file is read once more for its
+digest. Memory use does not grow with the image. Both output files appear together or not at
+all.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Final
@@ -121,15 +124,42 @@ def _check_image(image: AppImage, scheme: Scheme) -> None:
         )
 
 
-def _copy(firmware: BinaryIO, writer: EncryptedImageWriter, length: int) -> None:
-    firmware.seek(0)
-    remaining = length
-    while remaining:
-        chunk = firmware.read(min(STREAM_CHUNK * 4, remaining))
-        if not chunk:
-            raise FormatError("app image", "file shrank while it was being read")
-        writer.write(chunk)
-        remaining -= len(chunk)
+def _sign_and_encrypt(
+    firmware: BinaryIO, binary: BinaryIO, signer: SecureBootSigner, keys: AuthorKeys
+) -> tuple[AppImage, EncryptionResult]:
+    """Validate, sign and encrypt in one pass over ``firmware``, writing ``binary``.
+
+    Every chunk the image parser reads is hashed once and encrypted as it is read. The one
+    SHA-256 serves the appended-digest check, the secure boot digest (SHA-256 schemes) and,
+    extended by the signature bytes, the signed image's ``image_sha256``; the encrypted
+    plaintext is exactly the bytes hashed (the writer counts them against the signed length).
+    If the image is invalid, nothing of it is kept (the caller removes the staged file).
+    """
+    scheme = signer.scheme
+    size = os.fstat(firmware.fileno()).st_size
+    total = signed_length(scheme, size)
+    writer: EncryptedImageWriter | None = None
+    sinks: list[Callable[[bytes], object]] = []
+    if size <= MAX_IMAGE_SIZE and total <= MAX_IMAGE_SIZE:
+        writer = EncryptedImageWriter(binary, keys.pre_encryption, total, hash_plaintext=False)
+        sinks.append(writer.write)
+    sha256 = hashlib.sha256()
+    boot_hasher = signer.new_hasher()
+    if boot_hasher.name == "sha256":
+        boot_hasher = sha256
+    else:
+        sinks.append(boot_hasher.update)  # V2 ECDSA-384 signs a SHA-384 digest
+    image = read_app_image(_Tee(firmware, sinks), max_size=MAX_IMAGE_SIZE, sha256=sha256)
+    _check_image(image, scheme)
+    if writer is None or image.length != size:
+        # only when the signed image would exceed the size limit: the writer says so
+        EncryptedImageWriter(binary, keys.pre_encryption, signed_length(scheme, image.length))
+        raise FormatError("app image", "file changed while it was being read")
+    suffix = signer.suffix(boot_hasher, image.length)
+    writer.write(suffix)
+    signed_digest = sha256.copy()
+    signed_digest.update(suffix)
+    return image, writer.finish(signed_digest.digest())
 
 
 def _sha256_file(handle: BinaryIO) -> str:
@@ -151,21 +181,14 @@ def build_release(request: ReleaseRequest, keys: AuthorKeys, *, now: int) -> Rel
 
     temps: list[Path] = []
     try:
-        with _open_firmware(request.firmware) as firmware:
-            hasher = signer.new_hasher()
-            image = read_app_image(_Tee(firmware, hasher), max_size=MAX_IMAGE_SIZE)
-            _check_image(image, scheme)
-            suffix = signer.suffix(hasher, image.length)
-            with staged_output(binary_path) as (binary, binary_temp):
-                temps.append(binary_temp)
-                writer = EncryptedImageWriter(
-                    binary, keys.pre_encryption, signed_length(scheme, image.length)
-                )
-                _copy(firmware, writer, image.length)
-                writer.write(suffix)
-                encrypted = writer.finish()
-                binary.flush()
-                enc_sha256 = _sha256_file(binary)
+        with (
+            _open_firmware(request.firmware) as firmware,
+            staged_output(binary_path) as (binary, binary_temp),
+        ):
+            temps.append(binary_temp)
+            image, encrypted = _sign_and_encrypt(firmware, binary, signer, keys)
+            binary.flush()
+            enc_sha256 = _sha256_file(binary)
         claims = _claims(request, image, scheme, encrypted, enc_sha256, now)
         token = seal_manifest(
             claims,
@@ -234,13 +257,14 @@ def _claims(
 
 
 class _Tee:
-    """A read-only stream that also feeds everything read into a hash object."""
+    """A read-only stream that also hands everything read to each of ``sinks``, in order."""
 
-    def __init__(self, stream: BinaryIO, hasher: Any) -> None:
+    def __init__(self, stream: BinaryIO, sinks: list[Callable[[bytes], Any]]) -> None:
         self._stream = stream
-        self._update = hasher.update
+        self._sinks = sinks
 
     def read(self, size: int = -1) -> bytes:
         data = self._stream.read(size)
-        self._update(data)
+        for sink in self._sinks:
+            sink(data)
         return data

@@ -61,10 +61,19 @@ class EncryptionResult:
 class EncryptedImageWriter:
     """Encrypt a plaintext of known length into a seekable binary stream, chunk by chunk.
 
-    The header (which carries the GCM tag) is written last, over a placeholder.
+    The header (which carries the GCM tag) is written last, over a placeholder. With
+    ``hash_plaintext=False`` the caller, which already hashes what it writes, passes the
+    plaintext's SHA-256 to :meth:`finish` (one pass over the data less).
     """
 
-    def __init__(self, out: BinaryIO, public_key: rsa.RSAPublicKey, plaintext_size: int) -> None:
+    def __init__(
+        self,
+        out: BinaryIO,
+        public_key: rsa.RSAPublicKey,
+        plaintext_size: int,
+        *,
+        hash_plaintext: bool = True,
+    ) -> None:
         if not isinstance(public_key, rsa.RSAPublicKey):
             raise KeyMaterialError("pre-encryption needs an RSA-3072 public key")
         _check_rsa3072(public_key)
@@ -78,19 +87,24 @@ class EncryptedImageWriter:
         self._iv = os.urandom(IV_SIZE)
         self._wrapped = public_key.encrypt(aes_key, padding.PKCS1v15())
         self._encryptor = Cipher(algorithms.AES(aes_key), modes.GCM(self._iv)).encryptor()
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.sha256() if hash_plaintext else None
         out.write(b"\0" * HEADER_SIZE)
 
     def write(self, chunk: bytes) -> None:
         self._written += len(chunk)
         if self._written > self._size:
             raise FormatError("image", f"more than the announced {self._size} bytes")
-        self._hash.update(chunk)
+        if self._hash is not None:
+            self._hash.update(chunk)
         self._out.write(self._encryptor.update(chunk))
 
-    def finish(self) -> EncryptionResult:
+    def finish(self, plaintext_sha256: bytes | None = None) -> EncryptionResult:
         if self._written != self._size:
             raise FormatError("image", f"{self._written} bytes written, {self._size} announced")
+        if self._hash is not None:
+            plaintext_sha256 = self._hash.digest()
+        elif plaintext_sha256 is None or len(plaintext_sha256) != 32:
+            raise ValueError("a writer made with hash_plaintext=False needs the plaintext SHA-256")
         self._out.write(self._encryptor.finalize())
         header = EncryptedImageHeader(
             wrapped_key=self._wrapped, iv=self._iv, bin_size=self._size, tag=self._encryptor.tag
@@ -99,7 +113,7 @@ class EncryptedImageWriter:
         self._out.seek(self._start)
         self._out.write(header.to_bytes())
         self._out.seek(end)
-        return EncryptionResult(header=header, plaintext_sha256=self._hash.digest())
+        return EncryptionResult(header=header, plaintext_sha256=plaintext_sha256)
 
 
 def encrypt_image(plaintext: bytes, public_key: rsa.RSAPublicKey) -> bytes:

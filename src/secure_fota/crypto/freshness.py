@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from secure_fota.crypto.jws import TrustedKeys, open_signed, sign_compact
+from secure_fota.crypto.jws import CompactSigner, TrustedKeys, open_signed, sign_compact
 from secure_fota.crypto.keys import PrivateKey
 from secure_fota.errors import FormatError, InputError
 from secure_fota.formats.jose_compact import json_int, parse_json_object
@@ -26,6 +26,7 @@ __all__ = [
     "FRESHNESS_TYP",
     "NONCE_PATTERN",
     "FreshnessStatement",
+    "StatementSigner",
     "make_statement",
     "open_statement",
 ]
@@ -67,6 +68,16 @@ class FreshnessStatement:
 def make_statement(key: PrivateKey, statement: FreshnessStatement) -> str:
     """Sign a statement with the server's freshness key (ES256 for P-256 keys)."""
     return sign_compact(statement.to_json(), key, FRESHNESS_TYP)
+
+
+class StatementSigner:
+    """:func:`make_statement` for one key, prepared once (the server signs one per poll)."""
+
+    def __init__(self, key: PrivateKey) -> None:
+        self._signer = CompactSigner(key, FRESHNESS_TYP)
+
+    def sign(self, statement: FreshnessStatement) -> str:
+        return self._signer.sign(statement.to_json())
 
 
 def _field(payload: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str:

@@ -23,6 +23,7 @@ from secure_fota.reasons import Reason
 
 __all__ = [
     "SIGNING_ALGS",
+    "CompactSigner",
     "TrustedKeys",
     "jose_key",
     "open_signed",
@@ -68,6 +69,23 @@ def sign_compact(
     alg = signing_alg(key)
     header: dict[str, Any] = {"alg": alg, "kid": key_id(key), "typ": typ, **(extra or {})}
     return jws.serialize_compact(header, payload, jose_key(key), registry=_registry(alg))
+
+
+class CompactSigner:
+    """:func:`sign_compact` for one key and ``typ``, with the key id, joserfc's key object and
+    registry made once: the update server signs a freshness statement on every poll, and
+    rebuilding them cost more than the ECDSA signature itself."""
+
+    def __init__(self, key: PrivateKey, typ: str) -> None:
+        alg = signing_alg(key)
+        self._header: Final = {"alg": alg, "kid": key_id(key), "typ": typ}
+        self._key: Final = jose_key(key)
+        self._registry: Final = _registry(alg)
+
+    def sign(self, payload: bytes) -> str:
+        return jws.serialize_compact(
+            dict(self._header), payload, self._key, registry=self._registry
+        )
 
 
 def _registry(alg: str) -> jws.JWSRegistry:

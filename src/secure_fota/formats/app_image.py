@@ -21,7 +21,7 @@ import hashlib
 import io
 import struct
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from secure_fota.errors import FormatError
 from secure_fota.limits import MAX_IMAGE_SIZE, MAX_SEGMENTS, MIN_IMAGE_SIZE, STREAM_CHUNK
@@ -274,11 +274,11 @@ class Readable(Protocol):
 class _Reader:
     """Sequential reads with an exact-length check, a running SHA-256 and a size ceiling."""
 
-    def __init__(self, stream: Readable, max_size: int) -> None:
+    def __init__(self, stream: Readable, max_size: int, sha256: Any = None) -> None:
         self._stream = stream
         self._max = max_size
         self.position = 0
-        self.hash = hashlib.sha256()
+        self.hash = hashlib.sha256() if sha256 is None else sha256
 
     def exact(self, size: int, what: str) -> bytes:
         if self.position + size > self._max:
@@ -347,6 +347,9 @@ class _Body:
 
 def _read_segments(reader: _Reader, count: int, max_size: int) -> _Body:
     body = _Body(segments=[])
+    # XOR is position-independent: fold every chunk into one integer and reduce it to a byte
+    # once at the end (half the work of reducing each chunk)
+    folded = 0
     for index in range(count):
         load_addr, length = _SEGMENT.unpack(reader.exact(SEGMENT_HEADER_SIZE, f"segment {index}"))
         if length % 4:
@@ -370,8 +373,11 @@ def _read_segments(reader: _Reader, count: int, max_size: int) -> _Body:
             remaining -= APP_DESC_SIZE
         while remaining:
             chunk = reader.exact(min(remaining, STREAM_CHUNK), f"segment {index} data")
-            body.checksum = xor_checksum(chunk, body.checksum)
+            folded ^= int.from_bytes(chunk, "little")
             remaining -= len(chunk)
+    body.checksum = xor_checksum(
+        folded.to_bytes((folded.bit_length() + 7) // 8, "little"), body.checksum
+    )
     return body
 
 
@@ -396,12 +402,17 @@ def _read_footer(reader: _Reader, checksum: int, hash_appended: bool) -> bytes:
     return reader.hash.digest()
 
 
-def read_app_image(stream: Readable, *, max_size: int = MAX_IMAGE_SIZE) -> AppImage:
+def read_app_image(
+    stream: Readable, *, max_size: int = MAX_IMAGE_SIZE, sha256: Any = None
+) -> AppImage:
     """Parse and validate an application image from a binary stream, in constant memory.
 
     Reads the stream to its end. Raises :class:`FormatError` naming the first inconsistency.
+    ``sha256``, a fresh ``hashlib.sha256()`` object, is used as the running digest: afterwards
+    it holds the state after exactly the image's bytes (without any trailer), so that a caller
+    can extend it instead of hashing the image again.
     """
-    reader = _Reader(stream, max_size)
+    reader = _Reader(stream, max_size, sha256)
     header = _read_header(reader)
     body = _read_segments(reader, header.segment_count, max_size)
     app_desc = AppDescriptor.from_bytes(body.desc_raw)

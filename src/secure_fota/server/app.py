@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from secure_fota import __version__
 from secure_fota.errors import FotaError
 from secure_fota.server import http_errors
 from secure_fota.server.context import ServerContext, build_context
+from secure_fota.server.fastpath import answer_poll, is_poll
 from secure_fota.server.metrics import Metrics, MetricsMiddleware
 from secure_fota.server.routes import ops, seed_compat, v1
 from secure_fota.server.settings import ServerSettings, settings_from_environment
@@ -32,6 +34,16 @@ async def _collect_garbage(context: ServerContext) -> None:
         await context.releases.collect_garbage()
     except FotaError as exc:
         _log.warning("start-up garbage collection failed: %s", exc)
+
+
+class FotaApp(FastAPI):
+    """FastAPI, with device polls answered before its middleware and routing when they can be
+    answered from the cache (:mod:`secure_fota.server.fastpath`)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if is_poll(scope) and await answer_poll(self.state.context, scope, send):
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
@@ -53,7 +65,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             metrics.worker_exiting()
             await context.close()
 
-    app = FastAPI(
+    app = FotaApp(
         title="secure-fota update server",
         version=__version__,
         description="Stores signed, encrypted ESP32 releases and serves the newest per device "

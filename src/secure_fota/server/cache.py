@@ -10,11 +10,16 @@ is answered from memory: no database query, no storage read, headers precomputed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
+
+import anyio
 
 from secure_fota.errors import StorageError
 from secure_fota.server.db.repository import Repository
@@ -22,7 +27,9 @@ from secure_fota.server.errors import Unavailable
 from secure_fota.server.records import ReleaseInfo
 from secure_fota.server.storage.base import BlobStore
 
-__all__ = ["GenerationWatcher", "NewestCache", "NewestEntry"]
+__all__ = ["BlobCache", "GenerationWatcher", "NewestCache", "NewestEntry", "ReleaseCache"]
+
+_log = logging.getLogger("secure_fota.server")
 
 #: at most this many device types (including unknown ones) are remembered per worker
 MAX_CACHED_TYPES: Final = 10_000
@@ -39,10 +46,15 @@ class GenerationWatcher:
         ttl: float,
         *,
         clock: Callable[[], float] = time.monotonic,
+        refresh_ahead: float = 0.0,
     ) -> None:
         self._repository = repository
         self._ttl = ttl
         self._clock = clock
+        #: re-read the counter in the background this many seconds before the last check
+        #: expires, so that requests never wait for it while the database answers in time
+        self._ahead = min(max(refresh_ahead, 0.0), ttl)
+        self._task: asyncio.Task[None] | None = None
         self._valid_until = 0.0
         self._generation: int | None = None
         self._lock = asyncio.Lock()
@@ -64,28 +76,63 @@ class GenerationWatcher:
     async def ensure_fresh(self) -> None:
         """Return at once while the last check is younger than ``ttl``; else re-read the
         counter (one query, shared by every request waiting at that moment)."""
-        if self._clock() < self._valid_until:
+        now = self._clock()
+        if now < self._valid_until:
+            if (
+                self._ahead
+                and now >= self._valid_until - self._ahead
+                and self._task is None
+                and not self._lock.locked()
+            ):
+                self._task = asyncio.get_running_loop().create_task(self._refresh_ahead())
             return
-        if self._clock() < self._failed_until:
+        if now < self._failed_until:
             raise Unavailable("database unavailable (recent check failed)")
         async with self._lock:
             if self._clock() < self._valid_until:
                 return
             if self._clock() < self._failed_until:
                 raise Unavailable("database unavailable (recent check failed)")
-            started = self._clock()
-            try:
-                generation = await self._repository.generation()
-            except Unavailable:
-                self._failed_until = self._clock() + FAILURE_BACKOFF
-                raise
-            if generation != self._generation:
-                self._generation = generation
-                for listener in self._listeners:
-                    listener()
-            # measured from before the query: a check that began before a commit expires
-            # no later than ttl after that commit
-            self._valid_until = started + self._ttl
+            await self._check()
+
+    async def _check(self) -> None:
+        """Read the counter (the caller holds the lock)."""
+        started = self._clock()
+        try:
+            generation = await self._repository.generation()
+        except Unavailable:
+            self._failed_until = self._clock() + FAILURE_BACKOFF
+            raise
+        if generation != self._generation:
+            self._generation = generation
+            for listener in self._listeners:
+                listener()
+        # measured from before the query: a check that began before a commit expires
+        # no later than ttl after that commit
+        self._valid_until = started + self._ttl
+
+    async def _refresh_ahead(self) -> None:
+        """The check, started while the last one is still valid (answers meanwhile come from
+        the caches, which that check still covers: the guarantee does not change)."""
+        try:
+            async with self._lock:
+                if self._clock() < self._valid_until - self._ahead:
+                    return  # checked meanwhile
+                await self._check()
+        except Unavailable:
+            pass  # recorded in _failed_until; requests see it once the last check expires
+        except Exception:  # noqa: BLE001 -- a background task must not die unretrieved
+            _log.exception("background generation check failed")
+        finally:
+            self._task = None
+
+    async def close(self) -> None:
+        """Stop a background check in flight (at shutdown)."""
+        task = self._task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def invalidate(self) -> None:
         """Force a check on the next request (after this worker changed something)."""
@@ -192,3 +239,102 @@ class NewestCache:
             manifest_headers=manifest_headers(release),
             binary_etag=f'"{release.binary_sha256}"',
         )
+
+
+#: at most this many (device type, id) lookups are remembered per worker
+MAX_CACHED_RELEASES: Final = 10_000
+
+
+class ReleaseCache:
+    """(device type, id) -> :class:`ReleaseInfo` (``None``: no such release) for the device
+    endpoints by release id, which a downloading fleet asks for on every Range request.
+
+    Dropped with the newest cache whenever the shared generation moves, so an upload, yank or
+    delete is visible within ``cache_ttl``, as for "newest".
+    """
+
+    def __init__(self, watcher: GenerationWatcher, repository: Repository) -> None:
+        self._watcher = watcher
+        self._repository = repository
+        self._entries: dict[tuple[str, int], ReleaseInfo | None] = {}
+        watcher.subscribe(self.clear)
+
+    def clear(self) -> None:
+        # a fresh dict: lookups that started before the change write into the old one
+        self._entries = {}
+
+    async def release(self, device_type: str, seq: int) -> ReleaseInfo | None:
+        await self._watcher.ensure_fresh()
+        entries = self._entries
+        key = (device_type, seq)
+        try:
+            return entries[key]
+        except KeyError:
+            pass
+        row = await self._repository.release(device_type, seq)
+        found = None if row is None else ReleaseInfo.from_row(row)
+        if len(entries) >= MAX_CACHED_RELEASES:
+            entries.clear()
+        entries[key] = found
+        return found
+
+
+class BlobCache:
+    """Release files held in memory by their SHA-256, least recently used out first, up to
+    ``budget`` bytes per worker (0 disables it).
+
+    Blobs are content-addressed, so an entry can never be stale; each is checked against its
+    digest when it is loaded. Downloads and Range requests of the releases a fleet is updating
+    to are then served without a storage read (a thread hop per chunk locally, a request to
+    the bucket with S3).
+    """
+
+    def __init__(self, store: BlobStore, budget: int) -> None:
+        self._store = store
+        self._budget = budget
+        self._size = 0
+        self._data: OrderedDict[str, bytes] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[bytes]] = {}
+
+    def holds(self, size: int) -> bool:
+        """Whether a blob of ``size`` bytes is cached (at most half the budget each)."""
+        return 0 < size <= self._budget // 2
+
+    async def get(self, sha256: str, size: int) -> bytes | None:
+        """The blob's bytes, or ``None`` when a blob of this size is not cached."""
+        if not self.holds(size):
+            return None
+        data = self._data.get(sha256)
+        if data is not None:
+            self._data.move_to_end(sha256)
+            return data
+        pending = self._loading.get(sha256)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._loading[sha256] = future
+        try:
+            data = await self._load(sha256, size)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters get it, nobody else needs to
+            raise
+        finally:
+            self._loading.pop(sha256, None)
+        future.set_result(data)
+        self._data[sha256] = data
+        self._size += len(data)
+        while self._size > self._budget:
+            _, evicted = self._data.popitem(last=False)
+            self._size -= len(evicted)
+        return data
+
+    async def _load(self, sha256: str, size: int) -> bytes:
+        data = await self._store.read(sha256, max_size=size)
+        digest = await anyio.to_thread.run_sync(lambda: hashlib.sha256(data).hexdigest())
+        if len(data) != size or digest != sha256:
+            raise StorageError(f"stored blob {sha256[:16]}... is corrupted (digest or size)")
+        return data

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from secure_fota.errors import ConfigError
 from secure_fota.server.auth import Authenticator, DeviceAuthMode, FailureThrottle
-from secure_fota.server.cache import GenerationWatcher, NewestCache
+from secure_fota.server.cache import BlobCache, GenerationWatcher, NewestCache, ReleaseCache
 from secure_fota.server.db.engine import create_engine
 from secure_fota.server.db.migrate import upgrade
 from secure_fota.server.db.repository import Repository
@@ -32,12 +32,15 @@ class ServerContext:
     store: BlobStore
     watcher: GenerationWatcher
     cache: NewestCache
+    release_cache: ReleaseCache
+    blobs: BlobCache
     auth: Authenticator
     releases: ReleaseService
     metrics: Metrics
     freshness: FreshnessSigner | None
 
     async def close(self) -> None:
+        await self.watcher.close()
         try:
             await self.store.close()
         finally:
@@ -105,7 +108,10 @@ async def build_context(settings: ServerSettings, metrics: Metrics) -> ServerCon
         await engine.dispose()
         raise
     repository = Repository(engine)
-    watcher = GenerationWatcher(repository, settings.cache_ttl)
+    # the background check starts when a fifth of cache_ttl is left (100 ms by default)
+    watcher = GenerationWatcher(
+        repository, settings.cache_ttl, refresh_ahead=settings.cache_ttl / 5
+    )
     throttle = FailureThrottle(
         max_failures=settings.auth_max_failures,
         window=settings.auth_failure_window,
@@ -124,6 +130,8 @@ async def build_context(settings: ServerSettings, metrics: Metrics) -> ServerCon
             max_manifest_size=settings.max_manifest_size,
             on_load=metrics.cache_loads.inc,
         ),
+        release_cache=ReleaseCache(watcher, repository),
+        blobs=BlobCache(store, settings.binary_cache_size),
         auth=Authenticator(
             repository, watcher, throttle, device_mode=DeviceAuthMode(settings.device_auth)
         ),

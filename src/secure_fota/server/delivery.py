@@ -15,9 +15,54 @@ from secure_fota.server.http_errors import error_response
 from secure_fota.server.ranges import Unsatisfiable, etag_matches, if_range_allows, parse_range
 from secure_fota.server.records import ReleaseInfo
 
-__all__ = ["send_binary", "send_manifest"]
+__all__ = ["manifest_answer", "send_binary", "send_manifest"]
 
 _OCTETS = "application/octet-stream"
+#: bytes per body message when an image is served from memory
+_MEMORY_SLICE = 256 * 1024
+
+
+def manifest_answer(
+    context: ServerContext,
+    *,
+    method: str,
+    if_none_match: str | None,
+    release: ReleaseInfo,
+    manifest: bytes,
+    headers: Mapping[str, str],
+    nonce: str | None,
+) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of a manifest answer (the route's and the poll fast path's).
+
+    ``headers`` are the precomputed 200 headers (content type and length, ETag, ...).
+    """
+    etag = headers["etag"]
+    extra: dict[str, str] = {}
+    if nonce is not None and context.freshness is not None:
+        extra[FRESHNESS_HEADER] = context.freshness.sign(
+            device_type=release.device_type,
+            seq=release.seq,
+            manifest_sha256=release.manifest_sha256,
+            nonce=nonce,
+        )
+    if etag_matches(if_none_match, etag):
+        context.metrics.not_modified_manifest.inc()
+        return (
+            304,
+            {
+                "etag": etag,
+                "cache-control": "no-cache",
+                "x-fota-release": str(release.seq),
+                **extra,
+            },
+            b"",
+        )
+    if extra:
+        headers = {**headers, **extra}
+    if method == "HEAD":
+        return 200, dict(headers), b""
+    context.metrics.bytes_served_manifest.inc(len(manifest))
+    return 200, dict(headers), manifest
 
 
 def send_manifest(
@@ -30,32 +75,16 @@ def send_manifest(
     nonce: str | None,
 ) -> Response:
     """``headers`` are the precomputed 200 headers (content type and length, ETag, ...)."""
-    etag = headers["etag"]
-    extra: dict[str, str] = {}
-    if nonce is not None and context.freshness is not None:
-        extra[FRESHNESS_HEADER] = context.freshness.sign(
-            device_type=release.device_type,
-            seq=release.seq,
-            manifest_sha256=release.manifest_sha256,
-            nonce=nonce,
-        )
-    if etag_matches(request.headers.get("if-none-match"), etag):
-        context.metrics.not_modified.labels("manifest").inc()
-        return Response(
-            status_code=304,
-            headers={
-                "etag": etag,
-                "cache-control": "no-cache",
-                "x-fota-release": str(release.seq),
-                **extra,
-            },
-        )
-    if extra:
-        headers = {**headers, **extra}
-    if request.method == "HEAD":
-        return Response(headers=dict(headers))
-    context.metrics.bytes_served.labels("manifest").inc(len(manifest))
-    return Response(manifest, headers=dict(headers))
+    status, answer_headers, body = manifest_answer(
+        context,
+        method=request.method,
+        if_none_match=request.headers.get("if-none-match"),
+        release=release,
+        manifest=manifest,
+        headers=headers,
+        nonce=nonce,
+    )
+    return Response(body, status_code=status, headers=answer_headers)
 
 
 async def _counted(chunks: AsyncIterator[bytes], context: ServerContext) -> AsyncIterator[bytes]:
@@ -105,5 +134,21 @@ async def send_binary(request: Request, context: ServerContext, release: Release
     headers["content-length"] = str(length)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
-    chunks = await context.store.open(release.binary_sha256, start, length)
+    cached = await context.blobs.get(release.binary_sha256, size)
+    if cached is None:
+        chunks = await context.store.open(release.binary_sha256, start, length)
+    elif length <= _MEMORY_SLICE:
+        context.metrics.bytes_served.labels("binary").inc(length)
+        return Response(cached[start : start + length], status_code=status, headers=headers)
+    else:
+        chunks = _slices(cached, start, length)
     return StreamingResponse(_counted(chunks, context), status_code=status, headers=headers)
+
+
+async def _slices(data: bytes, start: int, length: int) -> AsyncIterator[bytes]:
+    """A cached image in bounded pieces: the server's send buffer, not the image, is what
+    each connection holds while the client reads."""
+    view = memoryview(data)
+    end = start + length
+    for offset in range(start, end, _MEMORY_SLICE):
+        yield bytes(view[offset : min(end, offset + _MEMORY_SLICE)])

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from secure_fota.crypto.freshness import NONCE_PATTERN, FreshnessStatement, make_statement
+from secure_fota.crypto.freshness import NONCE_PATTERN, FreshnessStatement, StatementSigner
 from secure_fota.crypto.keys import PrivateKey, Role, load_private_key
 from secure_fota.errors import InputError
 from secure_fota.keyfiles import read_key_file
@@ -26,7 +26,7 @@ class FreshnessSigner:
     """Signs statements with the online freshness key (EC P-256, ES256)."""
 
     def __init__(self, key: PrivateKey, *, clock: Callable[[], float] = time.time) -> None:
-        self._key = key
+        self._signer = StatementSigner(key)
         self._clock = clock
 
     @classmethod
@@ -34,8 +34,7 @@ class FreshnessSigner:
         return cls(load_private_key(Role.FRESHNESS, read_key_file(path), str(path)))
 
     def sign(self, *, device_type: str, seq: int, manifest_sha256: str, nonce: str) -> str:
-        return make_statement(
-            self._key,
+        return self._signer.sign(
             FreshnessStatement(
                 device_type=device_type,
                 seq=seq,

@@ -60,6 +60,12 @@ class Metrics:
             "Newest-manifest cache misses (database and storage reads)",
             registry=self.registry,
         )
+        # label children used on every poll, looked up once
+        self.not_modified_manifest = self.not_modified.labels("manifest")
+        self.bytes_served_manifest = self.bytes_served.labels("manifest")
+        # (route, method, status) -> (counter, histogram): label lookups cost more than the
+        # poll they measure; routes are templates, so this stays small
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         info = Gauge(
             "fota_worker_info",
             "Live worker processes",
@@ -68,6 +74,19 @@ class Metrics:
             multiprocess_mode="liveall",
         )
         info.labels(**labels).set(1)
+
+    def observe(self, template: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request and its duration under its route template."""
+        key = (template, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(template, method, str(status)),
+                self.latency.labels(template),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         directory = os.environ.get(MULTIPROC_ENV)
@@ -93,9 +112,6 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
-        # (route, method, status) -> (counter, histogram): label lookups cost more than the
-        # poll they measure; routes are templates, so this stays small
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,13 +131,6 @@ class MetricsMiddleware:
         finally:
             route: Any = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            key = (template, scope.get("method", "?"), status)
-            children = self._children.get(key)
-            if children is None:
-                children = (
-                    self.metrics.requests.labels(key[0], key[1], str(status)),
-                    self.metrics.latency.labels(template),
-                )
-                self._children[key] = children
-            children[0].inc()
-            children[1].observe(time.perf_counter() - started)
+            self.metrics.observe(
+                template, scope.get("method", "?"), status, time.perf_counter() - started
+            )

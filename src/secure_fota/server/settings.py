@@ -90,6 +90,12 @@ class ServerSettings(BaseSettings):
     cache_ttl: float = Field(
         0.5, ge=0, le=1.0, description="seconds between checks of the shared generation counter"
     )
+    binary_cache_size: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="bytes of release images each worker keeps in memory for downloads "
+        "(each image at most half of it; 0: read every download from storage)",
+    )
 
     # authentication
     auth_max_failures: int = Field(10, ge=1, le=10_000)

@@ -177,3 +177,117 @@ def test_corrupted_manifest_is_an_error() -> None:
 
     with pytest.raises(StorageError):
         asyncio.run(run())
+
+
+# ReleaseCache and BlobCache ------------------------------------------------------------------
+
+
+class ById(Repository):
+    def __init__(self) -> None:
+        super().__init__()
+        self.release_calls = 0
+
+    async def release(self, device_type: str, seq: int) -> Row | None:
+        self.release_calls += 1
+        row = self.rows.get(device_type)
+        return row if row is not None and row.seq == seq else None
+
+
+def test_release_cache_reads_the_database_once_per_generation():
+    from secure_fota.server.cache import ReleaseCache
+
+    async def run() -> None:
+        clock, repository = Clock(), ById()
+        watcher = GenerationWatcher(repository, 0.5, clock=clock)  # type: ignore[arg-type]
+        cache = ReleaseCache(watcher, repository)  # type: ignore[arg-type]
+        repository.rows["t"] = Row(3, b"m")
+        for _ in range(5):
+            found = await cache.release("t", 3)
+            assert found is not None
+            assert found.seq == 3
+            assert await cache.release("t", 4) is None
+        assert repository.release_calls == 2
+        repository.rows["t"].yanked = True  # a yank bumps the generation
+        repository.generation_value += 1
+        clock.now += 0.6
+        found = await cache.release("t", 3)
+        assert found is not None
+        assert found.yanked
+        assert repository.release_calls == 3
+
+    asyncio.run(run())
+
+
+def test_blob_cache_verifies_bounds_and_evicts_least_recently_used():
+    from secure_fota.server.cache import BlobCache
+
+    class CountingStore(Store):
+        reads = 0
+
+        async def read(self, sha256: str, *, max_size: int) -> bytes:
+            self.reads += 1
+            return await super().read(sha256, max_size=max_size)
+
+    async def run() -> None:
+        store = CountingStore()
+        blobs = [bytes([i]) * 100 for i in range(3)]
+        digests = [hashlib.sha256(b).hexdigest() for b in blobs]
+        store.blobs.update(zip(digests, blobs, strict=True))
+        cache = BlobCache(store, budget=250)  # type: ignore[arg-type]
+        assert await cache.get(digests[0], 100) == blobs[0]
+        assert await cache.get(digests[0], 100) == blobs[0]
+        assert store.reads == 1
+        assert await cache.get(digests[1], 100) == blobs[1]
+        assert await cache.get(digests[0], 100) == blobs[0]  # 0 is now the most recent
+        assert await cache.get(digests[2], 100) == blobs[2]  # evicts 1
+        reads = store.reads
+        assert await cache.get(digests[0], 100) == blobs[0]
+        assert store.reads == reads
+        assert await cache.get(digests[1], 100) == blobs[1]
+        assert store.reads == reads + 1
+        assert await cache.get(digests[0], 200) is None  # over half the budget: not cached
+        assert await BlobCache(store, 0).get(digests[0], 100) is None  # type: ignore[arg-type]
+        store.blobs[digests[2]] = b"x" * 100  # corrupted in storage
+        with pytest.raises(StorageError):
+            await BlobCache(store, 250).get(digests[2], 100)  # type: ignore[arg-type]
+        store.blobs[digests[1]] = blobs[1][:99]  # truncated in storage
+        with pytest.raises(StorageError):
+            await BlobCache(store, 250).get(digests[1], 100)  # type: ignore[arg-type]
+
+    asyncio.run(run())
+
+
+def test_refresh_ahead_checks_in_the_background_without_blocking():
+    async def run() -> None:
+        clock, repository = Clock(), Repository()
+        watcher = GenerationWatcher(repository, 0.5, clock=clock, refresh_ahead=0.1)  # type: ignore[arg-type]
+        await watcher.ensure_fresh()
+        assert repository.generation_calls == 1
+        clock.now += 0.3  # not yet within the last 0.1 s: nothing happens
+        await watcher.ensure_fresh()
+        await asyncio.sleep(0)
+        assert repository.generation_calls == 1
+        changed: list[int] = []
+        watcher.subscribe(lambda: changed.append(1))
+        repository.generation_value += 1
+        clock.now += 0.15  # 0.45 s: answered at once, a check starts in the background
+        await watcher.ensure_fresh()
+        assert repository.generation_calls == 1
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert repository.generation_calls == 2
+        assert changed == [1]  # the caches were dropped by the background check
+        clock.now += 0.2  # 0.65 s: within the new check's ttl (from 0.45 s), no wait, no query
+        await watcher.ensure_fresh()
+        assert repository.generation_calls == 2
+        repository.down = True
+        clock.now += 0.25  # 0.9 s: a background check fails, the last one is still valid
+        await watcher.ensure_fresh()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        clock.now += 0.1  # 1.0 s: expired, and the failure is recent: 503 at once
+        with pytest.raises(Unavailable):
+            await watcher.ensure_fresh()
+        await watcher.close()
+
+    asyncio.run(run())

@@ -132,7 +132,9 @@ async def _visible(request: Request, device_type: str, release_id: str) -> Relea
     context = context_of(request)
     name, seq = _type(device_type), _id(release_id)
     await device(request, context, name)
-    found = await context.releases.release(name, seq)
+    found = await context.release_cache.release(name, seq)
+    if found is None:
+        raise NotFoundError(f"device type {name!r} has no release {seq}")
     if found.yanked:
         raise NotFoundError(f"release {seq} of device type {name!r} is yanked")
     return found
