@@ -11,6 +11,7 @@ the protocol only. Runs are bounded in time and in requests and stop by themselv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import random
 import secrets
