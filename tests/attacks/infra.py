@@ -81,8 +81,11 @@ class Authority:
         path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
         return path
 
-    def issue(self, directory: Path, hosts: list[str], stem: str = "server") -> tuple[Path, Path]:
-        """A server certificate for ``hosts``; returns (cert.pem, key.pem)."""
+    def issue(
+        self, directory: Path, hosts: list[str], stem: str = "server", *, expired: bool = False
+    ) -> tuple[Path, Path]:
+        """A server certificate for ``hosts`` (valid now, or ``expired`` yesterday); returns
+        (cert.pem, key.pem)."""
         directory.mkdir(parents=True, exist_ok=True)
         key = ec.generate_private_key(ec.SECP256R1())
         names: list[x509.GeneralName] = []
@@ -92,6 +95,8 @@ class Authority:
             except ValueError:
                 names.append(x509.DNSName(host))
         now = datetime.datetime.now(datetime.UTC)
+        if expired:
+            now -= datetime.timedelta(days=31)
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
@@ -407,6 +412,11 @@ class Mitm:
             request.body = await reader.readexactly(int(length))
         return request
 
+    @staticmethod
+    def _peer_gone(writer: asyncio.StreamWriter) -> bool:
+        sock = writer.get_extra_info("socket")
+        return sock is None or sock.fileno() < 0
+
     async def _write(self, writer: asyncio.StreamWriter, response: Response) -> None:
         reason = _REASONS.get(response.status, "Status")
         head = [f"HTTP/1.1 {response.status} {reason}"]
@@ -425,9 +435,12 @@ class Mitm:
             await writer.drain()
             return
         async for chunk in response.body:
+            if writer.is_closing() or self._peer_gone(writer):
+                break  # the device hung up: count only what it could still receive
             writer.write(chunk)
             self.sent_bytes += len(chunk)
             await writer.drain()
+            await asyncio.sleep(0)  # let a hang-up (connection_lost) be noticed
 
 
 # -- the ESP32 C core on the host ----------------------------------------------------------------
