@@ -64,7 +64,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     ca = Authority.create("secure-fota test CA")
     ca.write_ca(root / "ca.pem")
     cert, key = ca.issue(root / "tls", ["127.0.0.1", "localhost"])
-    return Pki(root, root / "keys", root / "attacker-keys", ca, Authority.create("rogue CA"), cert, key)
+    return Pki(
+        root, root / "keys", root / "attacker-keys", ca, Authority.create("rogue CA"), cert, key
+    )
 
 
 def server_for(root: Path, pki: Pki, **options: Any) -> ServerProcess:
@@ -174,7 +176,11 @@ class Lab:
             return http.post(
                 "/uploadFile",
                 auth=auth,
-                data={"id": str(seq), "deviceType": device_type or self.device_type, "fwName": "app"},
+                data={
+                    "id": str(seq),
+                    "deviceType": device_type or self.device_type,
+                    "fwName": "app",
+                },
                 files={
                     "manifestFile": ("app.manifest", manifest, "application/octet-stream"),
                     "firmwareFile": ("app.bin", binary, "application/octet-stream"),

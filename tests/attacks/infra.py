@@ -192,10 +192,22 @@ class ServerProcess:
         log = (self.root / "server.log").open("ab")
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "secure_fota.cli.main", "server", "run",
-                "--data-dir", str(self.data), "--host", "127.0.0.1", "--port", str(self.port),
-                "--tls-cert", str(self.cert), "--tls-key", str(self.key),
-            ],  # fmt: skip
+                sys.executable,
+                "-m",
+                "secure_fota.cli.main",
+                "server",
+                "run",
+                "--data-dir",
+                str(self.data),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--tls-cert",
+                str(self.cert),
+                "--tls-key",
+                str(self.key),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},

@@ -47,7 +47,9 @@ def test_statement_binds_nonce_device_type_and_manifest(lab: Lab) -> None:
     with lab.server.http() as http:
         first = http.get("/update/newest/manifest", params=params)
         again = http.get(
-            "/update/newest/manifest", params=params, headers={"if-none-match": first.headers["etag"]}
+            "/update/newest/manifest",
+            params=params,
+            headers={"if-none-match": first.headers["etag"]},
         )
         plain = http.get("/update/newest/manifest", params={"deviceType": lab.device_type})
     assert (first.status_code, again.status_code) == (200, 304)
@@ -84,7 +86,9 @@ def test_mirror_replays_an_old_answer(lab: Lab) -> None:
 
     with mitm(lab, record_then_replay) as mirror:
         scout = lab.device("scout")
-        assert scout.check_for_update(lab.client_via(mirror.url, scout)).result == "update-available"
+        assert (
+            scout.check_for_update(lab.client_via(mirror.url, scout)).result == "update-available"
+        )
         lab.publish("1.2.0", 3)
         device = lab.device()
         refused(device, "freshness_invalid", client=lab.client_via(mirror.url, device))
@@ -108,7 +112,9 @@ def test_proxy_forwards_the_nonce_but_serves_an_old_manifest(lab: Lab) -> None:
         if "/manifest" in request.target and response.status == 200:
             await response.read()
             seen.append((response.header(HEADER) or "", nonce_of(request)))
-            return Response(200, response.without("etag", "x-fota-release"), two.manifest.read_bytes())
+            return Response(
+                200, response.without("etag", "x-fota-release"), two.manifest.read_bytes()
+            )
         return response
 
     device = lab.device()
@@ -162,10 +168,12 @@ def test_statement_for_another_device_type(lab: Lab) -> None:
     """The proxy asks the server about another device type with the device's nonce and
     attaches that (genuine) statement to this type's manifest."""
     lab.publish("1.1.0", 2)
-    other = lab.release(lab.image("1.1.0"), 2, device_type=f"{lab.device_type}-b")
-    assert lab.upload_bytes(
-        other.manifest.read_bytes(), other.binary.read_bytes(), 2, device_type=f"{lab.device_type}-b"
-    ).status_code == 200  # fmt: skip
+    second = f"{lab.device_type}-b"
+    other = lab.release(lab.image("1.1.0"), 2, device_type=second)
+    answer = lab.upload_bytes(
+        other.manifest.read_bytes(), other.binary.read_bytes(), 2, device_type=second
+    )
+    assert answer.status_code == 200
     seen: list[tuple[bytes, str, str]] = []
 
     async def borrow(request: Request, forward: Forward) -> Response:

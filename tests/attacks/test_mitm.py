@@ -18,7 +18,7 @@ def intercepted(lab: Lab, cert: Path, key: Path) -> None:
     lab.publish("1.1.0", 2)
     before = device.status()
     with Mitm(lab.server.url, lab.pki.ca_file, cert, key) as mitm:
-        with pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED|certificate"):
+        with pytest.raises(TransportError, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
             device.check_for_update(lab.client_via(mitm.url, device))
         with pytest.raises(TransportError):
             device.perform_update(client=lab.client_via(mitm.url, device))

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from tests.attacks.conftest import Lab, refused
-from tests.attacks.infra import Mitm, Request, Response
-from tests.attacks.infra import Forward
+from tests.attacks.infra import Forward, Mitm, Request, Response
 
 
 def test_manifest_of_one_release_with_the_binary_of_another(lab: Lab) -> None:
     device = lab.device()
     two = lab.release(lab.image("1.1.0"), 2)
     three = lab.release(lab.image("1.2.0"), 3)
-    assert lab.upload_bytes(three.manifest.read_bytes(), two.binary.read_bytes(), 3).status_code == 200
+    assert (
+        lab.upload_bytes(three.manifest.read_bytes(), two.binary.read_bytes(), 3).status_code == 200
+    )
     refused(device, "enc_digest_mismatch")
     lab.assert_c_rejects(device, three.manifest, two.binary, "enc_digest_mismatch")
 
@@ -60,7 +61,7 @@ def test_newest_binary_fallback_cannot_mix_releases(lab: Lab) -> None:
     with Mitm(lab.server.url, lab.pki.ca_file, lab.pki.server_cert, lab.pki.server_key,
               seed_like) as mitm:  # fmt: skip
         refused(device, "enc_digest_mismatch", client=lab.client_via(mitm.url, device))
-    two_manifest = lab.server.http().get(
-        f"/api/v1/device-types/{lab.device_type}/releases/2/manifest"
-    ).content
+    two_manifest = (
+        lab.server.http().get(f"/api/v1/device-types/{lab.device_type}/releases/2/manifest").content
+    )
     lab.assert_c_rejects(device, two_manifest, three.binary, "enc_digest_mismatch")

@@ -19,7 +19,9 @@ def test_binary_blob_swapped_on_disk(lab: Lab) -> None:
     two = lab.publish("1.1.0", 2)
     three = lab.publish("1.2.0", 3)
     blob = lab.server.blob(lab.row(3)["binary_sha256"])
-    blob.write_bytes(two.binary.read_bytes()[: blob.stat().st_size].ljust(blob.stat().st_size, b"\0"))
+    blob.write_bytes(
+        two.binary.read_bytes()[: blob.stat().st_size].ljust(blob.stat().st_size, b"\0")
+    )
     refused(device, "enc_digest_mismatch")
     lab.assert_c_rejects(device, three.manifest, blob, "enc_digest_mismatch")
 
@@ -70,8 +72,12 @@ def test_rows_renumbered_and_reordered(lab: Lab) -> None:
     assert device.perform_update().result == "updated"
     assert device.status()["seq"] == 3
     with lab.server.database() as db:
-        db.execute("UPDATE releases SET seq = 9 WHERE device_type = ? AND seq = 2", (lab.device_type,))
-        db.execute("UPDATE releases SET seq = 1 WHERE device_type = ? AND seq = 3", (lab.device_type,))
+        db.execute(
+            "UPDATE releases SET seq = 9 WHERE device_type = ? AND seq = 2", (lab.device_type,)
+        )
+        db.execute(
+            "UPDATE releases SET seq = 1 WHERE device_type = ? AND seq = 3", (lab.device_type,)
+        )
     refused(device, "rollback")
     lab.assert_c_rejects(device, two.manifest, two.binary, "rollback")
 
@@ -83,7 +89,8 @@ def test_release_pointed_at_another_releases_binary(lab: Lab) -> None:
     other = lab.row(2)
     with lab.server.database() as db:
         db.execute(
-            "UPDATE releases SET binary_sha256 = ?, binary_size = ? WHERE device_type = ? AND seq = 3",
+            "UPDATE releases SET binary_sha256 = ?, binary_size = ? "
+            "WHERE device_type = ? AND seq = 3",
             (other["binary_sha256"], other["binary_size"], lab.device_type),
         )
     refused(device, "enc_digest_mismatch")
@@ -113,9 +120,12 @@ def test_row_inserted_for_the_attackers_files(lab: Lab) -> None:
             (lab.device_type, *shas["manifest"], *shas["binary"], row["uploaded_at"]),
         )
     with lab.server.http() as http:
-        assert http.get(
-            "/update/newest/manifest", params={"deviceType": lab.device_type}
-        ).headers["x-fota-release"] == "70"
+        assert (
+            http.get("/update/newest/manifest", params={"deviceType": lab.device_type}).headers[
+                "x-fota-release"
+            ]
+            == "70"
+        )
     refused(device, "manifest_decrypt_failed")
     lab.assert_c_rejects(device, files.manifest, files.binary, "manifest_decrypt_failed")
 
