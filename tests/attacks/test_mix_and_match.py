@@ -61,7 +61,7 @@ def test_newest_binary_fallback_cannot_mix_releases(lab: Lab) -> None:
     with Mitm(lab.server.url, lab.pki.ca_file, lab.pki.server_cert, lab.pki.server_key,
               seed_like) as mitm:  # fmt: skip
         refused(device, "enc_digest_mismatch", client=lab.client_via(mitm.url, device))
-    two_manifest = (
-        lab.server.http().get(f"/api/v1/device-types/{lab.device_type}/releases/2/manifest").content
-    )
+    with lab.server.http() as http:
+        path = f"/api/v1/device-types/{lab.device_type}/releases/2/manifest"
+        two_manifest = http.get(path).content
     lab.assert_c_rejects(device, two_manifest, three.binary, "enc_digest_mismatch")

@@ -78,6 +78,8 @@ class FleetReport:
     updates: int = 0
     downloaded_bytes: int = 0
     rejected: int = 0
+    #: downloads answered 404 because the release was yanked after the poll that named it
+    withdrawn: int = 0
     errors: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
@@ -152,6 +154,11 @@ class _Fleet:
         digest = hashlib.sha256()
         size = 0
         async with self.client.stream("GET", url) as response:
+            if response.status_code == 404:
+                # yanked or deleted between the poll and the download: not an error, the
+                # device polls again and follows the new "newest"
+                self.report.withdrawn += 1
+                return False
             if response.status_code != 200:
                 self._error(f"binary {seq}: HTTP {response.status_code}")
                 return False
