@@ -5,8 +5,12 @@ tests/integration/server/test_resilience.py.)"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
+import socket
+import ssl
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -134,3 +138,59 @@ def test_two_identical_uploads_at_the_same_moment(lab: Lab) -> None:
             f"/api/v1/device-types/{lab.device_type}/releases", auth=(UPLOADER, UPLOADER_PASSWORD)
         ).json()
     assert [r["id"] for r in listing] == [2]
+
+
+def _tls(port: int, ca: Path) -> ssl.SSLSocket:
+    context = ssl.create_default_context(cafile=str(ca))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def _closed_by_server(sock: ssl.SSLSocket) -> bool:
+    sock.settimeout(0.05)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+
+
+@pytest.mark.slow
+def test_slow_clients_are_cut_off(lab: Lab, pki: Pki, tmp_path: Path) -> None:
+    """Slowloris: connections that never finish their request head (idle after the TLS
+    handshake, or trickling header bytes) are closed after request_head_timeout, while
+    devices keep being served at once."""
+    own = server_for(tmp_path / "srv", pki, env={"FOTA_REQUEST_HEAD_TIMEOUT": "2"})
+    own.setup().start()
+    try:
+        lab.server = own
+        lab.publish("1.1.0", 2)
+        idle = [_tls(own.port, pki.ca_file) for _ in range(20)]
+        slow = [_tls(own.port, pki.ca_file) for _ in range(20)]
+        head = f"GET /update/newest/manifest?deviceType={lab.device_type} HTTP/1.1\r\n".encode()
+        started = time.monotonic()
+        closed: dict[int, float] = {}
+        position = 0
+        while time.monotonic() - started < 5 and len(closed) < 40:
+            for index, sock in enumerate(idle + slow):
+                if index in closed:
+                    continue
+                if index >= 20:
+                    with contextlib.suppress(OSError):
+                        sock.send(head[position % len(head) : position % len(head) + 1])
+                if _closed_by_server(sock):
+                    closed[index] = time.monotonic() - started
+            position += 1
+            with own.http() as http:  # a device meanwhile: answered at once
+                began = time.monotonic()
+                answer = http.get("/update/newest/manifest", params={"deviceType": lab.device_type})
+                assert answer.status_code == 200 and time.monotonic() - began < 2
+            time.sleep(0.2)
+        assert len(closed) == 40, closed
+        assert min(closed.values()) > 1.5 and max(closed.values()) < 4.5, closed
+        for sock in idle + slow:
+            sock.close()
+        assert lab.device().perform_update().result == "updated"
+    finally:
+        own.stop()
