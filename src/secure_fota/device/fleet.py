@@ -129,9 +129,11 @@ class _Verifier:
 
 
 class _Fleet:
-    def __init__(self, config: FleetConfig, client: httpx.AsyncClient, verifier: _Verifier) -> None:
+    def __init__(
+        self, config: FleetConfig, clients: list[httpx.AsyncClient], verifier: _Verifier
+    ) -> None:
         self.config = config
-        self.client = client
+        self.clients = clients
         self.verifier = verifier
         self.report = FleetReport(devices=config.devices)
         self.deadline = 0.0
@@ -148,12 +150,14 @@ class _Fleet:
         if len(self.report.error_samples) < 20:
             self.report.error_samples.append(message)
 
-    async def _download(self, seq: int, claims: ManifestClaims | None) -> bool:
+    async def _download(
+        self, client: httpx.AsyncClient, seq: int, claims: ManifestClaims | None
+    ) -> bool:
         device_type = quote(self.config.device_type)
         url = f"{self.base}/api/v1/device-types/{device_type}/releases/{seq}/binary"
         digest = hashlib.sha256()
         size = 0
-        async with self.client.stream("GET", url) as response:
+        async with client.stream("GET", url) as response:
             if response.status_code == 404:
                 # yanked or deleted between the poll and the download: not an error, the
                 # device polls again and follows the new "newest"
@@ -186,7 +190,8 @@ class _Fleet:
             params["nonce"] = nonce
         headers = {"If-None-Match": f'"{state["etag"]}"'} if state.get("etag") else {}
         started = time.perf_counter()
-        response = await self.client.get(
+        client: httpx.AsyncClient = state["client"]
+        response = await client.get(
             f"{self.base}/update/newest/manifest", params=params, headers=headers
         )
         self.report.latencies_ms.append((time.perf_counter() - started) * 1000)
@@ -233,12 +238,15 @@ class _Fleet:
                 return
             state["release"] = release
             seq = int(release)
-        if seq > state["seq"] and await self._download(seq, claims):
+        if seq > state["seq"] and await self._download(client, seq, claims):
             state["seq"] = seq
             self.report.updates += 1
 
     async def device(self, index: int) -> None:
-        state: dict[str, Any] = {"seq": self.config.installed_seq}
+        state: dict[str, Any] = {
+            "seq": self.config.installed_seq,
+            "client": self.clients[index % len(self.clients)],
+        }
         interval = self.config.poll_interval
         await asyncio.sleep(random.uniform(0, interval))  # noqa: S311 -- spreading load, not security
         while self._budget_left():
@@ -258,14 +266,25 @@ async def simulate(config: FleetConfig) -> FleetReport:
     config = config.validated()
     keys = load_device_keys(config.keys_dir) if config.keys_dir else None
     context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+    # httpx's pool scans its connections for every queued request: one pool of 512
+    # connections for thousands of devices spends the loop's time there. Small pools, one per
+    # group of devices, keep the cost per request flat (the connection limit is the same).
+    shards = max(1, min(config.devices // 50, config.max_connections // 8, 64))
+    per_shard = max(1, config.max_connections // shards)
     limits = httpx.Limits(
-        max_connections=config.max_connections,
-        max_keepalive_connections=0 if config.new_connection_per_poll else config.max_connections,
+        max_connections=per_shard,
+        max_keepalive_connections=0 if config.new_connection_per_poll else per_shard,
     )
-    async with httpx.AsyncClient(
-        verify=context, limits=limits, timeout=httpx.Timeout(config.timeout)
-    ) as client:
-        fleet = _Fleet(config, client, _Verifier(keys))
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(
+                    verify=context, limits=limits, timeout=httpx.Timeout(config.timeout)
+                )
+            )
+            for _ in range(shards)
+        ]
+        fleet = _Fleet(config, clients, _Verifier(keys))
         started = time.monotonic()
         fleet.deadline = started + config.duration
         await asyncio.gather(*(fleet.device(i) for i in range(config.devices)))
