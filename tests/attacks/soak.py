@@ -68,6 +68,8 @@ class SoakResult:
             "updates": self.report.get("updates"),
             "downloaded_mib": round(self.report.get("downloaded_bytes", 0) / 2**20, 1),
             "errors": self.report.get("errors"),
+            "withdrawn": self.report.get("withdrawn"),
+            "retried": self.report.get("retried"),
             "rejected": self.report.get("rejected"),
             "latency_ms": self.report.get("latency_ms"),
             "newest": self.newest,
