@@ -83,6 +83,9 @@ class SoakResult:
                 "end": round(rss[-1] / 1024, 1) if rss else None,
                 "max": round(max(rss) / 1024, 1) if rss else None,
             },
+            "server_rss_mib_every_30s": [
+                round(kib / 1024, 1) for at, kib in self.rss_kib if int(at) % 30 == 0
+            ][:: max(1, len([1 for at, _ in self.rss_kib if int(at) % 30 == 0]) // 12)],
             "problems": self.problems,
         }
 
