@@ -36,7 +36,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy src
 
 test-python: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck host-test test-python fuzz-smoke
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from tests.attacks.infra import ADMIN, ADMIN_PASSWORD, ServerProcess
 
-EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "15"))
+EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "10"))
 
 
 def test_schemathesis_against_openapi(server: ServerProcess) -> None:

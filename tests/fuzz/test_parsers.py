@@ -10,6 +10,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -37,8 +38,12 @@ from secure_fota.policy.verifier import DeviceKeys, open_checked
 from secure_fota.server.multipart import MultipartReader, boundary_of
 from secure_fota.server.settings import load_settings
 
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-SLOW = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+#: examples per property; a longer run by hand: FOTA_FUZZ_EXAMPLES=5000 pytest tests/fuzz
+_EXAMPLES = int(os.environ.get("FOTA_FUZZ_EXAMPLES", "150"))
+FAST = settings(max_examples=_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+SLOW = settings(
+    max_examples=max(1, _EXAMPLES // 4), deadline=None, suppress_health_check=list(HealthCheck)
+)
 
 _IMAGE = build_app_image(ImageSpec(size=8192, seed=3))
 _P256 = generate_private_key("ecdsa256")
