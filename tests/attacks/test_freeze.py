@@ -15,6 +15,8 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from secure_fota.crypto.freshness import FreshnessStatement, make_statement
 from secure_fota.crypto.keys import Role, load_private_key
 from secure_fota.keyfiles import read_key_file
@@ -244,3 +246,15 @@ def test_compromised_freshness_key_is_bounded_by_exp(lab: Lab) -> None:
         refused(behind, "expired", client=lab.client_via(attacker.url, behind))
     # the C core applies §6 to the device that has not installed release 2 yet
     lab.assert_c_rejects(behind, two.manifest, None, "expired", now=later)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the C core still answers already_installed after exp for the installed release "
+    "(docs/formats.md §7 freeze rule, added with the attack suite; C follow-up)",
+)
+def test_c_core_reports_a_freeze_on_the_installed_release(lab: Lab) -> None:
+    two = lab.publish("1.1.0", 2, expires_in=3600)
+    device = lab.device()
+    assert device.perform_update().result == "updated"
+    lab.assert_c_rejects(device, two.manifest, None, "expired", now=int(time.time()) + 7200)
