@@ -236,8 +236,10 @@ class Lab:
             )
         return Device(state, faults=faults, **kwargs)
 
-    def client_via(self, url: str, device: Device, *, ca: Path | None = None) -> ServerClient:
-        return ServerClient(url, ca_file=ca or device.state.ca, timeout=10)
+    def client_via(
+        self, url: str, device: Device, *, ca: Path | None = None, **options: Any
+    ) -> ServerClient:
+        return ServerClient(url, ca_file=ca or device.state.ca, **{"timeout": 10, **options})
 
     # -- the C core on the same artifacts ----------------------------------------------------
     def c_verdict(

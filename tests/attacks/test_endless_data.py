@@ -1,9 +1,15 @@
-"""Endless data: a server, mirror or man in the middle that never stops sending."""
+"""Endless data and slow retrieval: a server, mirror or man in the middle that never stops
+sending, or sends so slowly that it never finishes."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 
+import pytest
+
+from secure_fota.errors import TransportError
 from tests.attacks.conftest import Lab, refused
 from tests.attacks.infra import Forward, Mitm, Request, Response
 
@@ -73,3 +79,40 @@ def test_server_database_announces_a_larger_binary(lab: Lab) -> None:
         )
     refused(device, "image_size_mismatch")
     lab.assert_c_rejects(device, files.manifest, blob, "image_size_mismatch")
+
+
+def _trickle(body: AsyncIterator[bytes] | bytes, size: int, pause: float) -> AsyncIterator[bytes]:
+    async def slow() -> AsyncIterator[bytes]:
+        data = body if isinstance(body, bytes) else b"".join([c async for c in body])
+        for start in range(0, len(data), size):
+            yield data[start : start + size]
+            await asyncio.sleep(pause)
+
+    return slow()
+
+
+@pytest.mark.parametrize(("target", "piece"), [("/binary", 512), ("/manifest", 48)])
+def test_slow_retrieval(lab: Lab, target: str, piece: int) -> None:
+    """TUF's slow-retrieval attack: every chunk arrives just in time for the read timeout,
+    so the transfer never "times out" but never ends either. The device gives up once the
+    transfer falls below its minimum average rate (here 16 KiB/s after 2 s of slack; the
+    default is 1 KiB/s after the 10 s timeout), keeps what it has, and is unchanged."""
+    device = lab.device()
+    lab.publish("1.1.0", 2)
+
+    async def trickle(request: Request, forward: Forward) -> Response:
+        response = await forward(request)
+        if target in request.target:
+            return Response(response.status, response.headers, _trickle(response.body, piece, 0.1))
+        return response
+
+    before = device.status()
+    with Mitm(lab.server.url, lab.pki.ca_file, lab.pki.server_cert, lab.pki.server_key,
+              trickle) as mitm:  # fmt: skip
+        client = lab.client_via(mitm.url, device, timeout=2, min_rate=16 * 1024)
+        started = time.monotonic()
+        with pytest.raises(TransportError, match="slow retrieval"):
+            device.perform_update(client=client)
+        assert time.monotonic() - started < 12
+    assert device.status() == before
+    assert device.perform_update().result == "updated"  # the honest server still works

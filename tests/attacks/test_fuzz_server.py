@@ -78,7 +78,7 @@ def test_schemathesis_against_openapi(server: ServerProcess, tmp_path: Path) -> 
         cwd=tmp_path,
     )
     report = done.stdout[-6000:] + done.stderr[-2000:]
-    print(report[-2500:])  # noqa: T201 -- shown with pytest -s
+    print(report[-2500:])
     assert done.returncode == 0, report
     assert re.search(r"(\d+) generated, \1 passed", report), report
 

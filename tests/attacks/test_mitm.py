@@ -58,3 +58,28 @@ def test_device_sends_no_credential(lab: Lab) -> None:
         assert request.method == "GET"
     stored = b"".join(p.read_bytes() for p in device.state.path.rglob("*") if p.is_file())
     assert b"uploader-password" not in stored and b"Bearer" not in stored
+
+
+def test_eavesdropper_learns_nothing_from_the_artifacts(lab: Lab) -> None:
+    """What crosses the network (and sits on the server): no byte of the firmware in clear,
+    not even its version or project name (the manifest is a JWE, the image esp_encrypted_img)."""
+    lab.publish("9.8.7-secret", 2)
+    device = lab.device()
+    with Mitm(lab.server.url, lab.pki.ca_file, lab.pki.server_cert, lab.pki.server_key) as mitm:
+        seen: list[bytes] = []
+        original = mitm.handler
+
+        async def tap(request, forward):
+            response = await original(request, forward)
+            seen.append(await response.read())
+            return response
+
+        mitm.handler = tap
+        assert device.perform_update(client=lab.client_via(mitm.url, device)).result == "updated"
+    wire = b"".join(seen) + b"".join(
+        p.read_bytes() for p in lab.server.data.rglob("*") if p.is_file()
+    )
+    plain = device.flash.read_partition(device.running.slot)
+    assert len(wire) > len(plain)
+    for secret in (b"9.8.7-secret", b"attack\0", plain[4096:4160], plain[-4160:-4096]):
+        assert secret not in wire

@@ -4,7 +4,7 @@ release re-uploaded: rollback) and test_wrong_target; here, what the server itse
 
 from __future__ import annotations
 
-from tests.attacks.conftest import Lab
+from tests.attacks.conftest import Lab, refused
 from tests.attacks.infra import UPLOADER
 
 
@@ -43,3 +43,23 @@ def test_password_guessing_is_throttled(lab: Lab) -> None:
         ]
     assert statuses[:10] == [401] * 10
     assert statuses[-1] == 429
+
+
+def test_highest_id_holds_back_later_releases_until_an_admin_removes_it(lab: Lab) -> None:
+    """The server cannot read the (encrypted) manifest, so it cannot check that an upload's id
+    is its manifest's seq. An uploader who re-uploads a genuine old release as id 2^31-1
+    makes it "newest" for good: devices refuse it (rollback) but no later release can be
+    newer. It is a freeze, not an installation: bounded by exp for devices with a clock, and
+    undone by an admin (yank or delete), after which devices update normally."""
+    device = lab.device()
+    lab.publish("1.1.0", 2, expires_in=3600)
+    assert device.perform_update().result == "updated"
+    old = lab.release(lab.image("1.0.0"), 1)
+    lab.upload(old, seq=2**31 - 1)
+    three = lab.publish("1.2.0", 3)
+    refused(device, "rollback")  # release 3 is hidden behind "newest" = 2^31-1
+    assert (
+        lab.admin("POST", f"/api/v1/device-types/{lab.device_type}/releases/{2**31 - 1}/yank")
+    ).status_code == 200
+    assert device.perform_update().result == "updated"
+    assert device.status()["seq"] == three.claims.seq
