@@ -16,6 +16,8 @@ help:
 	@echo "make host-test - build the ESP32 C core on the host (cmake) and run its tests (ctest)"
 	@echo "make fuzz    - fuzz the C core's manifest and image paths (FUZZ_SECONDS=300)"
 	@echo "make bench   - the cheap benchmarks (author, server vs nginx, C core, fleet), ~2 minutes"
+	@echo "make attacks - only the attack suite (tests/attacks, docs/SECURITY.md)"
+	@echo "make soak    - the long soak: 2,000 simulated devices for 5 minutes"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,12 +37,19 @@ typecheck: $(STAMP)
 	$(BIN)/mypy src
 
 test-python: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck host-test test-python fuzz-smoke
 
 clean:
 	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: attacks soak
+attacks: $(STAMP)
+	$(BIN)/pytest tests/attacks
+
+soak: $(STAMP)
+	$(BIN)/python -m tests.attacks.soak --long
 
 .PHONY: demo
 demo: $(STAMP)

@@ -254,6 +254,10 @@ def _serve(settings: ServerSettings, ssl_files: tuple[Path, Path] | None) -> Non
         "ws": "none",
         "timeout_graceful_shutdown": 10,
     }
+    from secure_fota.server.protocol import HEAD_TIMEOUT_ENV, HeadTimeoutProtocol
+
+    options["http"] = HeadTimeoutProtocol
+    os.environ[HEAD_TIMEOUT_ENV] = repr(settings.request_head_timeout)  # for every worker
     if ssl_files is not None:
         options["ssl_certfile"] = str(ssl_files[0])
         options["ssl_keyfile"] = str(ssl_files[1])

@@ -156,7 +156,10 @@ class Device:
             nonce = None
             if self.keys.freshness and self.config.require_freshness:
                 nonce = secrets.token_hex(16)
-            manifest, statement = self._fetch_manifest(client, nonce)
+            try:
+                manifest, statement = self._fetch_manifest(client, nonce)
+            except ReleaseRejected as exc:  # an oversized manifest is refused as it arrives
+                return CheckResult(REJECTED, reason=exc.reason, detail=exc.detail)
             if manifest is None:
                 return CheckResult(UP_TO_DATE, detail="the server has no release for this type")
             freshness = (statement, nonce) if nonce is not None else None
@@ -261,9 +264,10 @@ class Device:
             if check.result != AVAILABLE or check.claims is None:
                 return check
             claims = check.claims
-            part = self._download(client, claims, interrupt_after)
             slot = self._inactive_slot()
             try:
+                # endless data is refused as it arrives (image_size_mismatch), the rest at the end
+                part = self._download(client, claims, interrupt_after)
                 image = self._verify_download(part, claims)
             except ReleaseRejected as exc:
                 self._abandon_download()

@@ -74,6 +74,10 @@ class FleetReport:
     updates: int = 0
     downloaded_bytes: int = 0
     rejected: int = 0
+    #: downloads answered 404 because the release was yanked after the poll that named it
+    withdrawn: int = 0
+    #: polls retried once because the server closed an idle kept-alive connection meanwhile
+    retried: int = 0
     errors: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
@@ -157,6 +161,11 @@ class _Fleet:
         digest = hashlib.sha256()
         size = 0
         async with client.stream("GET", url) as response:
+            if response.status_code == 404:
+                # yanked or deleted between the poll and the download: not an error, the
+                # device polls again and follows the new "newest"
+                self.report.withdrawn += 1
+                return False
             if response.status_code != 200:
                 self._error(f"binary {seq}: HTTP {response.status_code}")
                 return False
@@ -184,10 +193,16 @@ class _Fleet:
             params["nonce"] = nonce
         headers = {"If-None-Match": f'"{state["etag"]}"'} if state.get("etag") else {}
         started = time.perf_counter()
-        client = state["client"]
-        response = await client.get(
-            f"{self.base}/update/newest/manifest", params=params, headers=headers
-        )
+        client: httpx.AsyncClient = state["client"]
+        url = f"{self.base}/update/newest/manifest"
+        try:
+            response = await client.get(url, params=params, headers=headers)
+        except httpx.RemoteProtocolError:
+            # the server closed a kept-alive connection as the request went out (its idle
+            # timeout): a GET is idempotent, so retry once on a new connection, as HTTP
+            # clients do (RFC 9112 §9.3.1); counted, not hidden
+            self.report.retried += 1
+            response = await client.get(url, params=params, headers=headers)
         self.report.latencies_ms.append((time.perf_counter() - started) * 1000)
         self.report.polls += 1
         if response.status_code == 404:

@@ -26,12 +26,14 @@ from secure_fota.errors import (
 from secure_fota.formats.app_image import chip_id_for, chip_name, parse_app_image
 from secure_fota.formats.names import check_name, check_seq
 from secure_fota.keyfiles import (
+    KEYSET_VERSION,
     MANIFEST_ENCRYPTION_KEY,
     PRE_ENCRYPTION_KEY,
     SECURE_BOOT_SIGNING_KEY,
     SECURE_BOOT_SIGNING_PUB,
     load_device_keys,
     read_key_file,
+    read_keyset_version,
 )
 from secure_fota.limits import MAX_IMAGE_SIZE
 
@@ -65,6 +67,12 @@ def _copy_device_keys(source: Path, target: Path) -> None:
     for pattern in patterns:
         for path in sorted(source.glob(pattern)):
             shutil.copyfile(path, target / path.name)
+    # the version of the trusted manifest-signing key set: a device provisioned after a
+    # rotation must start at that version, or it cannot walk later rotation statements
+    # (the first of them is signed by a retired key it never held)
+    version = read_keyset_version(source)
+    if version != 1:
+        (target / KEYSET_VERSION).write_text(f"{version}\n")
     public = source / SECURE_BOOT_SIGNING_PUB
     if public.exists():
         shutil.copyfile(public, target / SECURE_BOOT_SIGNING_PUB)

@@ -48,7 +48,7 @@ class DeviceConfig:
                 require_freshness=bool(data.get("require_freshness", True)),
                 timeout=float(data.get("timeout", 10.0)),
             )
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise ConfigError(f"device.json is damaged ({exc})") from None
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,7 +132,7 @@ class StateDir:
             return Nvs()
         try:
             return Nvs.from_dict(json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"{path} is damaged ({exc})") from None
 
     def save_nvs(self, nvs: Nvs, label: str = "nvs") -> None:

@@ -1,13 +1,15 @@
 """The device's HTTPS client: bounded manifest polls and resumable downloads.
 
 TLS is always verified against the device's CA (hostname included). Every response's status
-and length are checked; bodies are read with a size limit; httpx errors become
-:class:`TransportError` here and nowhere else.
+and length are checked; bodies are read with a size limit and a deadline (slow retrieval: a
+server that sends one byte just before each read timeout would otherwise hold the device for
+days); httpx errors become :class:`TransportError` here and nowhere else.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,8 @@ from secure_fota.tls_client import client_context
 __all__ = ["ManifestAnswer", "ServerClient"]
 
 _CHUNK: Final = 16 * 1024
+#: the slowest average rate a transfer may have (bytes/s) on top of one timeout of slack
+MIN_RATE: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +62,11 @@ class ServerClient:
         ca_file: Path | None,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        min_rate: float = MIN_RATE,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.min_rate = min_rate
         verify = client_context(ca_file)
         self._client = httpx.Client(
             verify=verify, timeout=httpx.Timeout(timeout), transport=transport, http2=False
@@ -102,7 +109,9 @@ class ServerClient:
                     Reason.MANIFEST_TOO_LARGE, f"server announces a {declared}-byte manifest"
                 )
             body = bytearray()
+            deadline = self._deadline(MAX_MANIFEST_SIZE)
             for chunk in response.iter_bytes():
+                self._check_deadline(deadline, "manifest poll")
                 body += chunk
                 if len(body) > MAX_MANIFEST_SIZE:
                     raise ReleaseRejected(
@@ -118,6 +127,15 @@ class ServerClient:
                 freshness=freshness,
                 release_id=int(release) if release and release.isdigit() else None,
             )
+
+    def _deadline(self, size: int) -> float:
+        return time.monotonic() + self.timeout + size / self.min_rate
+
+    @staticmethod
+    def _check_deadline(deadline: float, what: str) -> None:
+        if time.monotonic() > deadline:
+            # like a cut connection: what arrived is kept and a download resumes next time
+            raise TransportError(f"{what}: too slow, gave up (slow retrieval)")
 
     def binary_url(self, device_type: str, seq: int) -> str:
         return f"{self.base_url}/api/v1/device-types/{quote(device_type)}/releases/{seq}/binary"
@@ -163,6 +181,7 @@ class ServerClient:
     ) -> None:
         headers = {"Range": f"bytes={offset}-", "If-Range": f'"{etag}"'} if offset else {}
         received = 0
+        deadline = self._deadline(expected_size - offset)
         with (
             _mapped("download"),
             self._client.stream("GET", url, headers=headers) as response,
@@ -180,6 +199,7 @@ class ServerClient:
                     raise TransportError(f"download: unexpected Content-Range {content_range!r}")
             with dest.open("ab" if offset else "wb") as out:
                 for chunk in response.iter_bytes(_CHUNK):
+                    self._check_deadline(deadline, "download")
                     if offset + received + len(chunk) > expected_size:
                         raise ReleaseRejected(
                             Reason.IMAGE_SIZE_MISMATCH,

@@ -78,6 +78,13 @@ class ServerSettings(BaseSettings):
     upload_timeout: float = Field(
         900, gt=0, description="seconds a client may take to send one upload's body (else 408)"
     )
+    request_head_timeout: float = Field(
+        10,
+        gt=0,
+        le=3600,
+        description="seconds a client may take to send a request line and headers (else the "
+        "connection is closed: slowloris)",
+    )
     gc_grace_seconds: int = Field(3600, ge=0)
     gc_on_start: bool = Field(
         True, description="remove unreferenced blobs older than gc_grace_seconds at start"

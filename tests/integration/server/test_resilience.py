@@ -321,3 +321,67 @@ def test_trickling_upload_times_out_with_408(
         assert not any(staging.glob("*.part"))
         response = api.http.get("/update/newest/manifest", params={"deviceType": "slow"})
         assert response.status_code == 404
+
+
+@pytest.mark.slow
+def test_acknowledged_uploads_survive_a_database_outage(
+    request: pytest.FixtureRequest, tmp_path: Path, tls_dir: Path
+):
+    """Uploads keep coming while PostgreSQL goes away and comes back: every upload answered
+    200 is there afterwards; the others got a clean 503 (JSON, Retry-After) and succeed when
+    retried; nothing is half-visible; no restart."""
+    proxy = TcpProxy((PG_ADMIN["host"], PG_ADMIN["port"]))
+    try:
+        with fresh_database("postgresql", tmp_path) as url:
+            proxied = url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+            with harness(
+                request, tmp_path, tls=tls_dir, database="sqlite", database_url=proxied,
+                db_connect_timeout=2,
+            ) as api:  # fmt: skip
+                device_type = unique_type()
+                releases = {seq: fake_release(seq, size=8192) for seq in range(1, 41)}
+                answers: dict[int, int] = {}
+                for seq, (manifest, binary) in releases.items():
+                    if seq == 10:
+                        proxy.cut()
+                    if seq == 25:
+                        proxy.heal()  # the server reconnects by itself (no restart)
+                        assert wait_until(lambda: api.http.get("/readyz").status_code == 200, 15)
+                    response = seed_upload(
+                        api.http, api.credentials.uploader, seq=seq, device_type=device_type,
+                        manifest=manifest, binary=binary,
+                    )  # fmt: skip
+                    answers[seq] = response.status_code
+                    if response.status_code != 200:
+                        assert response.status_code == 503, response.text
+                        assert response.headers["retry-after"] == "5"
+                        assert response.json()["error"]
+                    time.sleep(0.02)
+                acknowledged = {seq for seq, status in answers.items() if status == 200}
+                refused = set(answers) - acknowledged
+                assert refused, answers  # the outage was real
+                # before the cut everything lands; after it heals, at most a short tail of 503s
+                # while the pool replaces its dead connections (no restart)
+                assert acknowledged >= set(range(1, 10)) | set(range(31, 41)), answers
+
+                def visible() -> set[int]:
+                    listing = api.http.get(
+                        f"/api/v1/device-types/{device_type}/releases",
+                        headers=api.credentials.admin,
+                    )
+                    return {item["id"] for item in listing.json()}
+
+                assert wait_until(lambda: api.http.get("/readyz").status_code == 200, 15)
+                assert acknowledged <= visible()  # nothing acknowledged was lost
+                for seq in sorted(refused):  # the uploader's retries
+                    manifest, binary = releases[seq]
+                    assert seed_upload(
+                        api.http, api.credentials.uploader, seq=seq, device_type=device_type,
+                        manifest=manifest, binary=binary,
+                    ).status_code == 200  # fmt: skip
+                assert visible() == set(releases)
+                for seq in (1, 15, 40):
+                    path = f"/api/v1/device-types/{device_type}/releases/{seq}"
+                    assert api.http.get(path + "/binary").content == releases[seq][1]
+    finally:
+        proxy.cut()

@@ -150,3 +150,44 @@ def test_start_up_collects_old_orphans_only(
     with harness(request, tmp_path, tls=tls_dir):
         assert wait_until(lambda: not (objects / old[:2] / old).exists(), 5)
         assert (objects / young[:2] / young).exists()  # may belong to an upload in flight
+
+
+def test_s3_bucket_removed_is_a_clean_error(
+    request: pytest.FixtureRequest, tmp_path: Path, tls_dir: Path
+):
+    """The bucket disappears (deleted, or credentials revoked): uploads answer 503, nothing
+    becomes visible, /readyz reports it; when the bucket is back, everything works again
+    without a restart."""
+    import boto3
+
+    with harness(request, tmp_path, tls=tls_dir, storage="s3") as api:
+        moto = request.getfixturevalue("moto_server")
+        client = boto3.client("s3", **moto.client_options())
+        bucket = api.settings.s3_bucket
+        device_type = unique_type()
+        manifest, binary = fake_release(1)
+        listing = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+        for item in listing:
+            client.delete_object(Bucket=bucket, Key=item["Key"])
+        client.delete_bucket(Bucket=bucket)
+        try:
+            response = seed_upload(
+                api.http, api.credentials.uploader, seq=1, device_type=device_type,
+                manifest=manifest, binary=binary,
+            )  # fmt: skip
+            assert response.status_code == 503, response.text
+            assert response.json()["error"] and response.headers["retry-after"] == "5"
+            assert api.http.get("/readyz").status_code == 503
+            params = {"deviceType": device_type}
+            assert api.http.get("/update/newest/manifest", params=params).status_code == 404
+            assert not any((api.settings.data_dir).rglob("*.part"))
+        finally:
+            client.create_bucket(Bucket=bucket)
+        assert wait_until(lambda: api.http.get("/readyz").status_code == 200, 10)
+        response = seed_upload(
+            api.http, api.credentials.uploader, seq=1, device_type=device_type,
+            manifest=manifest, binary=binary,
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+        assert api.http.get("/update/newest/binary", params=params).content == binary
+        client.close()

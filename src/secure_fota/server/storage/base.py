@@ -12,7 +12,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from secure_fota.errors import InputError, StorageError
+from secure_fota.errors import StorageError
 
 __all__ = ["SHA256_HEX", "BlobInfo", "BlobMissing", "BlobStore", "check_digest"]
 
@@ -20,9 +20,12 @@ SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
 
 
 def check_digest(sha256: str) -> str:
-    """Return ``sha256`` if it is 64 lowercase hex digits (a blob name), else raise."""
+    """Return ``sha256`` if it is 64 lowercase hex digits (a blob name), else raise.
+
+    Blob names come from the server's own database, never from a client: anything else is
+    a damaged (or tampered) row, a server-side error and not a client's (not 422)."""
     if not SHA256_HEX.fullmatch(sha256):
-        raise InputError("sha256", "must be 64 lowercase hex digits")
+        raise StorageError("a release names a blob that is not a SHA-256 digest (damaged row)")
     return sha256
 
 

@@ -20,6 +20,7 @@ from typing import Final
 
 import anyio
 
+from secure_fota.errors import StorageError
 from secure_fota.server.errors import PayloadTooLarge
 
 __all__ = ["SPOOL_SUFFIX", "Spooled", "clean_spool_dir", "spool"]
@@ -51,9 +52,14 @@ async def spool(
 ) -> Spooled:
     """Write ``chunks`` to a new file in ``directory``, fsync it, return its digest and size.
 
-    The file is removed if anything fails (including the source raising)."""
+    The file is removed if anything fails (including the source raising). A file system that
+    refuses the bytes (full, over quota, read-only, file too large) is a :class:`StorageError`
+    (503), never an internal error."""
     path = directory / _spool_name()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise StorageError(f"cannot store an upload ({exc.strerror})") from None
     closed = False
     try:
         digest = hashlib.sha256()
@@ -71,10 +77,12 @@ async def spool(
                 view = view[written:]
         closed = True
         await anyio.to_thread.run_sync(_fsync_and_close, fd)
-    except BaseException:
+    except BaseException as exc:
         if not closed:
             os.close(fd)
         path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise StorageError(f"cannot store an upload ({exc.strerror})") from None
         raise
     return Spooled(path=path, sha256=digest.hexdigest(), size=size)
 

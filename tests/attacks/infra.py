@@ -1,0 +1,500 @@
+"""The attack suite's machinery: a real `fota server run` process (that can be killed -9 and
+restarted on the same data directory and port), certificate authorities whose keys we keep
+(so that we can mint a certificate for a wrong host), a TLS man in the middle on 127.0.0.1
+that forwards to the real server and rewrites answers, and the host C tool."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import ipaddress
+import json
+import os
+import signal
+import sqlite3
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.asgi_server import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+HOST_TOOL = Path(os.environ.get("SECURE_OTA_HOST", REPO / "build/esp32-host/secure_ota_host"))
+
+# -- certificates ------------------------------------------------------------------------------
+
+
+@dataclass
+class Authority:
+    """A CA whose private key we keep (unlike `fota keys tls`, which discards it)."""
+
+    name: str
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
+
+    @classmethod
+    def create(cls, name: str) -> Authority:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(key, hashes.SHA256())
+        )
+        return cls(name, key, cert)
+
+    def write_ca(self, path: Path) -> Path:
+        path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        return path
+
+    def issue(
+        self, directory: Path, hosts: list[str], stem: str = "server", *, expired: bool = False
+    ) -> tuple[Path, Path]:
+        """A server certificate for ``hosts`` (valid now, or ``expired`` yesterday); returns
+        (cert.pem, key.pem)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        key = ec.generate_private_key(ec.SECP256R1())
+        names: list[x509.GeneralName] = []
+        for host in hosts:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        now = datetime.datetime.now(datetime.UTC)
+        if expired:
+            now -= datetime.timedelta(days=31)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        key_path.chmod(0o600)
+        return cert_path, key_path
+
+
+# -- the real server ---------------------------------------------------------------------------
+
+UPLOADER, UPLOADER_PASSWORD = "uploader", "uploader-password-123"
+ADMIN, ADMIN_PASSWORD = "admin", "admin-password-123"
+
+
+def fota(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "secure_fota.cli.main", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+    assert done.returncode == 0, f"fota {' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+class ServerProcess:
+    """`fota server run` over TLS in its own process (SQLite and local blobs in ``data``)."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        cert: Path,
+        key: Path,
+        ca: Path,
+        env: dict[str, str] | None = None,
+        preexec: Callable[[], None] | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.root = root
+        self.data = root / "server-data"
+        self.cert, self.key, self.ca = cert, key, ca
+        self.env = {"FOTA_CACHE_TTL": "0.05", "FOTA_LOG_LEVEL": "warning", **(env or {})}
+        self.preexec = preexec
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.tokens: dict[str, str] = {}
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def setup(self) -> ServerProcess:
+        common = ["--data-dir", str(self.data)]
+        fota("server", "db", "upgrade", *common, env=self.env)
+        for user, password, role in (
+            (UPLOADER, UPLOADER_PASSWORD, "uploader"),
+            (ADMIN, ADMIN_PASSWORD, "admin"),
+        ):
+            fota(
+                "server", "user", "add", user, "--role", role, "--password-stdin", "--replace",
+                *common, stdin=password + "\n", env=self.env,
+            )  # fmt: skip
+        return self
+
+    def start(self) -> ServerProcess:
+        log = (self.root / "server.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "secure_fota.cli.main",
+                "server",
+                "run",
+                "--data-dir",
+                str(self.data),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--tls-cert",
+                str(self.cert),
+                "--tls-key",
+                str(self.key),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            preexec_fn=self.preexec,  # noqa: PLW1509 -- only setrlimit, before exec
+        )
+        log.close()
+        deadline = time.monotonic() + 60
+        context = ssl.create_default_context(cafile=str(self.ca))
+        while True:
+            assert self.process.poll() is None, self.log()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/healthz", verify=context, timeout=1).status_code == 200:
+                    return self
+            assert time.monotonic() < deadline, "server did not start:\n" + self.log()
+            time.sleep(0.1)
+
+    def log(self) -> str:
+        path = self.root / "server.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def rss_kib(self) -> int:
+        """Resident memory of the server process (VmRSS, KiB)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def http(self, **options: Any) -> httpx.Client:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        return httpx.Client(base_url=self.url, verify=context, timeout=30, **options)
+
+    # -- what an insider with access to the database and the storage can do -----------------
+    @contextlib.contextmanager
+    def database(self) -> Iterator[sqlite3.Connection]:
+        """The server's SQLite database, as an attacker on the server's host opens it."""
+        connection = sqlite3.connect(self.data / "fota.db", timeout=10)
+        try:
+            yield connection
+            connection.execute("UPDATE server_state SET generation = generation + 1")
+            connection.commit()
+        finally:
+            connection.close()
+        time.sleep(0.2)  # past cache_ttl: every worker re-reads the database
+
+    def blob(self, sha256: str) -> Path:
+        return self.data / "blobs" / "sha256" / sha256[:2] / sha256
+
+
+# -- a man in the middle -------------------------------------------------------------------------
+
+
+@dataclass
+class Request:
+    method: str
+    target: str
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == name.lower():
+                return value
+        return None
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes | AsyncIterator[bytes] = b""
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == name.lower():
+                return value
+        return None
+
+    def without(self, *names: str) -> list[tuple[str, str]]:
+        drop = {n.lower() for n in names}
+        return [(k, v) for k, v in self.headers if k.lower() not in drop]
+
+    async def read(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
+        data = bytearray()
+        async for chunk in self.body:
+            data += chunk
+        self.body = bytes(data)
+        return self.body
+
+
+Forward = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request, Forward], Awaitable[Response]]
+
+_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+_REASONS = {200: "OK", 206: "Partial Content", 304: "Not Modified", 404: "Not Found"}
+
+
+async def _passthrough(request: Request, forward: Forward) -> Response:
+    return await forward(request)
+
+
+@dataclass
+class Mitm:
+    """An HTTPS reverse proxy on 127.0.0.1 presenting ``cert``/``key`` to the device and
+    forwarding to ``upstream`` (verified with ``upstream_ca``); ``handler`` sees every request
+    and may rewrite, replay or invent the answer. One request per connection."""
+
+    upstream: str
+    upstream_ca: Path
+    cert: Path
+    key: Path
+    handler: Handler = _passthrough
+    port: int = field(default_factory=free_port)
+    requests: list[Request] = field(default_factory=list)
+    sent_bytes: int = 0
+    tls_failures: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Mitm:
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10), "MITM did not start"
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._main())
+        self._loop.close()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, self.key)
+        upstream_tls = ssl.create_default_context(cafile=str(self.upstream_ca))
+        self._client = httpx.AsyncClient(verify=upstream_tls, timeout=30)
+        server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=context)
+        self._ready.set()
+        async with server:
+            await self._stop.wait()
+            server.close()
+        await self._client.aclose()
+
+    async def forward(self, request: Request) -> Response:
+        headers = [(k, v) for k, v in request.headers if k.lower() not in _HOP]
+        upstream = self._client.build_request(
+            request.method, self.upstream + request.target, headers=headers, content=request.body
+        )
+        response = await self._client.send(upstream, stream=True)
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in response.aiter_raw():
+                    yield chunk
+            finally:
+                await response.aclose()
+
+        return Response(response.status_code, list(response.headers.items()), body())
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await self._read_request(reader)
+            if request is None:
+                return
+            self.requests.append(request)
+            response = await self.handler(request, self.forward)
+            await self._write(writer, response)
+        except (ssl.SSLError, ConnectionError, asyncio.IncompleteReadError):
+            self.tls_failures += 1
+        except httpx.HTTPError:
+            pass  # the upstream went away mid-answer: the device sees a cut connection
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+                await writer.wait_closed()
+
+    @staticmethod
+    async def _read_request(reader: asyncio.StreamReader) -> Request | None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, _ = lines[0].split(" ", 2)
+        headers = []
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers.append((name.strip(), value.strip()))
+        request = Request(method, target, headers)
+        length = request.header("content-length")
+        if length:
+            request.body = await reader.readexactly(int(length))
+        return request
+
+    @staticmethod
+    def _peer_gone(writer: asyncio.StreamWriter) -> bool:
+        sock = writer.get_extra_info("socket")
+        return sock is None or sock.fileno() < 0
+
+    async def _write(self, writer: asyncio.StreamWriter, response: Response) -> None:
+        reason = _REASONS.get(response.status, "Status")
+        head = [f"HTTP/1.1 {response.status} {reason}"]
+        head += [f"{k}: {v}" for k, v in response.headers if k.lower() not in _HOP]
+        if isinstance(response.body, bytes):
+            head.append(f"Content-Length: {len(response.body)}")
+        else:
+            length = response.header("content-length")
+            if length is not None:
+                head.append(f"Content-Length: {length}")
+        head.append("Connection: close")
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        if isinstance(response.body, bytes):
+            writer.write(response.body)
+            self.sent_bytes += len(response.body)
+            await writer.drain()
+            return
+        async for chunk in response.body:
+            if writer.is_closing() or self._peer_gone(writer):
+                break  # the device hung up: count only what it could still receive
+            writer.write(chunk)
+            self.sent_bytes += len(chunk)
+            await writer.drain()
+            await asyncio.sleep(0)  # let a hang-up (connection_lost) be noticed
+
+
+# -- the ESP32 C core on the host ----------------------------------------------------------------
+
+
+def c_tool_help() -> str:
+    if not HOST_TOOL.exists():
+        return ""
+    done = subprocess.run([str(HOST_TOOL), "--help"], capture_output=True, timeout=30, check=False)
+    return done.stdout.decode()
+
+
+def run_c_tool(
+    keys: Path,
+    manifest: Path,
+    binary: Path | None,
+    *,
+    device_type: str,
+    installed_seq: int,
+    secure_version: int,
+    chip_id: int | None = None,
+    now: int | None = None,
+    freshness: Path | None = None,
+    nonce: str | None = None,
+    extra: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    args = [
+        str(HOST_TOOL), "verify", "--device-keys", str(keys),
+        "--installed-seq", str(installed_seq), "--secure-version", str(secure_version),
+        "--device-type", device_type, *extra,
+    ]  # fmt: skip
+    if chip_id is not None:
+        args += ["--chip-id", str(chip_id)]
+    if now is not None:
+        args += ["--now", str(now)]
+    if freshness is not None:
+        assert nonce is not None
+        args += ["--freshness", str(freshness), "--nonce", nonce]
+    args.append(str(manifest))
+    if binary is not None:
+        args.append(str(binary))
+    done = subprocess.run(args, capture_output=True, timeout=60, check=False)
+    assert done.returncode in (0, 3), done.stderr.decode()
+    verdict: dict[str, Any] = json.loads(done.stdout.decode().strip())
+    return verdict
