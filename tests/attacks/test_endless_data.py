@@ -4,6 +4,7 @@ sending, or sends so slowly that it never finishes."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator
 
@@ -70,12 +71,15 @@ def test_server_database_announces_a_larger_binary(lab: Lab) -> None:
     device = lab.device()
     files = lab.publish("1.1.0", 2)
     row = lab.row(2)
-    blob = lab.server.blob(row["binary_sha256"])
-    with blob.open("ab") as handle:
-        handle.write(b"\x00" * 1024 * 1024)
+    grown = files.binary.read_bytes() + b"\x00" * 1024 * 1024
+    digest = hashlib.sha256(grown).hexdigest()
+    blob = lab.server.blob(digest)
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.write_bytes(grown)  # a new, consistent blob, so the server's own check passes
     with lab.server.database() as db:
         db.execute(
-            "UPDATE releases SET binary_size = binary_size + 1048576 WHERE pk = ?", (row["pk"],)
+            "UPDATE releases SET binary_size = ?, binary_sha256 = ? WHERE pk = ?",
+            (len(grown), digest, row["pk"]),
         )
     refused(device, "image_size_mismatch")
     lab.assert_c_rejects(device, files.manifest, blob, "image_size_mismatch")

@@ -14,16 +14,42 @@ from tests.attacks.conftest import Lab, refused
 
 
 def test_binary_blob_swapped_on_disk(lab: Lab) -> None:
-    """Release 3's image file replaced by release 2's (both genuine) behind the database."""
+    """Release 3's image file replaced by release 2's (both genuine) behind the database.
+
+    The server checks a binary against its row when it loads it, so the swap is an error
+    answer; the device keeps its state, and the swapped file fails the device's own check.
+    """
     device = lab.device()
     two = lab.publish("1.1.0", 2)
     three = lab.publish("1.2.0", 3)
+    before = device.status()
     blob = lab.server.blob(lab.row(3)["binary_sha256"])
     blob.write_bytes(
         two.binary.read_bytes()[: blob.stat().st_size].ljust(blob.stat().st_size, b"\0")
     )
-    refused(device, "enc_digest_mismatch")
+    with pytest.raises(TransportError, match="503"):
+        device.perform_update()
+    assert device.status() == before
     lab.assert_c_rejects(device, three.manifest, blob, "enc_digest_mismatch")
+
+
+def test_binary_swapped_on_disk_and_in_the_database(lab: Lab) -> None:
+    """The insider also rewrites the row's digest and size, so the server serves the swap."""
+    device = lab.device()
+    two = lab.publish("1.1.0", 2)
+    three = lab.publish("1.2.0", 3)
+    swapped = two.binary.read_bytes()
+    digest = hashlib.sha256(swapped).hexdigest()
+    path = lab.server.blob(digest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(swapped)
+    with lab.server.database() as db:
+        db.execute(
+            "UPDATE releases SET binary_sha256 = ?, binary_size = ? WHERE pk = ?",
+            (digest, len(swapped), lab.row(3)["pk"]),
+        )
+    refused(device, "enc_digest_mismatch")
+    lab.assert_c_rejects(device, three.manifest, path, "enc_digest_mismatch")
 
 
 def test_manifest_blob_swapped_on_disk(lab: Lab) -> None:
