@@ -52,3 +52,10 @@ def test_rules_apply_in_documented_order() -> None:
     assert reason(facts=DeviceFacts("sensor-v2", 0, 9, 9, 1)) is Reason.ROLLBACK
     assert reason(facts=DeviceFacts("sensor-v2", 0, 1, 9, 1)) is Reason.SECURE_VERSION_TOO_LOW
     assert reason(facts=DeviceFacts("sensor-v2", 0, 1, 0, 1), now=2_000_000_000) is Reason.EXPIRED
+
+
+def test_installed_release_past_its_expiry_is_a_freeze() -> None:
+    installed = DeviceFacts("sensor-v2", 0, 7, 1)
+    assert reason(facts=installed, now=1_700_000_099) is Reason.ALREADY_INSTALLED
+    assert reason(facts=installed, now=1_700_000_100) is Reason.EXPIRED
+    assert reason(facts=installed, now=None) is Reason.ALREADY_INSTALLED  # no clock, no bound

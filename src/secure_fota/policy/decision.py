@@ -5,6 +5,8 @@ The rules, in order (the first failing rule is the reason):
 1. ``device_type`` equals the device's type              -> ``wrong_device_type``
 2. ``chip_id`` equals the device's chip                   -> ``wrong_chip``
 3. ``seq`` is not the installed one                       -> ``already_installed``
+   (but ``expired`` when the device knows the time and it is past ``exp``: the server keeps
+   offering a release its author no longer vouches for, so newer ones are being withheld)
 4. ``seq`` is greater than the installed one              -> ``rollback``
 5. ``secure_version`` is not below the device's eFuse     -> ``secure_version_too_low``
 6. when the device knows the time, it is before ``exp``   -> ``expired``
@@ -52,7 +54,14 @@ def decide(claims: ManifestClaims, facts: DeviceFacts, *, now: int | None) -> No
             f"release is for {chip_name(claims.chip_id)}, this device is "
             f"{chip_name(facts.chip_id)}",
         )
+    expired = now is not None and claims.exp is not None and now >= claims.exp
     if claims.seq == facts.installed_seq:
+        if expired:
+            raise ReleaseRejected(
+                Reason.EXPIRED,
+                f"the server's newest release is the installed release {claims.seq}, which "
+                f"expired at {claims.exp} (device time {now}): updates are being withheld",
+            )
         raise ReleaseRejected(Reason.ALREADY_INSTALLED, f"release {claims.seq} is installed")
     if claims.seq < facts.installed_seq:
         raise ReleaseRejected(
@@ -65,7 +74,7 @@ def decide(claims: ManifestClaims, facts: DeviceFacts, *, now: int | None) -> No
             f"secure_version {claims.secure_version} is below the device's "
             f"anti-rollback value {facts.secure_version}",
         )
-    if now is not None and claims.exp is not None and now >= claims.exp:
+    if expired:
         raise ReleaseRejected(
             Reason.EXPIRED, f"manifest expired at {claims.exp} (device time {now})"
         )

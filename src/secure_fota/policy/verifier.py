@@ -120,10 +120,7 @@ def check_manifest(
 ) -> OpenedManifest:
     """Open a manifest, check its freshness (when asked) and decide whether to update.
 
-    ``freshness`` is ``(statement, nonce)`` for devices that hold a freshness key. A device
-    with a trusted clock that is offered its own installed release after that release's
-    ``exp`` reports ``expired`` rather than "up to date": the offline bound on a freeze by a
-    server that holds the freshness key (docs/formats.md §7).
+    ``freshness`` is ``(statement, nonce)`` for devices that hold a freshness key.
     """
     opened = open_checked(token, keys)
     if freshness is not None:
@@ -131,24 +128,7 @@ def check_manifest(
         check_freshness(
             statement, token, opened.claims, keys, nonce=nonce, device_type=facts.device_type
         )
-    try:
-        decide(opened.claims, facts, now=now)
-    except ReleaseRejected as exc:
-        claims = opened.claims
-        if (
-            exc.reason is Reason.ALREADY_INSTALLED
-            and now is not None
-            and claims.exp is not None
-            and now >= claims.exp
-        ):
-            # the newest release offered is the installed one, and its author no longer
-            # vouches for it: the device is being held on a stale release (a freeze)
-            raise ReleaseRejected(
-                Reason.EXPIRED,
-                f"the server's newest release is the installed release {claims.seq}, which "
-                f"expired at {claims.exp} (device time {now}): updates are being withheld",
-            ) from None
-        raise
+    decide(opened.claims, facts, now=now)
     return opened
 
 
