@@ -9,6 +9,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
@@ -17,7 +18,7 @@ from secure_fota import __version__
 from secure_fota.errors import FotaError
 from secure_fota.server import http_errors
 from secure_fota.server.context import ServerContext, build_context
-from secure_fota.server.fastpath import answer_poll, is_poll
+from secure_fota.server.fastpath import PollAnswerer, is_poll
 from secure_fota.server.metrics import Metrics, MetricsMiddleware
 from secure_fota.server.routes import ops, seed_compat, v1
 from secure_fota.server.settings import ServerSettings, settings_from_environment
@@ -40,8 +41,12 @@ class FotaApp(FastAPI):
     """FastAPI, with device polls answered before its middleware and routing when they can be
     answered from the cache (:mod:`secure_fota.server.fastpath`)."""
 
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._answer_poll = PollAnswerer()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if is_poll(scope) and await answer_poll(self.state.context, scope, send):
+        if is_poll(scope) and await self._answer_poll(self.state.context, scope, send):
             return
         await super().__call__(scope, receive, send)
 

@@ -2,7 +2,7 @@
 the newest-manifest cache before FastAPI's middleware, routing and dependency layers.
 
 A fleet's load is almost only this request, and those layers cost about three quarters of
-the server's time per poll (docs/PERFORMANCE.md). :func:`answer_poll` answers the common case
+the server's time per poll (docs/PERFORMANCE.md). :class:`PollAnswerer` answers the common case
 (a valid device type and nonce, open device access, a cached newest release) with the same
 function the route uses (:func:`~secure_fota.server.delivery.manifest_answer`), so status,
 headers and body are the route's, and counts it in the same metrics. Anything else (a missing,
@@ -24,19 +24,12 @@ from secure_fota.server.context import ServerContext
 from secure_fota.server.delivery import manifest_answer
 from secure_fota.server.freshness import check_nonce
 
-__all__ = ["POLL_PATH", "answer_poll", "is_poll"]
+__all__ = ["POLL_PATH", "PollAnswerer", "is_poll"]
 
 POLL_PATH: Final = "/update/newest/manifest"
 _METHODS: Final = frozenset({"GET", "HEAD"})
 _IF_NONE_MATCH: Final = b"if-none-match"
-
-
-#: device types that passed check_name (pure, so the answer never changes); bounded
-_VALID_NAMES: set[str] = set()
 _MAX_VALID_NAMES: Final = 10_000
-#: (id(entry), status, method) -> (entry, raw headers) for answers without a nonce: the
-#: entry is kept so that its id is not reused while the key exists; bounded
-_RAW_HEADERS: dict[tuple[int, int, str], tuple[object, list[tuple[bytes, bytes]]]] = {}
 _MAX_RAW_HEADERS: Final = 1_000
 
 
@@ -64,57 +57,68 @@ def is_poll(scope: Scope) -> bool:
     return scope["type"] == "http" and scope["path"] == POLL_PATH and scope["method"] in _METHODS
 
 
-async def answer_poll(context: object, scope: Scope, send: Send) -> bool:
-    """Send the answer to a device poll and return True, or return False having sent nothing
-    (the caller then hands the request to the app)."""
-    started = time.perf_counter()
-    if not isinstance(context, ServerContext) or context.auth.device_mode != "open":
-        return False
-    try:
-        params: dict[str, str] = {}
-        for name, value in _query(scope["query_string"]):
-            if name in params:
-                return False  # a repeated parameter: the route decides what it means
-            params[name] = value
-        device_type = params.get("deviceType")
-        if device_type is None:
+class PollAnswerer:
+    """One app's fast path, with its two bounded memo tables (nothing is shared between apps)."""
+
+    def __init__(self) -> None:
+        #: device types that passed check_name (pure, so the answer never changes)
+        self._valid_names: set[str] = set()
+        #: (id(entry), status, method) -> (entry, raw headers) for answers without a nonce;
+        #: the entry is kept so that its id is not reused while the key exists
+        self._raw_headers: dict[tuple[int, int, str], tuple[object, list[tuple[bytes, bytes]]]] = {}
+
+    async def __call__(self, context: object, scope: Scope, send: Send) -> bool:
+        """Send the answer to a device poll and return True, or return False having sent
+        nothing (the caller then hands the request to the app)."""
+        started = time.perf_counter()
+        if not isinstance(context, ServerContext) or context.auth.device_mode != "open":
             return False
-        if device_type not in _VALID_NAMES:
-            check_name("deviceType", device_type)
-            if len(_VALID_NAMES) < _MAX_VALID_NAMES:
-                _VALID_NAMES.add(device_type)
-        nonce = check_nonce(params.get("nonce"))
-        if_none_match = None
-        for header, header_value in scope["headers"]:
-            if header == _IF_NONE_MATCH:
-                if if_none_match is not None:
-                    return False
-                if_none_match = header_value.decode("latin-1")
-        entry = await context.cache.newest(device_type)
-        if entry is None:
+        try:
+            params: dict[str, str] = {}
+            for name, value in _query(scope["query_string"]):
+                if name in params:
+                    return False  # a repeated parameter: the route decides what it means
+                params[name] = value
+            device_type = params.get("deviceType")
+            if device_type is None:
+                return False
+            if device_type not in self._valid_names:
+                check_name("deviceType", device_type)
+                if len(self._valid_names) < _MAX_VALID_NAMES:
+                    self._valid_names.add(device_type)
+            nonce = check_nonce(params.get("nonce"))
+            if_none_match = None
+            for header, header_value in scope["headers"]:
+                if header == _IF_NONE_MATCH:
+                    if if_none_match is not None:
+                        return False
+                    if_none_match = header_value.decode("latin-1")
+            entry = await context.cache.newest(device_type)
+            if entry is None:
+                return False
+            status, headers, body = manifest_answer(
+                context,
+                method=scope["method"],
+                if_none_match=if_none_match,
+                release=entry.release,
+                manifest=entry.manifest,
+                headers=entry.manifest_headers,
+                nonce=nonce,
+            )
+            if nonce is None:
+                key = (id(entry), status, scope["method"])
+                table = self._raw_headers
+                cached = table.get(key)
+                if cached is None or cached[0] is not entry:
+                    if len(table) >= _MAX_RAW_HEADERS:
+                        table.clear()
+                    cached = table[key] = (entry, _raw(headers))
+                raw_headers = cached[1]
+            else:
+                raw_headers = _raw(headers)
+        except Exception:  # noqa: BLE001 -- the route answers (and logs) every failure itself
             return False
-        status, headers, body = manifest_answer(
-            context,
-            method=scope["method"],
-            if_none_match=if_none_match,
-            release=entry.release,
-            manifest=entry.manifest,
-            headers=entry.manifest_headers,
-            nonce=nonce,
-        )
-        if nonce is None:
-            key = (id(entry), status, scope["method"])
-            cached = _RAW_HEADERS.get(key)
-            if cached is None or cached[0] is not entry:
-                if len(_RAW_HEADERS) >= _MAX_RAW_HEADERS:
-                    _RAW_HEADERS.clear()
-                cached = _RAW_HEADERS[key] = (entry, _raw(headers))
-            raw_headers = cached[1]
-        else:
-            raw_headers = _raw(headers)
-    except Exception:  # noqa: BLE001 -- the route answers (and logs) every failure itself
-        return False
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": body})
-    context.metrics.observe(POLL_PATH, scope["method"], status, time.perf_counter() - started)
-    return True
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": body})
+        context.metrics.observe(POLL_PATH, scope["method"], status, time.perf_counter() - started)
+        return True

@@ -47,14 +47,14 @@ def fast(
 def answered(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """What the fast path returned for each poll (True: it answered)."""
     results: list[bool] = []
-    original = app_module.answer_poll
+    original = app_module.PollAnswerer.__call__
 
-    async def spy(*args: Any) -> bool:
-        result = await original(*args)
+    async def spy(self: app_module.PollAnswerer, *args: Any) -> bool:
+        result = await original(self, *args)
         results.append(result)
         return result
 
-    monkeypatch.setattr(app_module, "answer_poll", spy)
+    monkeypatch.setattr(app_module.PollAnswerer, "__call__", spy)
     return results
 
 
