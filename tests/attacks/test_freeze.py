@@ -248,11 +248,6 @@ def test_compromised_freshness_key_is_bounded_by_exp(lab: Lab) -> None:
     lab.assert_c_rejects(behind, two.manifest, None, "expired", now=later)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the C core still answers already_installed after exp for the installed release "
-    "(docs/formats.md §7 freeze rule, added with the attack suite; C follow-up)",
-)
 def test_c_core_reports_a_freeze_on_the_installed_release(lab: Lab) -> None:
     two = lab.publish("1.1.0", 2, expires_in=3600)
     device = lab.device()

@@ -862,6 +862,11 @@ def build_all(b: Builder) -> None:  # noqa: PLR0915 -- one list of cases reads b
         secure_version=claims.secure_version + 1,
     )
     b.case("expired", me, None, "expired", now=ce.exp)
+    # rule 3 of §6: the installed release past its exp is a freeze, before it is just installed
+    b.case("installed_expired", me, None, "expired", installed_seq=ce.seq, now=ce.exp)
+    b.case(
+        "installed_before_exp", me, None, "already_installed", installed_seq=ce.seq, now=ce.exp - 1
+    )
 
     # -- image -------------------------------------------------------------------------
     data = bin_.read_bytes()

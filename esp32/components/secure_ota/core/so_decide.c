@@ -19,8 +19,10 @@ int so_decide(const so_claims_t *claims, const so_device_facts_t *facts)
     if (claims->chip_id != facts->chip_id) {
         return SO_REASON_WRONG_CHIP;
     }
+    bool expired = facts->has_clock && claims->has_exp && facts->now >= claims->exp;
     if ((int64_t)claims->seq == facts->installed_seq) {
-        return SO_REASON_ALREADY_INSTALLED;
+        /* rule 3: the installed release past its exp means updates are being withheld */
+        return expired ? SO_REASON_EXPIRED : SO_REASON_ALREADY_INSTALLED;
     }
     if ((int64_t)claims->seq < facts->installed_seq) {
         return SO_REASON_ROLLBACK;
@@ -28,7 +30,7 @@ int so_decide(const so_claims_t *claims, const so_device_facts_t *facts)
     if ((int64_t)claims->secure_version < facts->secure_version) {
         return SO_REASON_SECURE_VERSION_TOO_LOW;
     }
-    if (facts->has_clock && claims->has_exp && facts->now >= claims->exp) {
+    if (expired) {
         return SO_REASON_EXPIRED;
     }
     uint32_t slot = facts->slot_size ? facts->slot_size : SO_MAX_IMAGE_SIZE;

@@ -236,30 +236,56 @@ esp_err_t secure_ota_nvs_set_pending(uint32_t seq, uint32_t partition_address)
     return err;
 }
 
-/* Remember a manifest that is not an update, so that the next poll can send If-None-Match. */
-static void remember_judged(const char *sha256_hex)
+/* The last manifest judged not an update (the installed release): its SHA-256, so that the
+ * next poll can send If-None-Match, and its `exp` (0: none), so that a 304 for it is still
+ * judged by rule 3 of docs/formats.md §6 (past exp: updates are being withheld). */
+typedef struct {
+    char sha256_hex[65];
+    uint64_t exp;
+} judged_t;
+
+#define JUDGED_BLOB_LEN (64 + 8)
+
+static void remember_judged(const char *sha256_hex, const so_claims_t *claims)
 {
+    uint8_t blob[JUDGED_BLOB_LEN];
+    uint64_t exp = claims->has_exp ? claims->exp : 0;
+    memcpy(blob, sha256_hex, 64);
+    for (size_t i = 0; i < 8; i++) {
+        blob[64 + i] = (uint8_t)(exp >> (8 * i));
+    }
     nvs_handle_t nvs;
     if (nvs_open(SECURE_OTA_NVS_NAMESPACE, NVS_READWRITE, &nvs) != ESP_OK) {
         return;
     }
-    if (nvs_set_blob(nvs, NVS_JUDGED, sha256_hex, 64) == ESP_OK) {
+    if (nvs_set_blob(nvs, NVS_JUDGED, blob, sizeof blob) == ESP_OK) {
         nvs_commit(nvs);
     }
     nvs_close(nvs);
 }
 
-static bool judged(char sha256_hex[65])
+static bool judged(judged_t *out)
 {
+    memset(out, 0, sizeof *out);
     nvs_handle_t nvs;
     if (nvs_open(SECURE_OTA_NVS_NAMESPACE, NVS_READONLY, &nvs) != ESP_OK) {
         return false;
     }
-    size_t len = 64;
-    bool ok = nvs_get_blob(nvs, NVS_JUDGED, sha256_hex, &len) == ESP_OK && len == 64;
+    uint8_t blob[JUDGED_BLOB_LEN];
+    size_t len = sizeof blob;
+    /* 64 bytes: written by an earlier version of this component, without exp */
+    bool ok = nvs_get_blob(nvs, NVS_JUDGED, blob, &len) == ESP_OK &&
+              (len == 64 || len == JUDGED_BLOB_LEN);
     nvs_close(nvs);
-    sha256_hex[64] = '\0';
-    return ok;
+    if (!ok) {
+        return false;
+    }
+    memcpy(out->sha256_hex, blob, 64);
+    out->sha256_hex[64] = '\0';
+    for (size_t i = 0; len == JUDGED_BLOB_LEN && i < 8; i++) {
+        out->exp |= (uint64_t)blob[64 + i] << (8 * i);
+    }
+    return true;
 }
 
 /* Stage the newer key set a release was verified under, until that release is confirmed.
@@ -380,11 +406,11 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota
     }
     snprintf(url, SECURE_OTA_URL_MAX, "%s/update/newest/manifest?deviceType=%s%s%s",
              cfg->server_url, cfg->device_type, freshness ? "&nonce=" : "", nonce);
-    char judged_sha[65];
-    bool have_judged = judged(judged_sha);
+    judged_t last;
+    bool have_judged = judged(&last);
     secure_ota_request_t req = {
         .url = url,
-        .if_none_match = have_judged ? judged_sha : NULL,
+        .if_none_match = have_judged ? last.sha256_hex : NULL,
         .max_body = 0, /* `collect` refuses more than 16 KiB as manifest_too_large */
         .sink = collect,
         .sink_ctx = &body,
@@ -403,15 +429,26 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota
     }
     if (status == 304 && have_judged) {
         /* unchanged since we judged it; with freshness, the server must still vouch for it */
+        int r = SO_OK;
         if (freshness) {
-            int r = headers->freshness_truncated
-                        ? SO_REASON_FRESHNESS_INVALID
-                        : so_freshness_check_digest(ring, (const uint8_t *)headers->freshness,
-                                                    strlen(headers->freshness), judged_sha,
-                                                    nonce, cfg->device_type);
-            ret = secure_ota_err_from_core(r);
-            out->verdict = ret;
+            r = headers->freshness_truncated
+                    ? SO_REASON_FRESHNESS_INVALID
+                    : so_freshness_check_digest(ring, (const uint8_t *)headers->freshness,
+                                                strlen(headers->freshness), last.sha256_hex,
+                                                nonce, cfg->device_type);
         }
+        if (r == SO_OK && last.exp) {
+            /* rule 3 of §6 again: the installed release may have expired since */
+            so_device_facts_t facts;
+            ESP_GOTO_ON_ERROR(device_facts(cfg, &facts), done, TAG, "device facts");
+            if (facts.has_clock && facts.now >= last.exp) {
+                r = SO_REASON_EXPIRED;
+                ESP_LOGW(TAG, "the installed release expired at %" PRIu64
+                         ": the server is withholding updates", last.exp);
+            }
+        }
+        ret = secure_ota_err_from_core(r);
+        out->verdict = ret;
         goto done;
     }
     ESP_GOTO_ON_FALSE(status == 200, SECURE_OTA_ERR_SERVER, done, TAG, "manifest: HTTP %d", status);
@@ -449,7 +486,7 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota
     } else if (r == SO_REASON_ALREADY_INSTALLED) {
         char sha[65];
         so_sha256_hex(body.buf, body.len, sha);
-        remember_judged(sha);
+        remember_judged(sha, &out->claims);
         ESP_LOGI(TAG, "up to date (seq %" PRIu32 ")", out->claims.seq);
     } else {
         ret = out->verdict;
