@@ -458,13 +458,6 @@ class Mitm:
 # -- the ESP32 C core on the host ----------------------------------------------------------------
 
 
-def c_tool_help() -> str:
-    if not HOST_TOOL.exists():
-        return ""
-    done = subprocess.run([str(HOST_TOOL), "--help"], capture_output=True, timeout=30, check=False)
-    return done.stdout.decode()
-
-
 def run_c_tool(
     keys: Path,
     manifest: Path,

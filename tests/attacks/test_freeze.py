@@ -15,8 +15,6 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
-
 from secure_fota.crypto.freshness import FreshnessStatement, make_statement
 from secure_fota.crypto.keys import Role, load_private_key
 from secure_fota.keyfiles import read_key_file

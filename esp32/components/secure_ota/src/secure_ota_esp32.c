@@ -19,6 +19,7 @@
 #include "esp_ota_ops.h"
 #include "esp_random.h"
 #include "esp_system.h"
+#include "esp_timer.h"
 #include "nvs.h"
 #include "sdkconfig.h"
 #include "secure_ota_priv.h"
@@ -576,9 +577,14 @@ static esp_err_t plain_update(const secure_ota_config_t *cfg, const so_keyring_t
         .decrypt_user_ctx = &ctx,
         .enc_img_header_size = esp_encrypted_img_get_header_size(),
     };
+    const int64_t deadline = secure_ota_deadline(cfg, claims->enc_size);
     ESP_GOTO_ON_ERROR(esp_https_ota_begin(&ota_cfg, &ota), fail, TAG, "esp_https_ota_begin");
     esp_err_t err;
     while ((err = esp_https_ota_perform(ota)) == ESP_ERR_HTTPS_OTA_IN_PROGRESS) {
+        if (esp_timer_get_time() >= deadline) {
+            err = ESP_ERR_TIMEOUT; /* slow retrieval: the server trickles the image */
+            break;
+        }
     }
     if (err != ESP_OK || !esp_https_ota_is_complete_data_received(ota)) {
         ESP_LOGE(TAG, "download failed: %s", esp_err_to_name(err));

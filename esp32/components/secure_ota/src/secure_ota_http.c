@@ -12,6 +12,7 @@
 
 #include "esp_check.h"
 #include "esp_log.h"
+#include "esp_timer.h"
 #include "sdkconfig.h"
 #include "secure_ota_priv.h"
 
@@ -60,6 +61,13 @@ static esp_err_t on_event(esp_http_client_event_t *evt)
         }
     }
     return ESP_OK;
+}
+
+int64_t secure_ota_deadline(const secure_ota_config_t *cfg, size_t size)
+{
+    int timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : CONFIG_SECURE_OTA_HTTP_TIMEOUT_MS;
+    return esp_timer_get_time() + (int64_t)timeout_ms * 1000 +
+           (int64_t)size * 1000000 / CONFIG_SECURE_OTA_MIN_RATE;
 }
 
 esp_err_t secure_ota_http_get(const secure_ota_config_t *cfg, const secure_ota_request_t *req,
@@ -118,13 +126,22 @@ esp_err_t secure_ota_http_get(const secure_ota_config_t *cfg, const secure_ota_r
     ESP_GOTO_ON_FALSE(!req->max_body || length <= (int64_t)req->max_body, SECURE_OTA_ERR_SERVER,
                       done, TAG, "body of %lld bytes is larger than %u", (long long)length,
                       (unsigned)req->max_body);
+    /* slow retrieval: however the server trickles, the body ends by this deadline */
+    size_t expected = req->expected ? req->expected : req->max_body;
+    if (!expected) {
+        expected = length > 0 ? (size_t)length : SO_MAX_MANIFEST_SIZE;
+    }
+    const int64_t deadline = secure_ota_deadline(cfg, expected);
     const size_t chunk = 2048;
     buf = malloc(chunk);
     ESP_GOTO_ON_FALSE(buf, ESP_ERR_NO_MEM, done, TAG, "no memory for the body buffer");
     for (;;) {
+        ESP_GOTO_ON_FALSE(esp_timer_get_time() < deadline, ESP_ERR_TIMEOUT, done, TAG,
+                          "too slow (slow retrieval): gave up after %u bytes",
+                          (unsigned)*body_len);
         int n = esp_http_client_read(client, buf, (int)chunk);
         if (n == -ESP_ERR_HTTP_EAGAIN) {
-            continue; /* timed out before data: esp_http_client's own timeout bounds this */
+            continue; /* timed out before data: the deadline above bounds the retries */
         }
         ESP_GOTO_ON_FALSE(n >= 0, ESP_FAIL, done, TAG, "read failed (%d)", n);
         if (n == 0) {

@@ -33,9 +33,16 @@ typedef struct {
     const char *range;            /* "bytes=a-b" or NULL */
     const char *if_none_match;    /* hex SHA-256 or NULL */
     size_t max_body;              /* refuse longer bodies (0: no limit) */
+    size_t expected;              /* bytes expected, for the slow-retrieval deadline (0: max_body) */
     secure_ota_sink_t sink;
     void *sink_ctx;
 } secure_ota_request_t;
+
+/**
+ * Slow-retrieval deadline (esp_timer microseconds) of a transfer of `size` bytes started now:
+ * one HTTP timeout plus `size` / CONFIG_SECURE_OTA_MIN_RATE seconds.
+ */
+int64_t secure_ota_deadline(const secure_ota_config_t *cfg, size_t size);
 
 /**
  * One GET with the component's TLS policy (pinned CA, hostname verified, no redirects to
