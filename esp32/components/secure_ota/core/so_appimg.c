@@ -62,6 +62,26 @@ static uint32_t le32(const uint8_t *p)
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
+/* `acc` XOR every byte of p[0..n), eight bytes at a time (the order of the bytes in a word does
+ * not matter to XOR, so this is the same on any endianness). */
+static uint8_t xor_bytes(uint8_t acc, const uint8_t *p, size_t n)
+{
+    uint64_t w = 0;
+    for (; n >= 8; n -= 8, p += 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        w ^= v;
+    }
+    w ^= w >> 32;
+    w ^= w >> 16;
+    w ^= w >> 8;
+    acc ^= (uint8_t)w;
+    while (n--) {
+        acc ^= *p++;
+    }
+    return acc;
+}
+
 int so_app_check_new(const so_keyring_t *ring, const so_claims_t *claims, so_app_check_t **out)
 {
     if (!ring || !claims || !out) {
@@ -147,9 +167,7 @@ static void piece(so_app_check_t *app)
     }
     case P_DESC:
         memcpy(app->desc, b, DESC_SIZE);
-        for (size_t i = 0; i < DESC_SIZE; i++) {
-            app->checksum ^= b[i];
-        }
+        app->checksum = xor_bytes(app->checksum, b, DESC_SIZE);
         if (app->seg_left) {
             want(app, P_SEG_DATA, 0);
         } else {
@@ -183,9 +201,7 @@ static void parse(so_app_check_t *app, const uint8_t *data, size_t len)
         switch (app->phase) {
         case P_SEG_DATA:
             take = app->seg_left < len ? (size_t)app->seg_left : len;
-            for (size_t i = 0; i < take; i++) {
-                app->checksum ^= data[i];
-            }
+            app->checksum = xor_bytes(app->checksum, data, take);
             so_sha256_update(&app->image_hash, data, take);
             app->position += take;
             app->seg_left -= take;
@@ -258,10 +274,11 @@ void so_app_check_update(so_app_check_t *app, const uint8_t *data, size_t len)
         }
         i = n;
     }
-    for (; i < len; i++) {
+    if (i < len) { /* the tail: bytes from offset data_length on, at most tail_size of them */
         uint64_t at = app->received + i - app->data_length;
         if (at < app->tail_size) {
-            app->tail[at] = data[i];
+            size_t n = len - i < app->tail_size - at ? len - i : (size_t)(app->tail_size - at);
+            memcpy(app->tail + at, data + i, n);
         }
     }
     app->received += len;
