@@ -148,7 +148,7 @@ int main(int argc, char **argv)
     /* 1. so_manifest_open */
     for (int i = 0; i < repeats; i++) {
         double s = now_ms();
-        check(so_manifest_open(ring, manifest, manifest_len, &claims, NULL), "manifest_open");
+        check(so_manifest_open(ring, manifest, manifest_len, &claims, NULL, NULL), "manifest_open");
         t[i] = now_ms() - s;
     }
     double manifest_open = median(t, repeats);

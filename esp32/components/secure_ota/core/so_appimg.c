@@ -5,6 +5,13 @@
  * and 7): structure (header, segments, checksum, appended SHA-256, esp_app_desc_t), equality
  * with the claims, and the secure-boot signature (V1 or V2) by the device's key. Bounded
  * memory: a 4096-byte tail buffer for the signature, never the whole image.
+ *
+ * One pass of SHA-256 over the stream: a running hash of every byte fed gives the digest of
+ * the whole plaintext (so_app_check_sha256), and a copy of it taken at each of the two
+ * boundaries gives the digests of the two prefixes: `image_hash` (through the padding, where
+ * the appended digest starts) and the secure-boot digest of the signed data (image_size - 68
+ * for V1, image_size - 4096 for V2). Only V2 with ECDSA P-384 needs a second pass, SHA-384 of
+ * the signed data.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -45,14 +52,17 @@ struct so_app_check {
     uint64_t seg_left;
     uint8_t checksum;
     uint64_t image_length;   /* through the digest */
-    mbedtls_sha256_context image_hash;
+    uint8_t image_digest[32]; /* SHA-256 of the bytes before the appended digest */
+    /* one running SHA-256 of every byte fed */
+    mbedtls_sha256_context hash;
+    uint64_t received;       /* bytes fed (and hashed) */
     /* signature */
     size_t tail_size;
     uint64_t data_length;    /* claims.image_size - tail_size (signed data) */
     bool sha384;
-    mbedtls_sha256_context data_hash;
     mbedtls_sha512_context data_hash384;
-    uint64_t received;       /* bytes fed (signature side) */
+    bool data_done;          /* data_digest holds the digest of the signed data */
+    uint8_t data_digest[64];
     bool finished;
     uint8_t tail[SECTOR];
 };
@@ -60,6 +70,70 @@ struct so_app_check {
 static uint32_t le32(const uint8_t *p)
 {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+/* `acc` XOR every byte of p[0..n), eight bytes at a time (the order of the bytes in a word does
+ * not matter to XOR, so this is the same on any endianness). */
+static uint8_t xor_bytes(uint8_t acc, const uint8_t *p, size_t n)
+{
+    uint64_t w = 0;
+    for (; n >= 8; n -= 8, p += 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        w ^= v;
+    }
+    w ^= w >> 32;
+    w ^= w >> 16;
+    w ^= w >> 8;
+    acc ^= (uint8_t)w;
+    while (n--) {
+        acc ^= *p++;
+    }
+    return acc;
+}
+
+/* The digest of a copy of the running hash: the hash of the bytes fed so far. */
+static void snapshot(const mbedtls_sha256_context *hash, uint8_t out[32])
+{
+    mbedtls_sha256_context copy;
+    mbedtls_sha256_init(&copy);
+    mbedtls_sha256_clone(&copy, hash);
+    so_sha256_finish(&copy, out);
+    mbedtls_sha256_free(&copy);
+}
+
+/* The signed data (the first data_length bytes) is complete: keep its digest. */
+static void take_data_digest(so_app_check_t *app)
+{
+    if (app->sha384) {
+        so_sha384_finish(&app->data_hash384, app->data_digest);
+    } else {
+        snapshot(&app->hash, app->data_digest);
+    }
+    app->data_done = true;
+}
+
+/* The next `len` bytes of the stream, in order: into the running hash (and, before the end of
+ * the signed data, the SHA-384 of V2 ECDSA P-384), splitting at the end of the signed data. */
+static void feed(so_app_check_t *app, const uint8_t *p, size_t len)
+{
+    while (len) {
+        size_t n = len;
+        if (!app->data_done) {
+            uint64_t left = app->data_length - app->received; /* > 0 until data_done */
+            n = left < len ? (size_t)left : len;
+            if (app->sha384) {
+                so_sha384_update(&app->data_hash384, p, n);
+            }
+        }
+        so_sha256_update(&app->hash, p, n);
+        app->received += n;
+        p += n;
+        len -= n;
+        if (!app->data_done && app->received == app->data_length) {
+            take_data_digest(app);
+        }
+    }
 }
 
 int so_app_check_new(const so_keyring_t *ring, const so_claims_t *claims, so_app_check_t **out)
@@ -76,12 +150,14 @@ int so_app_check_new(const so_keyring_t *ring, const so_claims_t *claims, so_app
     app->phase = P_HEADER;
     app->need = 24;
     app->checksum = 0xEF;
-    so_sha256_start(&app->image_hash);
+    so_sha256_start(&app->hash);
     app->tail_size = claims->secure_boot == SO_SB_V1 ? V1_BLOCK : SECTOR;
     app->data_length = claims->image_size > app->tail_size ? claims->image_size - app->tail_size : 0;
     app->sha384 = claims->secure_boot == SO_SB_V2_ECDSA384;
-    so_sha256_start(&app->data_hash);
     so_sha384_start(&app->data_hash384);
+    if (app->data_length == 0) {
+        take_data_digest(app); /* the digest of nothing */
+    }
     *out = app;
     return SO_OK;
 }
@@ -91,8 +167,7 @@ void so_app_check_free(so_app_check_t *app)
     if (!app) {
         return;
     }
-    mbedtls_sha256_free(&app->image_hash);
-    mbedtls_sha256_free(&app->data_hash);
+    mbedtls_sha256_free(&app->hash);
     mbedtls_sha512_free(&app->data_hash384);
     free(app);
 }
@@ -147,9 +222,7 @@ static void piece(so_app_check_t *app)
     }
     case P_DESC:
         memcpy(app->desc, b, DESC_SIZE);
-        for (size_t i = 0; i < DESC_SIZE; i++) {
-            app->checksum ^= b[i];
-        }
+        app->checksum = xor_bytes(app->checksum, b, DESC_SIZE);
         if (app->seg_left) {
             want(app, P_SEG_DATA, 0);
         } else {
@@ -157,13 +230,7 @@ static void piece(so_app_check_t *app)
         }
         return;
     case P_DIGEST: {
-        uint8_t digest[32];
-        mbedtls_sha256_context copy;
-        mbedtls_sha256_init(&copy);
-        mbedtls_sha256_clone(&copy, &app->image_hash);
-        so_sha256_finish(&copy, digest);
-        mbedtls_sha256_free(&copy);
-        if (memcmp(digest, b, 32) != 0) {
+        if (memcmp(app->image_digest, b, 32) != 0) {
             app->phase = P_BAD;
             return;
         }
@@ -176,6 +243,9 @@ static void piece(so_app_check_t *app)
     }
 }
 
+/* Parse the next `len` bytes of the stream. Every byte goes into the running hash as it is
+ * consumed, so that at the end of the padding the hash is exactly that of the bytes before the
+ * appended digest; after a structural error the rest is only hashed. */
 static void parse(so_app_check_t *app, const uint8_t *data, size_t len)
 {
     while (len && app->phase != P_BAD) {
@@ -183,10 +253,8 @@ static void parse(so_app_check_t *app, const uint8_t *data, size_t len)
         switch (app->phase) {
         case P_SEG_DATA:
             take = app->seg_left < len ? (size_t)app->seg_left : len;
-            for (size_t i = 0; i < take; i++) {
-                app->checksum ^= data[i];
-            }
-            so_sha256_update(&app->image_hash, data, take);
+            feed(app, data, take);
+            app->checksum = xor_bytes(app->checksum, data, take);
             app->position += take;
             app->seg_left -= take;
             if (!app->seg_left) {
@@ -195,16 +263,17 @@ static void parse(so_app_check_t *app, const uint8_t *data, size_t len)
             break;
         case P_FOOTER:
             take = app->need < len ? app->need : len;
-            so_sha256_update(&app->image_hash, data, take);
+            feed(app, data, take);
             app->position += take;
             app->need -= take;
             if (!app->need) {
                 if (data[take - 1] != app->checksum) {
                     app->phase = P_BAD;
-                    return;
+                    break;
                 }
                 app->image_length = app->position;
                 if (app->header[23]) {
+                    snapshot(&app->hash, app->image_digest); /* received == position here */
                     want(app, P_DIGEST, 32);
                 } else {
                     want(app, P_TRAILER, 0);
@@ -213,16 +282,15 @@ static void parse(so_app_check_t *app, const uint8_t *data, size_t len)
             break;
         case P_TRAILER:
             take = len;
+            feed(app, data, take);
             app->position += take;
             break;
         default: /* structured pieces */
             take = app->need - app->have < len ? app->need - app->have : len;
+            feed(app, data, take);
             memcpy(app->buf + app->have, data, take);
             app->have += take;
             if (app->have == app->need) {
-                if (app->phase != P_DIGEST) {
-                    so_sha256_update(&app->image_hash, app->buf, app->need);
-                }
                 app->position += app->need;
                 if (app->phase == P_DIGEST) {
                     app->position -= 32; /* piece() wants the position before the digest */
@@ -239,6 +307,7 @@ static void parse(so_app_check_t *app, const uint8_t *data, size_t len)
         data += take;
         len -= take;
     }
+    feed(app, data, len);
 }
 
 void so_app_check_update(so_app_check_t *app, const uint8_t *data, size_t len)
@@ -246,26 +315,23 @@ void so_app_check_update(so_app_check_t *app, const uint8_t *data, size_t len)
     if (!app || !data || !len || app->finished) {
         return;
     }
-    /* signature side: hash the signed data (the first image_size - tail bytes), keep the tail */
-    size_t i = 0;
-    if (app->received < app->data_length) {
-        uint64_t left = app->data_length - app->received;
-        size_t n = left < len ? (size_t)left : len;
-        if (app->sha384) {
-            so_sha384_update(&app->data_hash384, data, n);
-        } else {
-            so_sha256_update(&app->data_hash, data, n);
-        }
-        i = n;
-    }
-    for (; i < len; i++) {
-        uint64_t at = app->received + i - app->data_length;
+    /* signature side: keep the tail, at most tail_size bytes from stream offset data_length on
+     * (the signed data before it is hashed by feed) */
+    uint64_t end = app->received + len;
+    if (end > app->data_length) {
+        uint64_t first = app->received > app->data_length ? app->received : app->data_length;
+        uint64_t at = first - app->data_length;
         if (at < app->tail_size) {
-            app->tail[at] = data[i];
+            uint64_t n = end - first < app->tail_size - at ? end - first : app->tail_size - at;
+            memcpy(app->tail + at, data + (first - app->received), (size_t)n);
         }
     }
-    app->received += len;
-    parse(app, data, len);
+    parse(app, data, len); /* advances app->received by len */
+}
+
+void so_app_check_sha256(const so_app_check_t *app, uint8_t out[32])
+{
+    snapshot(&app->hash, out);
 }
 
 /* Does the descriptor's C string (NUL-terminated within `size`) read as valid text? */
@@ -455,13 +521,11 @@ int so_app_check_finish(so_app_check_t *app)
     if (!app->ring->has_secure_boot_key) {
         return SO_ERR_KEY;
     }
-    uint8_t digest[64];
-    size_t digest_len = app->sha384 ? 48 : 32;
-    if (app->sha384) {
-        so_sha384_finish(&app->data_hash384, digest);
-    } else {
-        so_sha256_finish(&app->data_hash, digest);
+    if (!app->data_done) {
+        take_data_digest(app); /* not reached: image_matches wants all image_size bytes */
     }
+    size_t digest_len = app->sha384 ? 48 : 32;
+    const uint8_t *digest = app->data_digest;
     bool ok = app->claims.secure_boot == SO_SB_V1 ? verify_v1(app, digest)
                                                   : verify_v2(app, digest, digest_len);
     /* the signature must cover the whole image */

@@ -3,7 +3,9 @@
  *
  * One pass over NAME-N.bin against verified claims (docs/formats.md §8): length bound as data
  * arrives, SHA-256 of the encrypted and of the decrypted stream, decryption, then at the end
- * the checks in their fixed order.
+ * the checks in their fixed order. The SHA-256 of the decrypted stream is the app check's
+ * running hash (so_appimg.c), which also gives the app image's own digests: two passes of
+ * SHA-256 in all, not four.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +18,6 @@ struct so_image_check {
     bool external;
     uint64_t received;
     mbedtls_sha256_context enc_hash;
-    mbedtls_sha256_context plain_hash;
     so_encimg_t *dec;            /* internal decryption */
     int deferred;                /* header/decrypt failure seen while streaming */
     uint8_t header[SO_ENC_HEADER_SIZE]; /* external mode: the header as received */
@@ -40,7 +41,6 @@ int so_image_check_new(const so_keyring_t *ring, const so_claims_t *claims, bool
     c->claims = *claims;
     c->external = external_decrypt;
     so_sha256_start(&c->enc_hash);
-    so_sha256_start(&c->plain_hash);
     int ret = so_app_check_new(ring, claims, &c->app);
     if (ret == SO_OK && !external_decrypt) {
         ret = so_encimg_new(ring, &c->dec);
@@ -59,7 +59,6 @@ void so_image_check_free(so_image_check_t *c)
         return;
     }
     mbedtls_sha256_free(&c->enc_hash);
-    mbedtls_sha256_free(&c->plain_hash);
     so_encimg_free(c->dec);
     so_app_check_free(c->app);
     free(c);
@@ -67,8 +66,7 @@ void so_image_check_free(so_image_check_t *c)
 
 static void plaintext(so_image_check_t *c, const uint8_t *p, size_t n)
 {
-    so_sha256_update(&c->plain_hash, p, n);
-    so_app_check_update(c->app, p, n);
+    so_app_check_update(c->app, p, n); /* hashes it too */
 }
 
 int so_image_check_update(so_image_check_t *c, const uint8_t *in, size_t len, uint8_t *out,
@@ -228,7 +226,7 @@ int so_image_check_finish(so_image_check_t *c, bool external_ok)
         }
     }
     /* 5. SHA-256 of the plaintext */
-    so_sha256_finish(&c->plain_hash, digest);
+    so_app_check_sha256(c->app, digest);
     so_hex64_decode(c->claims.image_sha256, want);
     if (memcmp(digest, want, 32) != 0) {
         return SO_REASON_IMAGE_DIGEST_MISMATCH;

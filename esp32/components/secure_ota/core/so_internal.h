@@ -54,6 +54,14 @@ void so_wipe(void *p, size_t len);
 
 uint32_t so_crc32(const uint8_t *data, size_t len);
 
+/* ---- the app image check (so_appimg.c) ------------------------------------------------- */
+
+/**
+ * SHA-256 of every byte fed to `app` so far (a copy of its running hash is finished; `app`
+ * is unchanged). Bytes fed after so_app_check_finish are not counted.
+ */
+void so_app_check_sha256(const so_app_check_t *app, uint8_t out[32]);
+
 /* ---- keys ---------------------------------------------------------------------------- */
 
 typedef struct {
