@@ -96,7 +96,7 @@ def send_manifest(
 
 
 async def _counted(chunks: AsyncIterator[bytes], context: ServerContext) -> AsyncIterator[bytes]:
-    counter = context.metrics.bytes_served.labels("binary")
+    counter = context.metrics.bytes_served_binary
     async for chunk in chunks:
         counter.inc(len(chunk))
         yield chunk
@@ -136,7 +136,7 @@ def binary_answer(
     etag = base["etag"]
     size = release.binary_size
     if etag_matches(if_none_match, etag):
-        context.metrics.not_modified.labels("binary").inc()
+        context.metrics.not_modified_binary.inc()
         return Response(status_code=304, headers=base)
     byte_range = None
     if if_range_allows(if_range, etag):
@@ -166,7 +166,7 @@ def memory_answer(context: ServerContext, part: BinaryPart, data: bytes) -> Resp
     is too long for one (it is then streamed in slices)."""
     if part.length > _MEMORY_SLICE:
         return None
-    context.metrics.bytes_served.labels("binary").inc(part.length)
+    context.metrics.bytes_served_binary.inc(part.length)
     return Response(
         data[part.start : part.start + part.length], status_code=part.status, headers=part.headers
     )
