@@ -19,6 +19,7 @@ from secure_fota.errors import FotaError
 from secure_fota.server import http_errors
 from secure_fota.server.context import ServerContext, build_context
 from secure_fota.server.fastpath import PollAnswerer, is_poll
+from secure_fota.server.fastpath_binary import BinaryAnswerer, is_binary_by_id
 from secure_fota.server.metrics import Metrics, MetricsMiddleware
 from secure_fota.server.routes import ops, seed_compat, v1
 from secure_fota.server.settings import ServerSettings, settings_from_environment
@@ -38,15 +39,22 @@ async def _collect_garbage(context: ServerContext) -> None:
 
 
 class FotaApp(FastAPI):
-    """FastAPI, with device polls answered before its middleware and routing when they can be
-    answered from the cache (:mod:`secure_fota.server.fastpath`)."""
+    """FastAPI, with device polls and image downloads by id answered before its middleware
+    and routing when they can be answered from the caches (:mod:`secure_fota.server.fastpath`,
+    :mod:`secure_fota.server.fastpath_binary`)."""
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self._answer_poll = PollAnswerer()
+        self._answer_binary = BinaryAnswerer()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if is_poll(scope) and await self._answer_poll(self.state.context, scope, send):
+        if is_poll(scope):
+            if await self._answer_poll(self.state.context, scope, send):
+                return
+        elif is_binary_by_id(scope) and await self._answer_binary(
+            self.state.context, scope, receive, send
+        ):
             return
         await super().__call__(scope, receive, send)
 

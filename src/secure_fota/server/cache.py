@@ -300,13 +300,21 @@ class BlobCache:
         """Whether a blob of ``size`` bytes is cached (at most half the budget each)."""
         return 0 < size <= self._budget // 2
 
-    async def get(self, sha256: str, size: int) -> bytes | None:
-        """The blob's bytes, or ``None`` when a blob of this size is not cached."""
+    def peek(self, sha256: str, size: int) -> bytes | None:
+        """The blob's bytes if they are in memory now (no storage read), else ``None``."""
         if not self.holds(size):
             return None
         data = self._data.get(sha256)
         if data is not None:
             self._data.move_to_end(sha256)
+        return data
+
+    async def get(self, sha256: str, size: int) -> bytes | None:
+        """The blob's bytes, or ``None`` when a blob of this size is not cached."""
+        if not self.holds(size):
+            return None
+        data = self.peek(sha256, size)
+        if data is not None:
             return data
         pending = self._loading.get(sha256)
         if pending is not None:

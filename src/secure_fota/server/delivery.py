@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
@@ -15,7 +16,14 @@ from secure_fota.server.http_errors import error_response
 from secure_fota.server.ranges import Unsatisfiable, etag_matches, if_range_allows, parse_range
 from secure_fota.server.records import ReleaseInfo
 
-__all__ = ["manifest_answer", "send_binary", "send_manifest"]
+__all__ = [
+    "BinaryPart",
+    "binary_answer",
+    "manifest_answer",
+    "memory_answer",
+    "send_binary",
+    "send_manifest",
+]
 
 _OCTETS = "application/octet-stream"
 #: bytes per body message when an image is served from memory
@@ -88,36 +96,52 @@ def send_manifest(
 
 
 async def _counted(chunks: AsyncIterator[bytes], context: ServerContext) -> AsyncIterator[bytes]:
-    counter = context.metrics.bytes_served.labels("binary")
+    counter = context.metrics.bytes_served_binary
     async for chunk in chunks:
         counter.inc(len(chunk))
         yield chunk
 
 
-async def send_binary(request: Request, context: ServerContext, release: ReleaseInfo) -> Response:
-    etag = f'"{release.binary_sha256}"'
-    size = release.binary_size
-    base = {
-        "etag": etag,
-        "cache-control": "no-cache",
+def _binary_headers(release: ReleaseInfo, cache_control: str) -> dict[str, str]:
+    return {
+        "etag": f'"{release.binary_sha256}"',
+        "cache-control": cache_control,
         "accept-ranges": "bytes",
         "x-fota-release": str(release.seq),
     }
-    if etag_matches(request.headers.get("if-none-match"), etag):
-        context.metrics.not_modified.labels("binary").inc()
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryPart:
+    """The bytes a binary answer must carry (status 200 or 206, headers ready)."""
+
+    status: int
+    headers: dict[str, str]
+    start: int
+    length: int
+
+
+def binary_answer(
+    context: ServerContext,
+    release: ReleaseInfo,
+    *,
+    method: str,
+    if_none_match: str | None,
+    if_range: str | None,
+    range_header: str | None,
+) -> Response | BinaryPart:
+    """The answer to a request for ``release``'s image that needs none of its bytes (304,
+    416, HEAD), or the part of the image to send (the route's and the Range fast path's)."""
+    base = _binary_headers(release, "no-cache")
+    etag = base["etag"]
+    size = release.binary_size
+    if etag_matches(if_none_match, etag):
+        context.metrics.not_modified_binary.inc()
         return Response(status_code=304, headers=base)
-    if context.settings.s3_presign_downloads:
-        url = await context.store.presigned_url(
-            release.binary_sha256, expires=context.settings.s3_presign_expiry
-        )
-        if url is not None:
-            return RedirectResponse(
-                url, status_code=302, headers={**base, "cache-control": "no-store"}
-            )
     byte_range = None
-    if if_range_allows(request.headers.get("if-range"), etag):
+    if if_range_allows(if_range, etag):
         try:
-            byte_range = parse_range(request.headers.get("range"), size)
+            byte_range = parse_range(range_header, size)
         except Unsatisfiable:
             return error_response(
                 416,
@@ -132,17 +156,57 @@ async def send_binary(request: Request, context: ServerContext, release: Release
         start, length, status = byte_range.start, byte_range.length, 206
         headers["content-range"] = byte_range.content_range(size)
     headers["content-length"] = str(length)
-    if request.method == "HEAD":
+    if method == "HEAD":
         return Response(status_code=status, headers=headers)
-    cached = await context.blobs.get(release.binary_sha256, size)
+    return BinaryPart(status, headers, start, length)
+
+
+def memory_answer(context: ServerContext, part: BinaryPart, data: bytes) -> Response | None:
+    """``part`` of the image ``data`` held in memory as one body message, or ``None`` when it
+    is too long for one (it is then streamed in slices)."""
+    if part.length > _MEMORY_SLICE:
+        return None
+    context.metrics.bytes_served_binary.inc(part.length)
+    return Response(
+        data[part.start : part.start + part.length], status_code=part.status, headers=part.headers
+    )
+
+
+async def send_binary(request: Request, context: ServerContext, release: ReleaseInfo) -> Response:
+    if_none_match = request.headers.get("if-none-match")
+    if context.settings.s3_presign_downloads and not etag_matches(
+        if_none_match, f'"{release.binary_sha256}"'
+    ):
+        url = await context.store.presigned_url(
+            release.binary_sha256, expires=context.settings.s3_presign_expiry
+        )
+        if url is not None:
+            return RedirectResponse(
+                url,
+                status_code=302,
+                headers=_binary_headers(release, "no-store"),
+            )
+    answer = binary_answer(
+        context,
+        release,
+        method=request.method,
+        if_none_match=if_none_match,
+        if_range=request.headers.get("if-range"),
+        range_header=request.headers.get("range"),
+    )
+    if isinstance(answer, Response):
+        return answer
+    cached = await context.blobs.get(release.binary_sha256, release.binary_size)
     if cached is None:
-        chunks = await context.store.open(release.binary_sha256, start, length)
-    elif length <= _MEMORY_SLICE:
-        context.metrics.bytes_served.labels("binary").inc(length)
-        return Response(cached[start : start + length], status_code=status, headers=headers)
+        chunks = await context.store.open(release.binary_sha256, answer.start, answer.length)
     else:
-        chunks = _slices(cached, start, length)
-    return StreamingResponse(_counted(chunks, context), status_code=status, headers=headers)
+        response = memory_answer(context, answer, cached)
+        if response is not None:
+            return response
+        chunks = _slices(cached, answer.start, answer.length)
+    return StreamingResponse(
+        _counted(chunks, context), status_code=answer.status, headers=answer.headers
+    )
 
 
 async def _slices(data: bytes, start: int, length: int) -> AsyncIterator[bytes]:

@@ -60,9 +60,11 @@ class Metrics:
             "Newest-manifest cache misses (database and storage reads)",
             registry=self.registry,
         )
-        # label children used on every poll, looked up once
+        # label children used on every poll and Range request, looked up once
         self.not_modified_manifest = self.not_modified.labels("manifest")
         self.bytes_served_manifest = self.bytes_served.labels("manifest")
+        self.not_modified_binary = self.not_modified.labels("binary")
+        self.bytes_served_binary = self.bytes_served.labels("binary")
         # (route, method, status) -> (counter, histogram): label lookups cost more than the
         # poll they measure; routes are templates, so this stays small
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}

@@ -257,6 +257,28 @@ def test_blob_cache_verifies_bounds_and_evicts_least_recently_used():
     asyncio.run(run())
 
 
+def test_blob_cache_peek_never_reads_storage():
+    from secure_fota.server.cache import BlobCache
+
+    async def run() -> None:
+        store = Store()
+        blobs = [bytes([i]) * 100 for i in range(3)]
+        digests = [hashlib.sha256(b).hexdigest() for b in blobs]
+        store.blobs.update(zip(digests, blobs, strict=True))
+        cache = BlobCache(store, budget=250)  # type: ignore[arg-type]
+        assert cache.peek(digests[0], 100) is None  # not loaded yet, and not loaded by peek
+        assert await cache.get(digests[0], 100) == blobs[0]
+        assert cache.peek(digests[0], 100) == blobs[0]
+        assert cache.peek(digests[0], 200) is None  # a size the cache never holds
+        assert await cache.get(digests[1], 100) == blobs[1]
+        assert cache.peek(digests[0], 100) == blobs[0]  # 0 is now the most recent ...
+        assert await cache.get(digests[2], 100) == blobs[2]  # ... so this evicts 1
+        assert cache.peek(digests[1], 100) is None
+        assert cache.peek(digests[0], 100) == blobs[0]
+
+    asyncio.run(run())
+
+
 def test_refresh_ahead_checks_in_the_background_without_blocking():
     async def run() -> None:
         clock, repository = Clock(), Repository()
