@@ -142,18 +142,11 @@ int main(int argc, char **argv)
     size_t manifest_len, binary_len;
     uint8_t *manifest = read_file(argv[2], "", &manifest_len);
     uint8_t *binary = read_file(argv[3], "", &binary_len);
-    double *t = calloc((size_t)repeats, sizeof *t);
     so_claims_t claims;
+    /* the claims the image check is judged against */
+    check(so_manifest_open(ring, manifest, manifest_len, &claims, NULL, NULL), "manifest_open");
 
-    /* 1. so_manifest_open */
-    for (int i = 0; i < repeats; i++) {
-        double s = now_ms();
-        check(so_manifest_open(ring, manifest, manifest_len, &claims, NULL, NULL), "manifest_open");
-        t[i] = now_ms() - s;
-    }
-    double manifest_open = median(t, repeats);
-
-    /* 2. its primitives alone, on inputs of the same sizes */
+    /* the manifest's primitives alone, on inputs of the same sizes */
     mbedtls_pk_context enc_key = load_pk(keys, "manifest_encryption_key.pem", 1);
     mbedtls_pk_context sign_key = load_pk(keys, "manifest_signing_key.pem", 1);
     mbedtls_pk_context sign_pub = load_pk(keys, "manifest_signing_pub.pem", 0);
@@ -181,8 +174,58 @@ int main(int argc, char **argv)
     check(mbedtls_sha256_ret(plain, jws_len, digest, 0), "sha");
     check(mbedtls_rsa_rsassa_pss_sign(sign_rsa, rng, NULL, MBEDTLS_RSA_PRIVATE, MBEDTLS_MD_SHA256,
                                       32, digest, sig), "pss sign");
+    /* 4 MiB to hash */
+    size_t big = 4u * 1024u * 1024u;
+    uint8_t *data = malloc(big);
+    rng(NULL, data, 1024);
+    for (size_t i = 1024; i < big; i += 1024) {
+        memcpy(data + i, data, 1024);
+    }
+    char hex[65];
+    uint8_t *plain_out = malloc(16384);
+    int image_repeats = repeats < 7 ? repeats : 7;
+    /* the image check's primitives alone: key unwrap, GCM over the image, two digests, ECDSA
+     * verify */
+    mbedtls_pk_context pre_key = load_pk(keys, "pre_encryption_key.pem", 1);
+    mbedtls_pk_context sb_key = load_pk(keys, "secure_boot_signing_key.pem", 1);
+    mbedtls_rsa_context *pre_rsa = mbedtls_pk_rsa(pre_key);
+    mbedtls_rsa_set_padding(pre_rsa, MBEDTLS_RSA_PKCS_V15, MBEDTLS_MD_NONE);
+    uint8_t pre_wrapped[384];
+    check(mbedtls_rsa_pkcs1_encrypt(pre_rsa, rng, NULL, MBEDTLS_RSA_PUBLIC, 32, cek, pre_wrapped),
+          "pkcs1 encrypt");
+    size_t image_len = binary_len - 512;
+    uint8_t *img_cipher = malloc(image_len), *img_plain = malloc(image_len);
+    uint8_t iv16[16], img_tag[16];
+    rng(NULL, iv16, sizeof iv16);
+    rng(NULL, img_plain, image_len < 4096 ? image_len : 4096);
+    mbedtls_gcm_init(&gcm);
+    check(mbedtls_gcm_setkey(&gcm, MBEDTLS_CIPHER_ID_AES, cek, 256), "gcm key");
+    check(mbedtls_gcm_crypt_and_tag(&gcm, MBEDTLS_GCM_ENCRYPT, image_len, iv16, sizeof iv16, NULL,
+                                    0, img_plain, img_cipher, sizeof img_tag, img_tag),
+          "gcm encrypt");
+    mbedtls_gcm_free(&gcm);
+    mbedtls_ecdsa_context ecdsa;
+    mbedtls_ecdsa_init(&ecdsa);
+    check(mbedtls_ecdsa_from_keypair(&ecdsa, mbedtls_pk_ec(sb_key)), "ecdsa key");
+    uint8_t ecsig[MBEDTLS_ECDSA_MAX_LEN], signed_digest[32];
+    size_t ecsig_len;
+    check(mbedtls_sha256_ret(img_plain, image_len, signed_digest, 0), "sha plain");
+    check(mbedtls_ecdsa_write_signature(&ecdsa, MBEDTLS_MD_SHA256, signed_digest, 32, ecsig,
+                                        &ecsig_len, rng, NULL), "ecdsa sign");
+
+    /* every repeat times each measurement once, core and primitives alternating, so that a
+     * change in the machine's load affects both sides of each ratio alike */
+    enum { MANIFEST_OPEN, MANIFEST_FLOOR, SHA_CORE, SHA_MBEDTLS, IMAGE_CHECK, IMAGE_FLOOR, N_T };
+    double *t[N_T];
+    for (int k = 0; k < N_T; k++) {
+        t[k] = calloc((size_t)repeats, sizeof *t[k]);
+    }
     for (int i = 0; i < repeats; i++) {
         double s = now_ms();
+        check(so_manifest_open(ring, manifest, manifest_len, &claims, NULL, NULL), "manifest_open");
+        t[MANIFEST_OPEN][i] = now_ms() - s;
+
+        s = now_ms();
         size_t olen;
         check(mbedtls_rsa_rsaes_oaep_decrypt(enc_rsa, rng, NULL, MBEDTLS_RSA_PRIVATE, NULL, 0,
                                              &olen, wrapped, unwrapped, sizeof unwrapped),
@@ -195,36 +238,20 @@ int main(int argc, char **argv)
         check(mbedtls_sha256_ret(out, jws_len, digest, 0), "sha");
         check(mbedtls_rsa_rsassa_pss_verify(verify_rsa, NULL, NULL, MBEDTLS_RSA_PUBLIC,
                                             MBEDTLS_MD_SHA256, 32, digest, sig), "pss verify");
-        t[i] = now_ms() - s;
-    }
-    double manifest_floor = median(t, repeats);
+        t[MANIFEST_FLOOR][i] = now_ms() - s;
 
-    /* 3. SHA-256 of 4 MiB: the core's helper and mbedTLS alone */
-    size_t big = 4u * 1024u * 1024u;
-    uint8_t *data = malloc(big);
-    rng(NULL, data, 1024);
-    for (size_t i = 1024; i < big; i += 1024) {
-        memcpy(data + i, data, 1024);
-    }
-    char hex[65];
-    for (int i = 0; i < repeats; i++) {
-        double s = now_ms();
+        s = now_ms();
         so_sha256_hex(data, big, hex);
-        t[i] = now_ms() - s;
-    }
-    double sha_core = median(t, repeats);
-    for (int i = 0; i < repeats; i++) {
-        double s = now_ms();
-        check(mbedtls_sha256_ret(data, big, digest, 0), "sha");
-        t[i] = now_ms() - s;
-    }
-    double sha_mbedtls = median(t, repeats);
+        t[SHA_CORE][i] = now_ms() - s;
 
-    /* 4. the whole image check of BINARY against the manifest's claims */
-    uint8_t *plain_out = malloc(16384);
-    int image_repeats = repeats < 7 ? repeats : 7;
-    for (int i = 0; i < image_repeats; i++) {
-        double s = now_ms();
+        s = now_ms();
+        check(mbedtls_sha256_ret(data, big, digest, 0), "sha");
+        t[SHA_MBEDTLS][i] = now_ms() - s;
+
+        if (i >= image_repeats) {
+            continue;
+        }
+        s = now_ms();
         so_image_check_t *chk;
         check(so_image_check_new(ring, &claims, false, &chk), "image check new");
         for (size_t off = 0; off < binary_len; off += 16384) {
@@ -234,54 +261,29 @@ int main(int argc, char **argv)
         }
         check(so_image_check_finish(chk, true), "image check finish");
         so_image_check_free(chk);
-        t[i] = now_ms() - s;
-    }
-    double image_check = median(t, image_repeats);
+        t[IMAGE_CHECK][i] = now_ms() - s;
 
-    /* 5. its primitives alone: key unwrap, GCM over the image, two digests, ECDSA verify */
-    mbedtls_pk_context pre_key = load_pk(keys, "pre_encryption_key.pem", 1);
-    mbedtls_pk_context sb_key = load_pk(keys, "secure_boot_signing_key.pem", 1);
-    mbedtls_rsa_context *pre_rsa = mbedtls_pk_rsa(pre_key);
-    mbedtls_rsa_set_padding(pre_rsa, MBEDTLS_RSA_PKCS_V15, MBEDTLS_MD_NONE);
-    uint8_t pre_wrapped[384];
-    check(mbedtls_rsa_pkcs1_encrypt(pre_rsa, rng, NULL, MBEDTLS_RSA_PUBLIC, 32, cek, pre_wrapped),
-          "pkcs1 encrypt");
-    size_t image_len = binary_len - 512;
-    uint8_t *img_cipher = malloc(image_len), *img_plain = malloc(image_len);
-    uint8_t iv16[16];
-    rng(NULL, iv16, sizeof iv16);
-    rng(NULL, img_plain, image_len < 4096 ? image_len : 4096);
-    mbedtls_gcm_init(&gcm);
-    check(mbedtls_gcm_setkey(&gcm, MBEDTLS_CIPHER_ID_AES, cek, 256), "gcm key");
-    check(mbedtls_gcm_crypt_and_tag(&gcm, MBEDTLS_GCM_ENCRYPT, image_len, iv16, sizeof iv16, NULL,
-                                    0, img_plain, img_cipher, sizeof tag, tag), "gcm encrypt");
-    mbedtls_gcm_free(&gcm);
-    mbedtls_ecdsa_context ecdsa;
-    mbedtls_ecdsa_init(&ecdsa);
-    check(mbedtls_ecdsa_from_keypair(&ecdsa, mbedtls_pk_ec(sb_key)), "ecdsa key");
-    uint8_t ecsig[MBEDTLS_ECDSA_MAX_LEN], signed_digest[32];
-    size_t ecsig_len;
-    check(mbedtls_sha256_ret(img_plain, image_len, signed_digest, 0), "sha plain");
-    check(mbedtls_ecdsa_write_signature(&ecdsa, MBEDTLS_MD_SHA256, signed_digest, 32, ecsig,
-                                        &ecsig_len, rng, NULL), "ecdsa sign");
-    for (int i = 0; i < image_repeats; i++) {
-        double s = now_ms();
-        size_t olen;
+        s = now_ms();
         uint8_t key_out[384];
         check(mbedtls_rsa_pkcs1_decrypt(pre_rsa, rng, NULL, MBEDTLS_RSA_PRIVATE, &olen,
                                         pre_wrapped, key_out, sizeof key_out), "pkcs1 decrypt");
         check(mbedtls_sha256_ret(binary, binary_len, digest, 0), "sha file");
         mbedtls_gcm_init(&gcm);
         check(mbedtls_gcm_setkey(&gcm, MBEDTLS_CIPHER_ID_AES, key_out, 256), "gcm key");
-        check(mbedtls_gcm_auth_decrypt(&gcm, image_len, iv16, sizeof iv16, NULL, 0, tag,
-                                       sizeof tag, img_cipher, img_plain), "gcm decrypt");
+        check(mbedtls_gcm_auth_decrypt(&gcm, image_len, iv16, sizeof iv16, NULL, 0, img_tag,
+                                       sizeof img_tag, img_cipher, img_plain), "gcm decrypt");
         mbedtls_gcm_free(&gcm);
         uint8_t d2[32];
         check(mbedtls_sha256_ret(img_plain, image_len, d2, 0), "sha plain");
         check(mbedtls_ecdsa_read_signature(&ecdsa, d2, 32, ecsig, ecsig_len), "ecdsa verify");
-        t[i] = now_ms() - s;
+        t[IMAGE_FLOOR][i] = now_ms() - s;
     }
-    double image_floor = median(t, image_repeats);
+    double manifest_open = median(t[MANIFEST_OPEN], repeats);
+    double manifest_floor = median(t[MANIFEST_FLOOR], repeats);
+    double sha_core = median(t[SHA_CORE], repeats);
+    double sha_mbedtls = median(t[SHA_MBEDTLS], repeats);
+    double image_check = median(t[IMAGE_CHECK], image_repeats);
+    double image_floor = median(t[IMAGE_FLOOR], image_repeats);
 
     printf("{\"repeats\": %d, \"manifest_bytes\": %zu, \"binary_bytes\": %zu, "
            "\"manifest_open_ms\": %.4f, \"manifest_floor_ms\": %.4f, "
