@@ -432,3 +432,17 @@ def fota_command(*args: str, env: dict[str, str] | None = None, **options: Any) 
         check=False,
         **options,
     )
+
+
+def spy_answers(monkeypatch: pytest.MonkeyPatch, answerer: type) -> list[bool]:
+    """What a fast-path answerer class returned for each request it saw (True: it answered)."""
+    results: list[bool] = []
+    original = answerer.__call__
+
+    async def spy(self: Any, *args: Any) -> bool:
+        result: bool = await original(self, *args)
+        results.append(result)
+        return result
+
+    monkeypatch.setattr(answerer, "__call__", spy)
+    return results

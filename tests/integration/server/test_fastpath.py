@@ -14,7 +14,13 @@ import pytest
 from secure_fota.crypto.freshness import FRESHNESS_HEADER, open_statement
 from secure_fota.keyfiles import load_device_keys
 from secure_fota.server import app as app_module
-from tests.integration.server.conftest import Harness, fake_release, harness, seed_upload
+from tests.integration.server.conftest import (
+    Harness,
+    fake_release,
+    harness,
+    seed_upload,
+    spy_answers,
+)
 
 DEVICE_TYPE = "fast-sensor"
 MANIFEST, BINARY = fake_release(3)
@@ -46,16 +52,7 @@ def fast(
 @pytest.fixture
 def answered(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """What the fast path returned for each poll (True: it answered)."""
-    results: list[bool] = []
-    original = app_module.PollAnswerer.__call__
-
-    async def spy(self: app_module.PollAnswerer, *args: Any) -> bool:
-        result = await original(self, *args)
-        results.append(result)
-        return result
-
-    monkeypatch.setattr(app_module.PollAnswerer, "__call__", spy)
-    return results
+    return spy_answers(monkeypatch, app_module.PollAnswerer)
 
 
 def _headers(response: Any) -> dict[str, str]:

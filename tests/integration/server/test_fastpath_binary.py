@@ -15,7 +15,13 @@ import pytest
 
 from secure_fota.server import app as app_module
 from secure_fota.server.fastpath_binary import BINARY_TEMPLATE
-from tests.integration.server.conftest import Harness, fake_release, harness, seed_upload
+from tests.integration.server.conftest import (
+    Harness,
+    fake_release,
+    harness,
+    seed_upload,
+    spy_answers,
+)
 
 DEVICE_TYPE = "range-sensor"
 #: id 1 fits one body message (and is sent whole by the fast path), id 2 is streamed whole
@@ -54,16 +60,7 @@ def fast(
 @pytest.fixture
 def answered(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """What the fast path returned for each request to it (True: it answered)."""
-    results: list[bool] = []
-    original = app_module.BinaryAnswerer.__call__
-
-    async def spy(self: app_module.BinaryAnswerer, *args: Any) -> bool:
-        result = await original(self, *args)
-        results.append(result)
-        return result
-
-    monkeypatch.setattr(app_module.BinaryAnswerer, "__call__", spy)
-    return results
+    return spy_answers(monkeypatch, app_module.BinaryAnswerer)
 
 
 def routed(
