@@ -385,10 +385,62 @@ def _serve_granian(settings: ServerSettings, ssl_files: tuple[Path, Path] | None
     granian always runs the app in worker processes (also with one worker), so the settings
     travel in SETTINGS_ENV; the request-head deadline is granian's HTTP/1 header read timeout.
     """
+    import multiprocessing
+
+    from secure_fota.server.metrics import MULTIPROC_ENV
+
+    # fresh worker interpreters, as uvicorn's: a forked worker would inherit this process's
+    # imports (prometheus_client picks in-memory or shared-file values when first imported)
+    multiprocessing.set_start_method("spawn", force=True)
+    metrics_dir: str | None = None
+    if settings.workers > 1:
+        metrics_dir = tempfile.mkdtemp(prefix="fota-metrics-")
+        os.environ.setdefault(MULTIPROC_ENV, metrics_dir)
+    key_dir: Path | None = None
+    try:
+        if ssl_files is not None and settings.tls_key_password is not None:
+            # granian's Rust TLS cannot read every encrypted PEM key: hand it the key
+            # decrypted, in a private temporary file (as a PKCS#12 file is)
+            key_dir = Path(tempfile.mkdtemp(prefix="fota-tls-"))
+            ssl_files = (
+                ssl_files[0],
+                _decrypt_key(ssl_files[1], settings.tls_key_password.get_secret_value(), key_dir),
+            )
+            settings = settings.model_copy(update={"tls_key_password": None})
+        _run_granian(settings, ssl_files)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        if key_dir is not None:
+            shutil.rmtree(key_dir, ignore_errors=True)
+
+
+def _decrypt_key(path: Path, password: str, directory: Path) -> Path:
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password.encode())
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"{path}: cannot read the private key with tls_key_password ({exc})"
+        ) from None
+    key_path = directory / "server.key"
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return key_path
+
+
+def _run_granian(settings: ServerSettings, ssl_files: tuple[Path, Path] | None) -> None:
     import ssl
 
     from secure_fota.server.context import open_database
-    from secure_fota.server.metrics import MULTIPROC_ENV
     from secure_fota.server.settings import SETTINGS_ENV
 
     version = _granian_version()
@@ -410,15 +462,7 @@ def _serve_granian(settings: ServerSettings, ssl_files: tuple[Path, Path] | None
         f"{settings.storage} storage, data in {settings.data_dir.resolve()})",
         err=True,
     )
-    metrics_dir: str | None = None
-    if settings.workers > 1:
-        metrics_dir = tempfile.mkdtemp(prefix="fota-metrics-")
-        os.environ.setdefault(MULTIPROC_ENV, metrics_dir)
-    try:
-        server.serve()
-    finally:
-        if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+    server.serve()
 
 
 # config, db --------------------------------------------------------------------------------
