@@ -137,25 +137,21 @@ def s_time(
 
 
 def start_granian(fx: common.Fixtures, server: common.Server, workers: int, env: dict[str, str]):  # type: ignore[no-untyped-def]
-    """The same app (same data directory, settings handed over like fota's workers) under
-    granian's Rust HTTP/TLS server instead of uvicorn."""
-    sys.path.insert(0, str(common.ROOT / "src"))
-    from secure_fota.server.settings import SETTINGS_ENV, load_settings
-
-    settings = load_settings(
-        None, data_dir=server.data, freshness_key_file=fx.keys / "freshness_key.pem",
-        gc_on_start=False, migrate_on_start=False,
-    )  # fmt: skip
+    """The same app (same data directory) as users run it under granian:
+    `fota server run --http-server granian` (pip install 'secure-fota[granian]')."""
     port = common.free_port()
     process = common.start(
         [
-            str(common.BIN / "granian"), "--interface", "asgi", "--factory",
-            "secure_fota.server.app:app_from_environment", "--host", "127.0.0.1",
-            "--port", str(port), "--workers", str(workers), "--no-ws", "--log-level", "warning",
-            "--ssl-certificate", str(fx.tls / "server.pem"), "--ssl-keyfile", str(fx.tls / "server.key"),
+            str(common.BIN / "fota"), "server", "run", "--http-server", "granian",
+            "--data-dir", str(server.data), "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers),
+            "--tls-cert", str(fx.tls / "server.pem"), "--tls-key", str(fx.tls / "server.key"),
         ],
         log_file=common.WORK / "logs" / f"granian-{workers}w.log",
-        env={**env, SETTINGS_ENV: settings.to_environment()},
+        env={
+            "FOTA_FRESHNESS_KEY_FILE": str(fx.keys / "freshness_key.pem"),
+            "FOTA_GC_ON_START": "false", "FOTA_MIGRATE_ON_START": "false", **env,
+        },
     )  # fmt: skip
     url = f"https://127.0.0.1:{port}"
     common.wait_https(url + "/healthz", fx.ca, process=process)
@@ -250,7 +246,7 @@ def main() -> None:
     parser.add_argument(
         "--granian",
         action="store_true",
-        help="also measure the same app under granian (pip install granian)",
+        help="also measure `fota server run --http-server granian` (pip install 'secure-fota[granian]')",
     )
     args = parser.parse_args()
     tests = args.tests.split(",")

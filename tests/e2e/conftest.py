@@ -140,7 +140,12 @@ class Fleet:
 
 
 def start_server(
-    root: Path, keys: Path, tls: Path, *, extra_env: dict[str, str] | None = None
+    root: Path,
+    keys: Path,
+    tls: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    http_server: str = "uvicorn",
 ) -> LocalServer:
     server = LocalServer(
         root / "server-data",
@@ -148,6 +153,7 @@ def start_server(
         tls_key=tls / "server.key",
         ca_file=tls / "ca.pem",
         env={"FOTA_FRESHNESS_KEY_FILE": str(keys / "freshness_key.pem"), **(extra_env or {})},
+        extra_args=[] if http_server == "uvicorn" else ["--http-server", http_server],
     )
     server.add_user(USER, PASSWORD)
     server.start()
@@ -163,10 +169,16 @@ def keys_and_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, keys_and_tls: tuple[Path, Path]) -> Iterator[Fleet]:
-    """A fresh server (own data directory) for each test, sharing the module's keys."""
+def fleet(
+    request: pytest.FixtureRequest, tmp_path: Path, keys_and_tls: tuple[Path, Path]
+) -> Iterator[Fleet]:
+    """A fresh server (own data directory) for each test, sharing the module's keys; under
+    uvicorn, or the HTTP server a test names (``parametrize("fleet", [...], indirect=True)``)."""
     keys, tls = keys_and_tls
-    server = start_server(tmp_path, keys, tls)
+    http_server = getattr(request, "param", "uvicorn")
+    if http_server == "granian":
+        pytest.importorskip("granian", reason="granian is not installed (pip install '.[granian]')")
+    server = start_server(tmp_path, keys, tls, http_server=http_server)
     try:
         yield Fleet(
             root=tmp_path, keys=keys, ca=tls / "ca.pem", url=server.url, data=server.data_dir

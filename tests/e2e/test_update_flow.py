@@ -9,6 +9,7 @@ from secure_fota.errors import TransportError
 from tests.e2e.conftest import Fleet
 
 
+@pytest.mark.parametrize("fleet", ["uvicorn", "granian"], indirect=True)
 def test_full_update(fleet: Fleet) -> None:
     device = fleet.device()
     assert device.check_for_update().result == "up-to-date"  # nothing on the server yet
@@ -30,6 +31,7 @@ def test_full_update(fleet: Fleet) -> None:
     assert device.check_for_update().result == "up-to-date"
 
 
+@pytest.mark.parametrize("fleet", ["uvicorn", "granian"], indirect=True)
 def test_interrupted_download_resumes_with_a_range_request(fleet: Fleet) -> None:
     fleet.publish("1.1.0", 2)
     device = fleet.device()

@@ -149,6 +149,13 @@ def _dev_certificate(settings: ServerSettings) -> tuple[Path, Path]:
     help="PKCS#12 file with key and certificate (password: FOTA_TLS_P12_PASSWORD).",
 )
 @click.option(
+    "--http-server",
+    type=click.Choice(["uvicorn", "granian"]),
+    default=None,
+    help="HTTP and TLS server: uvicorn (default) or granian (Rust HTTP/1.1 and TLS, faster "
+    "device polls; pip install 'secure-fota[granian]'). Setting http_server.",
+)
+@click.option(
     "--insecure-http-for-localhost-only",
     "insecure",
     is_flag=True,
@@ -164,9 +171,11 @@ def run(
     tls_cert: Path | None,
     tls_key: Path | None,
     tls_p12: Path | None,
+    http_server: str | None,
     insecure: bool,
 ) -> None:
-    """Serve the update server with uvicorn (uvloop and httptools when available)."""
+    """Serve the update server with uvicorn (uvloop and httptools when available), or with
+    granian (--http-server granian)."""
     if (tls_cert is None) != (tls_key is None):
         raise InputError("--tls-cert", "--tls-cert and --tls-key go together")
     if tls_p12 is not None and tls_cert is not None:
@@ -180,8 +189,11 @@ def run(
         tls_cert_file=tls_cert,
         tls_key_file=tls_key,
         tls_p12_file=tls_p12,
+        http_server=http_server,
         allow_insecure_http=True if insecure else None,
     )
+    if settings.http_server == "granian":
+        _granian_version()  # a clear error before anything is created
     temp_dir: Path | None = None
     try:
         ssl_files: tuple[Path, Path] | None = None
@@ -211,7 +223,10 @@ def run(
                 "no TLS certificate configured; give --tls-cert/--tls-key or --tls-p12 "
                 "(plain HTTP only with --insecure-http-for-localhost-only)"
             )
-        _serve(settings, ssl_files)
+        if settings.http_server == "granian":
+            _serve_granian(settings, ssl_files)
+        else:
+            _serve(settings, ssl_files)
     finally:
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
@@ -289,6 +304,165 @@ def _serve(settings: ServerSettings, ssl_files: tuple[Path, Path] | None) -> Non
             )
         finally:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+_GRANIAN_VERSIONS = ((2, 8), (3, 0))  # pyproject.toml's extra: granian>=2.8,<3
+
+
+def _granian_version() -> str:
+    """The installed granian's version, or a ConfigError saying how to install it."""
+    hint = "pip install 'secure-fota[granian]'"
+    try:
+        import granian
+    except ImportError:
+        raise ConfigError(f"--http-server granian: granian is not installed ({hint})") from None
+    version = str(getattr(granian, "__version__", "0"))
+    try:
+        major_minor = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        major_minor = (0, 0)
+    low, high = _GRANIAN_VERSIONS
+    if not low <= major_minor < high:
+        raise ConfigError(
+            f"--http-server granian: granian {version} is installed; "
+            f"secure-fota needs granian>=2.8,<3 ({hint})"
+        )
+    return version
+
+
+def _granian_log_config() -> dict[str, Any]:
+    """granian's logging configuration, plus our ``secure_fota`` logger on its handler."""
+    import copy
+
+    from granian.log import LOGGING_CONFIG
+
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["secure_fota"] = {
+        "handlers": ["console"],
+        "level": "INFO",
+        "propagate": False,
+    }
+    return config
+
+
+def _granian_server(settings: ServerSettings, ssl_files: tuple[Path, Path] | None) -> Any:
+    """granian's server object for these settings (it loads the certificate and key)."""
+    from granian.constants import HTTPModes, Interfaces, SSLProtocols
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    key_password = settings.tls_key_password
+    return Server(
+        "secure_fota.server.app:proxied_app_from_environment",
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,  # with lifespan, as uvicorn
+        workers=settings.workers,
+        http=HTTPModes.http1,
+        websockets=False,
+        backlog=2048,  # uvicorn's
+        http1_settings=HTTP1Settings(
+            header_read_timeout=max(1, round(settings.request_head_timeout * 1000)),
+            keep_alive=True,
+        ),
+        log_level=LogLevels(settings.log_level),
+        log_dictconfig=_granian_log_config(),
+        log_access=settings.log_level in ("info", "debug"),  # as uvicorn's access log
+        ssl_cert=ssl_files[0] if ssl_files else None,
+        ssl_key=ssl_files[1] if ssl_files else None,
+        ssl_key_password=key_password.get_secret_value() if key_password else None,
+        ssl_protocol_min=SSLProtocols.tls12,  # as uvicorn (ESP-IDF's mbedTLS speaks TLS 1.2)
+        respawn_failed_workers=True,  # as uvicorn's supervisor
+        workers_kill_timeout=10,  # seconds for in-flight requests at shutdown, as uvicorn
+    )
+
+
+def _serve_granian(settings: ServerSettings, ssl_files: tuple[Path, Path] | None) -> None:
+    """The same app under granian: Rust HTTP/1.1 and TLS in every worker process.
+
+    granian always runs the app in worker processes (also with one worker), so the settings
+    travel in SETTINGS_ENV; the request-head deadline is granian's HTTP/1 header read timeout.
+    """
+    import multiprocessing
+
+    from secure_fota.server.metrics import MULTIPROC_ENV
+
+    # fresh worker interpreters, as uvicorn's: a forked worker would inherit this process's
+    # imports (prometheus_client picks in-memory or shared-file values when first imported)
+    multiprocessing.set_start_method("spawn", force=True)
+    metrics_dir: str | None = None
+    if settings.workers > 1:
+        metrics_dir = tempfile.mkdtemp(prefix="fota-metrics-")
+        os.environ.setdefault(MULTIPROC_ENV, metrics_dir)
+    key_dir: Path | None = None
+    try:
+        if ssl_files is not None and settings.tls_key_password is not None:
+            # granian's Rust TLS cannot read every encrypted PEM key: hand it the key
+            # decrypted, in a private temporary file (as a PKCS#12 file is)
+            key_dir = Path(tempfile.mkdtemp(prefix="fota-tls-"))
+            ssl_files = (
+                ssl_files[0],
+                _decrypt_key(ssl_files[1], settings.tls_key_password.get_secret_value(), key_dir),
+            )
+            settings = settings.model_copy(update={"tls_key_password": None})
+        _run_granian(settings, ssl_files)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        if key_dir is not None:
+            shutil.rmtree(key_dir, ignore_errors=True)
+
+
+def _decrypt_key(path: Path, password: str, directory: Path) -> Path:
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password.encode())
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"{path}: cannot read the private key with tls_key_password ({exc})"
+        ) from None
+    key_path = directory / "server.key"
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return key_path
+
+
+def _run_granian(settings: ServerSettings, ssl_files: tuple[Path, Path] | None) -> None:
+    import ssl
+
+    from secure_fota.server.context import open_database
+    from secure_fota.server.settings import SETTINGS_ENV
+
+    version = _granian_version()
+
+    async def migrate() -> None:
+        engine = await open_database(settings, migrate=True)
+        await engine.dispose()
+
+    asyncio.run(migrate())
+    try:
+        server = _granian_server(settings, ssl_files)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the TLS certificate and key ({exc})") from None
+    os.environ[SETTINGS_ENV] = settings.to_environment()
+    scheme = "https" if ssl_files else "http"
+    click.echo(
+        f"fota update server on {scheme}://{settings.host}:{settings.port} "
+        f"(granian {version}, {settings.workers} worker{'s' if settings.workers > 1 else ''}, "
+        f"{settings.storage} storage, data in {settings.data_dir.resolve()})",
+        err=True,
+    )
+    server.serve()
 
 
 # config, db --------------------------------------------------------------------------------

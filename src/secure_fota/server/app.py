@@ -24,7 +24,7 @@ from secure_fota.server.metrics import Metrics, MetricsMiddleware
 from secure_fota.server.routes import ops, seed_compat, v1
 from secure_fota.server.settings import ServerSettings, settings_from_environment
 
-__all__ = ["app_from_environment", "create_app"]
+__all__ = ["app_from_environment", "create_app", "proxied_app_from_environment"]
 
 _log = logging.getLogger("secure_fota.server")
 
@@ -101,3 +101,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
 def app_from_environment() -> FastAPI:
     """uvicorn factory for worker processes: the parent's settings come in the environment."""
     return create_app(settings_from_environment(dict(os.environ)))
+
+
+def proxied_app_from_environment() -> Any:
+    """granian factory: :func:`app_from_environment` behind uvicorn's ``X-Forwarded-For`` /
+    ``X-Forwarded-Proto`` handling, trusted from ``FORWARDED_ALLOW_IPS`` (default 127.0.0.1),
+    as uvicorn applies it itself (granian does not)."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+    return ProxyHeadersMiddleware(app_from_environment(), trusted_hosts=trusted)  # type: ignore[arg-type]
