@@ -247,17 +247,33 @@ def _log_config() -> dict[str, Any]:
     return config
 
 
-def _serve(settings: ServerSettings, ssl_files: tuple[Path, Path] | None) -> None:
-    import uvicorn
-
+def _migrate(settings: ServerSettings) -> None:
+    """Apply the database migrations once, before any worker starts."""
     from secure_fota.server.context import open_database
-    from secure_fota.server.settings import SETTINGS_ENV
 
     async def migrate() -> None:
         engine = await open_database(settings, migrate=True)
         await engine.dispose()
 
     asyncio.run(migrate())
+
+
+def _announce(settings: ServerSettings, *, secure: bool, server_name: str) -> None:
+    workers = f"{settings.workers} worker{'s' if settings.workers > 1 else ''}"
+    click.echo(
+        f"fota update server on {'https' if secure else 'http'}://{settings.host}:{settings.port} "
+        f"({server_name}, {workers}, {settings.storage} storage, "
+        f"data in {settings.data_dir.resolve()})",
+        err=True,
+    )
+
+
+def _serve(settings: ServerSettings, ssl_files: tuple[Path, Path] | None) -> None:
+    import uvicorn
+
+    from secure_fota.server.settings import SETTINGS_ENV
+
+    _migrate(settings)
     key_password = settings.tls_key_password
     options: dict[str, Any] = {
         "host": settings.host,
@@ -278,13 +294,7 @@ def _serve(settings: ServerSettings, ssl_files: tuple[Path, Path] | None) -> Non
         options["ssl_keyfile"] = str(ssl_files[1])
         if key_password is not None:
             options["ssl_keyfile_password"] = key_password.get_secret_value()
-    scheme = "https" if ssl_files else "http"
-    click.echo(
-        f"fota update server on {scheme}://{settings.host}:{settings.port} "
-        f"({settings.workers} worker{'s' if settings.workers > 1 else ''}, "
-        f"{settings.storage} storage, data in {settings.data_dir.resolve()})",
-        err=True,
-    )
+    _announce(settings, secure=ssl_files is not None, server_name="uvicorn")
     if settings.workers == 1:
         from secure_fota.server.app import create_app
 
@@ -440,28 +450,16 @@ def _decrypt_key(path: Path, password: str, directory: Path) -> Path:
 def _run_granian(settings: ServerSettings, ssl_files: tuple[Path, Path] | None) -> None:
     import ssl
 
-    from secure_fota.server.context import open_database
     from secure_fota.server.settings import SETTINGS_ENV
 
     version = _granian_version()
-
-    async def migrate() -> None:
-        engine = await open_database(settings, migrate=True)
-        await engine.dispose()
-
-    asyncio.run(migrate())
+    _migrate(settings)
     try:
         server = _granian_server(settings, ssl_files)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"cannot load the TLS certificate and key ({exc})") from None
     os.environ[SETTINGS_ENV] = settings.to_environment()
-    scheme = "https" if ssl_files else "http"
-    click.echo(
-        f"fota update server on {scheme}://{settings.host}:{settings.port} "
-        f"(granian {version}, {settings.workers} worker{'s' if settings.workers > 1 else ''}, "
-        f"{settings.storage} storage, data in {settings.data_dir.resolve()})",
-        err=True,
-    )
+    _announce(settings, secure=ssl_files is not None, server_name=f"granian {version}")
     server.serve()
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from secure_fota.author.keygen import generate_tls
 from secure_fota.server.protocol import COALESCE_LIMIT, CoalescingTransport
 
 
@@ -115,38 +116,11 @@ def test_everything_else_is_the_wrapped_transports() -> None:
 def test_over_real_tls_a_response_arrives_whole(tmp_path: Path) -> None:
     """The wrapper around a real TLS transport: a server protocol writing a head and a body
     in one turn, and a keep-alive second answer, reach a real TLS client intact."""
-    import datetime
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "c.pem", tmp_path / "k.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    generate_tls(tmp_path, ["localhost"])  # what `fota keys tls` makes
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(cert_file, key_file)
-    client_ctx = ssl.create_default_context(cafile=str(cert_file))
+    server_ctx.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+    client_ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
 
     class Answer(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
