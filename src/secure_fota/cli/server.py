@@ -232,19 +232,21 @@ def run(
             shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def _log_config() -> dict[str, Any]:
-    """uvicorn's logging configuration, plus our ``secure_fota`` logger on its handler."""
+def _with_our_logger(server_config: dict[str, Any], handler: str) -> dict[str, Any]:
+    """An HTTP server's logging configuration, plus our ``secure_fota`` logger on its
+    ``handler``."""
     import copy
 
+    config: dict[str, Any] = copy.deepcopy(server_config)
+    config["loggers"]["secure_fota"] = {"handlers": [handler], "level": "INFO", "propagate": False}
+    return config
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration, plus our ``secure_fota`` logger."""
     from uvicorn.config import LOGGING_CONFIG
 
-    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
-    config["loggers"]["secure_fota"] = {
-        "handlers": ["default"],
-        "level": "INFO",
-        "propagate": False,
-    }
-    return config
+    return _with_our_logger(LOGGING_CONFIG, "default")
 
 
 def _migrate(settings: ServerSettings) -> None:
@@ -341,18 +343,10 @@ def _granian_version() -> str:
 
 
 def _granian_log_config() -> dict[str, Any]:
-    """granian's logging configuration, plus our ``secure_fota`` logger on its handler."""
-    import copy
-
+    """granian's logging configuration, plus our ``secure_fota`` logger."""
     from granian.log import LOGGING_CONFIG
 
-    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
-    config["loggers"]["secure_fota"] = {
-        "handlers": ["console"],
-        "level": "INFO",
-        "propagate": False,
-    }
-    return config
+    return _with_our_logger(LOGGING_CONFIG, "console")
 
 
 def _granian_server(settings: ServerSettings, ssl_files: tuple[Path, Path] | None) -> Any:

@@ -15,9 +15,9 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeVar
 
 import anyio
 
@@ -35,6 +35,36 @@ _log = logging.getLogger("secure_fota.server")
 MAX_CACHED_TYPES: Final = 10_000
 #: seconds during which a failed generation check is not retried
 FAILURE_BACKOFF: Final = 0.5
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+async def _single_flight(
+    loading: dict[K, asyncio.Future[V]], key: K, load: Callable[[], Awaitable[V]]
+) -> tuple[V, bool]:
+    """``load()`` run once for concurrent callers with the same ``key``: the first caller runs
+    it (and gets ``True``), the others wait for its result or exception (and get ``False``).
+    A cancelled loader cancels the waiters too; ``loading`` holds the loads in progress."""
+    pending = loading.get(key)
+    if pending is not None:
+        return await asyncio.shield(pending), False
+    future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+    loading[key] = future
+    try:
+        value = await load()
+    except asyncio.CancelledError:
+        future.cancel()
+        raise
+    except BaseException as exc:
+        future.set_exception(exc)
+        future.exception()  # retrieved: waiters get it, nobody else needs to
+        raise
+    finally:
+        loading.pop(key, None)
+    future.set_result(value)
+    return value, True
 
 
 class GenerationWatcher:
@@ -202,24 +232,11 @@ class NewestCache:
             return entries[device_type]
         except KeyError:
             pass
-        loading = self._loading
-        pending = loading.get(device_type)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[NewestEntry | None] = asyncio.get_running_loop().create_future()
-        loading[device_type] = future
-        try:
-            entry = await self._load(device_type)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters get it, nobody else needs to
-            raise
-        finally:
-            loading.pop(device_type, None)
-        future.set_result(entry)
+        entry, loaded = await _single_flight(
+            self._loading, device_type, lambda: self._load(device_type)
+        )
+        if not loaded:
+            return entry  # another request loaded it (and stored it)
         if len(entries) >= MAX_CACHED_TYPES:
             entries.clear()
         entries[device_type] = entry
@@ -313,26 +330,12 @@ class BlobCache:
         """The blob's bytes, or ``None`` when a blob of this size is not cached."""
         if not self.holds(size):
             return None
-        data = self.peek(sha256, size)
-        if data is not None:
-            return data
-        pending = self._loading.get(sha256)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._loading[sha256] = future
-        try:
-            data = await self._load(sha256, size)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters get it, nobody else needs to
-            raise
-        finally:
-            self._loading.pop(sha256, None)
-        future.set_result(data)
+        cached = self.peek(sha256, size)
+        if cached is not None:
+            return cached
+        data, loaded = await _single_flight(self._loading, sha256, lambda: self._load(sha256, size))
+        if not loaded:
+            return data  # another request loaded it (and stored it)
         self._data[sha256] = data
         self._size += len(data)
         while self._size > self._budget:
