@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
-import socket
 import ssl
 import threading
 import time
@@ -18,6 +17,7 @@ import pytest
 from secure_fota.errors import TransportError
 from tests.attacks.conftest import Lab, Pki, server_for
 from tests.attacks.infra import UPLOADER, UPLOADER_PASSWORD, Forward, Mitm, Request, Response
+from tests.slow_clients import closed_by_server, tls_socket
 
 
 @pytest.mark.slow
@@ -140,22 +140,6 @@ def test_two_identical_uploads_at_the_same_moment(lab: Lab) -> None:
     assert [r["id"] for r in listing] == [2]
 
 
-def _tls(port: int, ca: Path) -> ssl.SSLSocket:
-    context = ssl.create_default_context(cafile=str(ca))
-    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
-    return context.wrap_socket(raw, server_hostname="127.0.0.1")
-
-
-def _closed_by_server(sock: ssl.SSLSocket) -> bool:
-    sock.settimeout(0.05)
-    try:
-        return sock.recv(1) == b""
-    except TimeoutError:
-        return False
-    except OSError:
-        return True
-
-
 @pytest.mark.slow
 def test_slow_clients_are_cut_off(lab: Lab, pki: Pki, tmp_path: Path) -> None:
     """Slowloris: connections that never finish their request head (idle after the TLS
@@ -169,7 +153,7 @@ def test_slow_clients_are_cut_off(lab: Lab, pki: Pki, tmp_path: Path) -> None:
         opened: list[float] = []
         sockets: list[ssl.SSLSocket] = []
         for _ in range(40):  # 20 idle after the handshake, 20 trickling their request head
-            sockets.append(_tls(own.port, pki.ca_file))
+            sockets.append(tls_socket(own.port, pki.ca_file))
             opened.append(time.monotonic())
         head = f"GET /update/newest/manifest?deviceType={lab.device_type} HTTP/1.1\r\n".encode()
         started = time.monotonic()
@@ -182,7 +166,7 @@ def test_slow_clients_are_cut_off(lab: Lab, pki: Pki, tmp_path: Path) -> None:
                 if index >= 20:
                     with contextlib.suppress(OSError):
                         sock.send(head[position % len(head) : position % len(head) + 1])
-                if _closed_by_server(sock):
+                if closed_by_server(sock):
                     closed[index] = time.monotonic() - opened[index]
             position += 1
             with own.http() as http:  # a device meanwhile: answered at once

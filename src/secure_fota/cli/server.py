@@ -79,6 +79,21 @@ def server() -> None:
 # run ---------------------------------------------------------------------------------------
 
 
+def _write_plain_key(key: Any, path: Path) -> None:
+    """The TLS key, unencrypted, in a new private (0600) file of a private temporary
+    directory: what uvicorn and granian load."""
+    from cryptography.hazmat.primitives import serialization
+
+    from secure_fota.keyfiles import write_key_file
+
+    data = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    write_key_file(path, data, private=True, force=False)
+
+
 def _p12_to_pem(path: Path, password: str | None, directory: Path) -> tuple[Path, Path]:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.serialization import pkcs12
@@ -92,15 +107,7 @@ def _p12_to_pem(path: Path, password: str | None, directory: Path) -> tuple[Path
     if key is None or cert is None:
         raise ConfigError(f"{path}: the PKCS#12 file needs a private key and a certificate")
     key_path, cert_path = directory / "server.key", directory / "server.pem"
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+    _write_plain_key(key, key_path)
     chain = [cert, *extra]
     cert_path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
     return cert_path, key_path
@@ -429,15 +436,7 @@ def _decrypt_key(path: Path, password: str, directory: Path) -> Path:
             f"{path}: cannot read the private key with tls_key_password ({exc})"
         ) from None
     key_path = directory / "server.key"
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+    _write_plain_key(key, key_path)
     return key_path
 
 

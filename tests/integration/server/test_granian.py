@@ -27,6 +27,7 @@ from secure_fota.cli.server import _granian_version
 from secure_fota.errors import ConfigError
 from secure_fota.local_server import LocalServer
 from tests.integration.server.conftest import RealRelease, free_port, wait_until
+from tests.slow_clients import closed_by_server, tls_socket
 
 pytest.importorskip("granian", reason="granian is not installed (pip install '.[granian]')")
 
@@ -129,22 +130,6 @@ def test_granian_serves_the_update_api(
             assert tls.recv(4096).startswith(b"HTTP/1.1 200")
 
 
-def _tls(port: int, ca: Path) -> ssl.SSLSocket:
-    context = ssl.create_default_context(cafile=str(ca))
-    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
-    return context.wrap_socket(raw, server_hostname="127.0.0.1")
-
-
-def _closed(sock: ssl.SSLSocket) -> bool:
-    sock.settimeout(0.05)
-    try:
-        return sock.recv(4096) == b""
-    except TimeoutError:
-        return False
-    except OSError:
-        return True
-
-
 @pytest.mark.slow
 def test_granian_cuts_off_slow_request_heads(tmp_path: Path, tls_dir: Path, key_dir: Path) -> None:
     """Slowloris: a TLS client idle after the handshake, one trickling a request head that
@@ -152,9 +137,9 @@ def test_granian_cuts_off_slow_request_heads(tmp_path: Path, tls_dir: Path, key_
     request_head_timeout (2 s), while other clients are answered at once."""
     env = {"FOTA_REQUEST_HEAD_TIMEOUT": "2"}
     with granian_server(tmp_path, tls_dir, key_dir, workers=1, env=env) as server:
-        idle = _tls(server.port, server.ca_file)
-        trickling = _tls(server.port, server.ca_file)
-        kept = _tls(server.port, server.ca_file)
+        idle = tls_socket(server.port, server.ca_file)
+        trickling = tls_socket(server.port, server.ca_file)
+        kept = tls_socket(server.port, server.ca_file)
         kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert kept.recv(4096).startswith(b"HTTP/1.1 200")
         started = time.monotonic()
@@ -168,7 +153,7 @@ def test_granian_cuts_off_slow_request_heads(tmp_path: Path, tls_dir: Path, key_
                     trickling.send(head[position : position + 1])
                 position += 1
                 for name, sock in sockets.items():
-                    if name not in closed and _closed(sock):
+                    if name not in closed and closed_by_server(sock):
                         closed[name] = time.monotonic() - started
                 began = time.monotonic()
                 assert http.get("/healthz").status_code == 200
