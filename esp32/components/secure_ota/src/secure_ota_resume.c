@@ -6,11 +6,12 @@
  * drop or reboot. Here the binary is fetched with HTTP Range requests of cfg->chunk_size bytes
  * and decrypted by the core's own AES-GCM (so_encimg); the plaintext goes to the next OTA slot
  * sector by sector (esp_partition_write, which encrypts when flash encryption is on). Every
- * CONFIG_SECURE_OTA_RESUME_CHECKPOINT_KB a checkpoint (release, slot, file header, bytes
- * written) goes to NVS. After a reboot the core's state is rebuilt from the slot: the written
- * plaintext is read back and re-encrypted (CTR) to recompute GHASH and the SHA-256 of the
- * encrypted and plain streams; no key or GHASH state is ever stored. The file format is
- * unchanged. The slot becomes bootable only after every check of docs/formats.md §8.
+ * CONFIG_SECURE_OTA_RESUME_CHECKPOINT_KB (64 KiB when resumable is off in Kconfig) a checkpoint
+ * (release, slot, file header, bytes written) goes to NVS. After a reboot the core's state is
+ * rebuilt from the slot: the written plaintext is read back and re-encrypted (CTR) to recompute
+ * GHASH and the SHA-256 of the encrypted and plain streams; no key or GHASH state is ever
+ * stored. The file format is unchanged. The slot becomes bootable only after every check of
+ * docs/formats.md §8.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -28,6 +29,13 @@
 static const char *TAG = "secure_ota";
 
 #define SECTOR 4096u
+/* Kconfig defines the checkpoint interval only with CONFIG_SECURE_OTA_RESUMABLE on; a caller can
+ * still choose this path at run time (cfg->resumable), and then gets the Kconfig default. */
+#ifdef CONFIG_SECURE_OTA_RESUME_CHECKPOINT_KB
+#define CHECKPOINT_KB CONFIG_SECURE_OTA_RESUME_CHECKPOINT_KB
+#else
+#define CHECKPOINT_KB 64
+#endif
 #define RESUME_KEY "resume"
 #define RESUME_MAGIC 0x5E0A7E57u
 
@@ -96,7 +104,7 @@ static esp_err_t flush_sector(download_t *d)
                         "write at %" PRIu32, d->flash_offset);
     d->flash_offset += SECTOR;
     d->fill = 0;
-    uint32_t every = (uint32_t)CONFIG_SECURE_OTA_RESUME_CHECKPOINT_KB * 1024u;
+    uint32_t every = (uint32_t)CHECKPOINT_KB * 1024u;
     if (every && d->flash_offset % every == 0) {
         d->state.written = d->flash_offset;
         ESP_RETURN_ON_ERROR(save_state(&d->state), TAG, "checkpoint");
