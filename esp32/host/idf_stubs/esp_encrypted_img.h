@@ -1,4 +1,8 @@
 #pragma once
+/* Declarations of espressif/esp_encrypted_img 2.2.0 (idf-extra-components 6a6f8b0), the oldest
+ * version components/secure_ota/idf_component.yml admits: 2.2.0 added
+ * esp_encrypted_img_get_header_size(). The ctest idf_stub_versions keeps the two in step. */
+#define SO_HOST_STUB_ESP_ENCRYPTED_IMG_VERSION "2.2.0"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

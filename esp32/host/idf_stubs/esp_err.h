@@ -1,4 +1,7 @@
 #pragma once
+/* The ESP-IDF release whose headers these stubs copy: the lowest idf_component.yml admits
+ * (the ctest idf_stub_versions keeps the two in step). */
+#define SO_HOST_STUB_IDF_VERSION "5.2"
 #include <stdint.h>
 typedef int esp_err_t;
 #define ESP_OK 0
