@@ -102,14 +102,41 @@ static void update_task(void *arg)
     }
 }
 
-void app_main(void)
+/*
+ * The default NVS partition, which secure_ota reads with nvs_open(). With flash encryption on,
+ * ESP-IDF also turns NVS encryption on (CONFIG_NVS_ENCRYPTION): nvs_flash_init() then reads, or
+ * on first boot generates, the NVS keys in the encrypted nvs_keys partition (partitions.csv)
+ * and opens the partition encrypted. As in ESP-IDF's examples, the partition is erased only
+ * when it is full or from a newer NVS version (this forgets the installed seq and any key set
+ * learnt from rotations; the device falls back to the embedded keys).
+ */
+static esp_err_t init_nvs(void)
 {
     esp_err_t err = nvs_flash_init();
     if (err == ESP_ERR_NVS_NO_FREE_PAGES || err == ESP_ERR_NVS_NEW_VERSION_FOUND) {
-        ESP_ERROR_CHECK(nvs_flash_erase());
-        err = nvs_flash_init();
+        ESP_LOGW(TAG, "NVS: %s, erasing the partition", esp_err_to_name(err));
+        err = nvs_flash_erase();
+        if (err == ESP_OK) {
+            err = nvs_flash_init();
+        }
     }
-    ESP_ERROR_CHECK(err);
+    if (err != ESP_OK) {
+        ESP_LOGE(TAG, "nvs_flash_init failed: %s. With NVS encryption (on by default with flash "
+                 "encryption) the partition table needs an nvs_keys partition (flag encrypted)",
+                 esp_err_to_name(err));
+    }
+    return err;
+}
+
+void app_main(void)
+{
+    if (init_nvs() != ESP_OK) {
+        /* no updates without NVS (installed seq, key set, checkpoints); no reboot loop either.
+         * A new image still pending verification is never confirmed, so the bootloader rolls it
+         * back at the next reset. */
+        ESP_LOGE(TAG, "secure_ota disabled: NVS is not available");
+        return;
+    }
     ESP_ERROR_CHECK(esp_netif_init());
     ESP_ERROR_CHECK(esp_event_loop_create_default());
     ESP_ERROR_CHECK(example_connect());
