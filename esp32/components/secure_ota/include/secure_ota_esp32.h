@@ -154,6 +154,11 @@ typedef struct {
  * release is an update, that set is staged in NVS (not yet trusted) for
  * secure_ota_mark_running_valid().
  *
+ * @note Opening the manifest decrypts its RSA-4096 key without blocking: seconds on chips
+ *       whose RSA accelerator stops below 4096 bits (ESP32-C3). Call this function (and
+ *       secure_ota_perform_update()) from a task at CONFIG_SECURE_OTA_TASK_PRIORITY (default
+ *       tskIDLE_PRIORITY), so that the IDLE task keeps running and the task watchdog is fed.
+ *
  * @param[in]  cfg  configuration (keys, server, device type)
  * @param[out] out  result; `out->available` tells whether to call secure_ota_perform_update()
  *

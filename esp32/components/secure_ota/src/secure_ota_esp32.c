@@ -73,6 +73,16 @@ esp_err_t secure_ota_err_from_core(int result)
     }
 }
 
+void secure_ota_log_metric(const char *name, int64_t value)
+{
+#if CONFIG_SECURE_OTA_LOG_METRICS
+    ESP_LOGI(TAG, "metrics %s=%" PRId64, name, value);
+#else
+    (void)name;
+    (void)value;
+#endif
+}
+
 /* ---- configuration and keys ---------------------------------------------------------------- */
 
 void secure_ota_config_from_kconfig(secure_ota_config_t *cfg)
@@ -454,7 +464,11 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota
     }
     ESP_GOTO_ON_FALSE(status == 200, SECURE_OTA_ERR_SERVER, done, TAG, "manifest: HTTP %d", status);
 
+    /* RSA-4096 OAEP in software on chips without a 4096-bit RSA accelerator: seconds without
+     * blocking, hence CONFIG_SECURE_OTA_TASK_PRIORITY */
+    const int64_t open_start = esp_timer_get_time();
     int r = so_manifest_open(ring, body.buf, body.len, &out->claims, NULL, &reached);
+    secure_ota_log_metric("manifest_open_us", esp_timer_get_time() - open_start);
     out->have_claims = (r == SO_OK);
     out->keyset_version = reached ? so_keyset_version(reached) : so_keyring_keyset_version(ring);
     if (r == SO_OK && freshness) {

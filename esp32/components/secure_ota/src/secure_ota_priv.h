@@ -57,6 +57,9 @@ esp_err_t secure_ota_keyring(const secure_ota_config_t *cfg, so_keyring_t **ring
 /** Map a core result (0, reason > 0, error < 0) to esp_err_t. */
 esp_err_t secure_ota_err_from_core(int result);
 
+/** Log "metrics NAME=VALUE" when CONFIG_SECURE_OTA_LOG_METRICS is on (for measurements). */
+void secure_ota_log_metric(const char *name, int64_t value);
+
 /** The resumable download path (secure_ota_resume.c). */
 esp_err_t secure_ota_resumable_update(const secure_ota_config_t *cfg, const so_keyring_t *ring,
                                       const so_claims_t *claims, const char *url);

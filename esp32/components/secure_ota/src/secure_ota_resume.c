@@ -22,6 +22,7 @@
 #include "esp_log.h"
 #include "esp_ota_ops.h"
 #include "esp_partition.h"
+#include "esp_timer.h"
 #include "nvs.h"
 #include "sdkconfig.h"
 #include "secure_ota_priv.h"
@@ -152,12 +153,14 @@ static bool resume_from_slot(download_t *d)
     if (so_image_check_resume(d->check, s->header) != SO_OK) {
         return false;
     }
+    const int64_t replay_start = esp_timer_get_time();
     for (uint32_t off = 0; off < s->written; off += SECTOR) {
         if (esp_partition_read(d->slot, off, d->sector, SECTOR) != ESP_OK ||
             so_image_check_replay(d->check, d->sector, SECTOR) != SO_OK) {
             return false;
         }
     }
+    secure_ota_log_metric("resume_replay_us", esp_timer_get_time() - replay_start);
     d->file_offset = SO_ENC_HEADER_SIZE + (uint64_t)s->written;
     d->flash_offset = s->written;
     ESP_LOGI(TAG, "resuming after %" PRIu32 " bytes already in the slot", s->written);

@@ -1,18 +1,21 @@
 /*
  * SPDX-License-Identifier: Apache-2.0
  *
- * secure_ota example: after boot, run a self-test; if the image is new (rollback pending),
- * keep it only if the self-test passes. Then a FreeRTOS task asks the update server for a new
- * release every CONFIG_SECURE_OTA_POLL_INTERVAL_S seconds and installs verified ones.
+ * secure_ota example: after boot, a FreeRTOS task at CONFIG_SECURE_OTA_TASK_PRIORITY (default
+ * tskIDLE_PRIORITY, see Kconfig) runs a self-test if the image is new (rollback pending) and
+ * keeps it only if the self-test passes; then it asks the update server for a new release every
+ * CONFIG_SECURE_OTA_POLL_INTERVAL_S seconds and installs verified ones.
  */
 #include <inttypes.h>
 #include <string.h>
 
 #include "esp_event.h"
+#include "esp_heap_caps.h"
 #include "esp_log.h"
 #include "esp_netif.h"
 #include "esp_ota_ops.h"
 #include "esp_system.h"
+#include "esp_timer.h"
 #include "freertos/FreeRTOS.h"
 #include "freertos/task.h"
 #include "nvs_flash.h"
@@ -56,12 +59,35 @@ static secure_ota_config_t make_config(void)
     return cfg;
 }
 
+/* With CONFIG_SECURE_OTA_LOG_METRICS, one line per check or update for measurements:
+ * "metrics check_us=N heap_min=N stack_hwm=N" (update_us=N after an update attempt). */
+static void log_metrics(const char *op, int64_t started_us)
+{
+#if CONFIG_SECURE_OTA_LOG_METRICS
+    ESP_LOGI(TAG, "metrics %s_us=%" PRId64 " heap_min=%u stack_hwm=%u", op,
+             esp_timer_get_time() - started_us,
+             (unsigned)heap_caps_get_minimum_free_size(MALLOC_CAP_DEFAULT),
+             (unsigned)uxTaskGetStackHighWaterMark(NULL));
+#else
+    (void)op;
+    (void)started_us;
+#endif
+}
+
+static esp_err_t timed_check(const secure_ota_config_t *cfg, secure_ota_update_info_t *info)
+{
+    const int64_t started = esp_timer_get_time();
+    esp_err_t err = secure_ota_check_for_update(cfg, info);
+    log_metrics("check", started);
+    return err;
+}
+
 /* Replace with the application's own checks (sensors, peripherals, the server reachable). */
 static bool self_test(void)
 {
     secure_ota_config_t cfg = make_config();
     secure_ota_update_info_t info;
-    esp_err_t err = secure_ota_check_for_update(&cfg, &info);
+    esp_err_t err = timed_check(&cfg, &info);
     /* the new image can reach and authenticate the server, and its keys work */
     return err == ESP_OK || secure_ota_err_is_reason(err);
 }
@@ -81,15 +107,21 @@ static void confirm_running_image(void)
     ESP_ERROR_CHECK(secure_ota_mark_running_valid());
 }
 
+/* Runs at CONFIG_SECURE_OTA_TASK_PRIORITY: a check computes for seconds without blocking (the
+ * manifest's RSA-4096 key), and only at tskIDLE_PRIORITY does IDLE keep running meanwhile and
+ * feed the task watchdog. The self-test runs here too, not in app_main (priority 1). */
 static void update_task(void *arg)
 {
     (void)arg;
+    confirm_running_image();
     secure_ota_config_t cfg = make_config();
     for (;;) {
         secure_ota_update_info_t info;
-        esp_err_t err = secure_ota_check_for_update(&cfg, &info);
+        esp_err_t err = timed_check(&cfg, &info);
         if (err == ESP_OK && info.available) {
+            const int64_t started = esp_timer_get_time();
             err = secure_ota_perform_update(&cfg, &info);
+            log_metrics("update", started);
             if (err == ESP_OK) {
                 ESP_LOGI(TAG, "update installed, restarting");
                 esp_restart();
@@ -140,6 +172,8 @@ void app_main(void)
     ESP_ERROR_CHECK(esp_netif_init());
     ESP_ERROR_CHECK(esp_event_loop_create_default());
     ESP_ERROR_CHECK(example_connect());
-    confirm_running_image();
-    xTaskCreate(update_task, "secure_ota", 8192, NULL, 5, NULL);
+    if (xTaskCreate(update_task, "secure_ota", 8192, NULL, CONFIG_SECURE_OTA_TASK_PRIORITY,
+                    NULL) != pdPASS) {
+        ESP_LOGE(TAG, "cannot create the update task");
+    }
 }
