@@ -1,8 +1,9 @@
 """C core on the host: bench/c_core_bench.c against the same mbedTLS primitives alone.
 
-Compiles bench/c_core_bench.c with the core's sources (esp32/components/secure_ota/core, only
-its public header is used) at -O2 without sanitizers against Debian's mbedTLS 2.28 and cJSON,
-into build/bench/c_core_bench, and runs it on the fixtures' 4 MiB release.
+Compiles bench/c_core_bench.c with the core's sources (esp32/components/secure_ota/core/src; the
+bench sees only the public header, core/include/so_core.h) at -O2 without sanitizers against
+Debian's mbedTLS 2.28 and cJSON, into build/bench/c_core_bench, and runs it on the fixtures'
+4 MiB release.
 Goal: the core within 1.2x of the primitives.
 
     .venv/bin/python bench/c_core.py [--repeats 31] [--image-mib 4]
@@ -29,10 +30,10 @@ def build() -> Path:
     if cc is None or not Path("/usr/include/mbedtls/version.h").exists():
         raise SystemExit("needs a C compiler, libmbedtls-dev and libcjson-dev")
     out = WORK / "c_core_bench"
-    sources = sorted(str(p) for p in (COMPONENT / "core").glob("*.c"))
+    sources = sorted(str(p) for p in (COMPONENT / "core" / "src").glob("*.c"))
     argv = [
         cc, "-O2", "-std=c11", "-D_POSIX_C_SOURCE=200809L",
-        "-I", str(COMPONENT / "core"), "-I", str(COMPONENT / "private_include"),
+        "-I", str(COMPONENT / "core" / "include"), "-I", str(COMPONENT / "private_include"),
         "-I", "/usr/include/cjson", "-o", str(out), str(ROOT / "bench" / "c_core_bench.c"),
         *sources, "-lmbedcrypto", "-lcjson", "-lm",
     ]  # fmt: skip

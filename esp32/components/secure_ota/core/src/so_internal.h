@@ -95,17 +95,19 @@ struct so_keyring {
     so_trusted_key_t freshness[SO_MAX_TRUSTED_KEYS];
 };
 
-/** The EC group id of a P-256/P-384 key, or MBEDTLS_ECP_DP_NONE. */
-mbedtls_ecp_group_id so_pk_curve(const mbedtls_pk_context *pk);
-
 /** A fresh, empty key set (version 0) on the heap; NULL without memory. */
 so_keyset_t *so_keyset_new(void);
 /** Free the keys of a set (not the set itself) and empty it. */
 void so_keyset_clear(so_keyset_t *set);
-/** Free one key's contents and re-initialise it. */
-void so_trusted_key_clear(so_trusted_key_t *key);
 /** The key with id `kid` in `set`, or NULL. */
 const so_trusted_key_t *so_keyset_find(const so_keyset_t *set, const char *kid);
+
+/* ---- public keys (so_spki.c; uses nothing of so_keys.c) --------------------------------- */
+
+/** The EC group id of a P-256/P-384 key, or MBEDTLS_ECP_DP_NONE. */
+mbedtls_ecp_group_id so_pk_curve(const mbedtls_pk_context *pk);
+/** Free one key's contents and re-initialise it. */
+void so_trusted_key_clear(so_trusted_key_t *key);
 
 /**
  * Read a DER SubjectPublicKeyInfo of a manifest-signing key (RSA-3072/4096 or P-256) as the

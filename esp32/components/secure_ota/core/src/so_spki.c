@@ -14,6 +14,9 @@
  *
  * The key id is the SHA-256 of the canonical DER (rsaEncryption with NULL parameters, the
  * point uncompressed), which is what the reference hashes after re-encoding the key.
+ *
+ * Also the helpers on one trusted key that the key ring (so_keys.c) builds on: so_pk_curve and
+ * so_trusted_key_clear. Nothing here uses so_keys.c.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -272,6 +275,15 @@ static int ec_canonical(der_t point, uint8_t *out, size_t *out_len)
     out[sizeof EC_PREFIX] = 0x04;
     *out_len = sizeof EC_PREFIX + 65;
     return SO_OK;
+}
+
+mbedtls_ecp_group_id so_pk_curve(const mbedtls_pk_context *pk)
+{
+    mbedtls_pk_type_t type = mbedtls_pk_get_type(pk);
+    if (type != MBEDTLS_PK_ECKEY && type != MBEDTLS_PK_ECDSA) {
+        return MBEDTLS_ECP_DP_NONE;
+    }
+    return so_ec_group(mbedtls_pk_ec(*pk))->id;
 }
 
 void so_trusted_key_clear(so_trusted_key_t *key)

@@ -114,16 +114,7 @@ void so_keyring_free(so_keyring_t *ring)
     free(ring);
 }
 
-mbedtls_ecp_group_id so_pk_curve(const mbedtls_pk_context *pk)
-{
-    mbedtls_pk_type_t type = mbedtls_pk_get_type(pk);
-    if (type != MBEDTLS_PK_ECKEY && type != MBEDTLS_PK_ECDSA) {
-        return MBEDTLS_ECP_DP_NONE;
-    }
-    return so_ec_group(mbedtls_pk_ec(*pk))->id;
-}
-
-static bool is_rsa(const mbedtls_pk_context *pk, size_t bits_a, size_t bits_b)
+static bool is_rsa_sized(const mbedtls_pk_context *pk, size_t bits_a, size_t bits_b)
 {
     if (mbedtls_pk_get_type(pk) != MBEDTLS_PK_RSA) {
         return false;
@@ -226,18 +217,18 @@ static int replace_key(so_keyring_t *ring, mbedtls_pk_context *slot, bool *has,
 
 static bool fits_manifest_key(const mbedtls_pk_context *pk)
 {
-    return is_rsa(pk, 3072, 4096) && mbedtls_pk_can_do(pk, MBEDTLS_PK_RSA) &&
+    return is_rsa_sized(pk, 3072, 4096) && mbedtls_pk_can_do(pk, MBEDTLS_PK_RSA) &&
            so_rsa_use_oaep_sha256(mbedtls_pk_rsa(*pk)) == 0;
 }
 
 static bool fits_image_key(const mbedtls_pk_context *pk)
 {
-    return is_rsa(pk, 3072, 3072);
+    return is_rsa_sized(pk, 3072, 3072);
 }
 
 static bool fits_signing_key(const mbedtls_pk_context *pk)
 {
-    return is_rsa(pk, 3072, 4096) || so_pk_curve(pk) == MBEDTLS_ECP_DP_SECP256R1;
+    return is_rsa_sized(pk, 3072, 4096) || so_pk_curve(pk) == MBEDTLS_ECP_DP_SECP256R1;
 }
 
 static bool fits_freshness_key(const mbedtls_pk_context *pk)
@@ -248,7 +239,7 @@ static bool fits_freshness_key(const mbedtls_pk_context *pk)
 static bool fits_secure_boot_key(const mbedtls_pk_context *pk)
 {
     mbedtls_ecp_group_id curve = so_pk_curve(pk);
-    return is_rsa(pk, 3072, 3072) || curve == MBEDTLS_ECP_DP_SECP256R1 ||
+    return is_rsa_sized(pk, 3072, 3072) || curve == MBEDTLS_ECP_DP_SECP256R1 ||
            curve == MBEDTLS_ECP_DP_SECP384R1;
 }
 
