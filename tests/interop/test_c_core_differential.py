@@ -7,9 +7,12 @@ non-canonical base64url in any part, tampered or resealed ``.bin`` files, freshn
 and key rotation: a random history of key sets (each statement signed by a key of the previous
 set, old keys kept or revoked at random), devices at random versions, and manifests carrying
 random chains (complete, cut, shuffled, repeated, with forged, gapped, mutated or garbage
-statements, or a malformed ``rot``). Both implementations must agree on ``accept``,
-``reason``, ``claims`` and the key set reached for every input. ``DIFF_CASES`` sets the number
-of releases (default 60, each judged several ways); ``DIFF_SEED`` the random seed.
+statements, or a malformed ``rot``), and HTTP 304 answers for the installed release (the C side
+judges the SHA-256 and ``exp`` it kept, the reference its cached manifest: ``--unchanged``, at
+random times around ``exp``, with random freshness statements). Both implementations must agree
+on ``accept``, ``reason``, ``claims`` and the key set reached for every input. ``DIFF_CASES``
+sets the number of releases (default 60, each judged several ways); ``DIFF_SEED`` the random
+seed.
 """
 
 from __future__ import annotations
@@ -226,6 +229,8 @@ def run_c(keys: Path, manifest: Path, binary: Path | None, facts: dict[str, Any]
         args += ["--freshness", str(facts["freshness"]), "--nonce", facts["nonce"]]
     if facts.get("keyset_version") is not None:
         args += ["--keyset-version", str(facts["keyset_version"])]
+    if facts.get("unchanged"):
+        args.append("--unchanged")
     args.append(str(manifest))
     if binary is not None:
         args.append(str(binary))
@@ -239,6 +244,7 @@ def run_c(keys: Path, manifest: Path, binary: Path | None, facts: dict[str, Any]
 
 
 def run_python(keys: Path, manifest: Path, binary: Path | None, facts: dict[str, Any]) -> dict:
+    # facts["unchanged"] (an HTTP 304): the reference device judges its cached manifest anew
     return reference_verdict(
         keys, manifest, binary,
         device_type=facts["device_type"], installed_seq=facts["installed_seq"],
@@ -482,11 +488,24 @@ def mutate_claims(rng: random.Random, claims: dict[str, Any]) -> dict[str, Any]:
 def test_c_core_agrees_with_python(tmp_path: Path) -> None:  # noqa: PLR0915 -- one sequence
     rng = random.Random(SEED)  # noqa: S311 -- reproducible test inputs, not secrets
     session = Session(tmp_path, rng)
+    unchanged_reasons: set[str | None] = set()
     for _ in range(CASES):
         manifest, binary, claims = session.release()
         facts = session.facts(claims)
         session.compare(manifest, binary if rng.random() < 0.5 else None, facts)
         token = manifest.read_bytes()
+        # an HTTP 304 for it once installed: the C device kept its SHA-256 and exp only
+        exp = claims.get("exp", NOW)
+        installed = {"device_type": "dev-a", "installed_seq": claims["seq"], "unchanged": True}
+        for now in (
+            None,
+            rng.choice([NOW, exp - 1]),
+            rng.choice([exp, exp + rng.randrange(10**6)]),
+        ):
+            verdict = session.compare(
+                manifest, None, dict(installed, secure_version=facts["secure_version"], now=now)
+            )
+            unchanged_reasons.add(verdict["reason"])
         # the manifest, changed
         changed = session.path(".manifest")
         changed.write_bytes(mutate_token(rng, token))
@@ -573,9 +592,13 @@ def test_c_core_agrees_with_python(tmp_path: Path) -> None:  # noqa: PLR0915 -- 
             text = mutate_token(rng, text)
         fresh.write_bytes(text)
         session.compare(manifest, None, dict(ok_facts, freshness=fresh, nonce=nonce))
+        # ... and with a 304 for the installed release: checked against the kept digest
+        unchanged = dict(ok_facts, installed_seq=claims["seq"], unchanged=True)
+        session.compare(manifest, None, dict(unchanged, freshness=fresh, nonce=nonce))
     print(
         f"differential: {session.count} files, verdicts {sorted(session.reasons.items(), key=str)}"
         f", rotation manifests opened by versions walked {sorted(session.reached.items())}"
     )
     assert len(session.reasons) >= 15, session.reasons
+    assert unchanged_reasons == {"already_installed", "expired"}, unchanged_reasons
     assert len(session.reached) >= 3, session.reached  # walks of 0, 1, 2, ... versions

@@ -286,7 +286,9 @@ class Builder:
         freshness: Path | None = None,
         nonce: str | None = None,
         device_type: str = DEVICE,
+        unchanged: bool = False,
     ) -> None:
+        """``unchanged``: the C side judges the manifest as on an HTTP 304 (see build_unchanged)."""
         verdict = reference_verdict(
             self.out / keys,
             manifest,
@@ -301,6 +303,8 @@ class Builder:
         )
         if verdict["reason"] != expect:
             raise SystemExit(f"case {name}: built for {expect}, reference says {verdict}")
+        if unchanged and (verdict["claims"] or {}).get("seq") != installed_seq:
+            raise SystemExit(f"case {name}: a 304 case needs the installed release's manifest")
         self.cases.append(
             {
                 "name": name,
@@ -316,6 +320,7 @@ class Builder:
                 "nonce": nonce,
                 "expect": verdict,
             }
+            | ({"unchanged": True} if unchanged else {})
         )
 
 
@@ -947,6 +952,7 @@ def build_all(b: Builder) -> None:  # noqa: PLR0915 -- one list of cases reads b
     )
     build_jws_headers(b, base)
     build_rotation(b, base)
+    build_unchanged(b, m, claims, me, ce)
 
 
 def build_jws_headers(b: Builder, base: dict[str, Any]) -> None:
@@ -1237,6 +1243,44 @@ class _Drop:
 
 
 _DROP = _Drop()
+
+
+def build_unchanged(
+    b: Builder, m: Path, claims: ManifestClaims, me: Path, ce: ManifestClaims
+) -> None:
+    """An HTTP 304 to If-None-Match: the newest manifest is still the one judged installed.
+
+    The reference device judges its cached copy again (``check_manifest``); the C glue kept only
+    the manifest's SHA-256 and ``exp`` and asks ``so_decide_unchanged`` (``"unchanged": true``:
+    ``secure_ota_host verify --unchanged``). Rule 3 of docs/formats.md §6 either way.
+    """
+    for name, now in (("unchanged_installed", None), ("unchanged_no_exp_clock_set", NOW + 10**8)):
+        b.case(
+            name, m, None, "already_installed", installed_seq=claims.seq, now=now, unchanged=True
+        )
+    assert ce.exp is not None
+    for name, now, expect in (
+        ("unchanged_exp_no_clock", None, "already_installed"),
+        ("unchanged_before_exp", ce.exp - 1, "already_installed"),
+        ("unchanged_at_exp", ce.exp, "expired"),
+        ("unchanged_after_exp", ce.exp + 86400, "expired"),
+    ):
+        b.case(name, me, None, expect, installed_seq=ce.seq, now=now, unchanged=True)
+    for name, statement, expect in (
+        ("unchanged_freshness_ok", "fresh-ok", "already_installed"),
+        ("unchanged_freshness_stale_digest", "fresh-stale", "stale_manifest"),
+        ("unchanged_freshness_wrong_nonce", "fresh-nonce", "freshness_invalid"),
+    ):
+        b.case(
+            name,
+            m,
+            None,
+            expect,
+            installed_seq=claims.seq,
+            freshness=b.out / f"{statement}.freshness",
+            nonce=NONCE,
+            unchanged=True,
+        )
 
 
 def main(out: Path = HERE) -> None:

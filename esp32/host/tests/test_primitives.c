@@ -147,6 +147,46 @@ static void test_decide(void)
     CHECK(so_reason_name(0) == NULL && so_reason_name(SO_REASON_COUNT) == NULL, "bounds");
 }
 
+/* An HTTP 304 for the manifest judged already_installed: rule 3 as so_decide applies it. */
+static void test_decide_unchanged(void)
+{
+    so_claims_t c = {.seq = 10, .has_exp = true, .exp = 500};
+    strcpy(c.device_type, "dev");
+    const uint8_t manifest[] = "a.b.c.d.e";
+    so_judged_t j;
+    CHECK(so_judged_init(&j, manifest, sizeof manifest - 1, &c) == SO_OK, "init");
+    char sha[65];
+    so_sha256_hex(manifest, sizeof manifest - 1, sha);
+    CHECK(strcmp(j.sha256_hex, sha) == 0 && j.has_exp && j.exp == 500, "record");
+    so_device_facts_t f = {.device_type = "dev", .installed_seq = 10};
+    const uint64_t times[] = {0, 1, 499, 500, 501, UINT64_MAX};
+    for (size_t t = 0; t < sizeof times / sizeof times[0]; t++) {
+        for (int clock = 0; clock < 2; clock++) {
+            uint64_t now = times[t];
+            f.has_clock = clock;
+            f.now = now;
+            int got = so_decide_unchanged(&j, &f);
+            CHECK(got == so_decide(&c, &f), "same as so_decide at %d/%llu", clock,
+                  (unsigned long long)now);
+            CHECK(got == (clock && now >= 500 ? SO_REASON_EXPIRED : SO_REASON_ALREADY_INSTALLED),
+                  "rule 3 at %d/%llu", clock, (unsigned long long)now);
+        }
+    }
+    c.has_exp = false;
+    CHECK(so_judged_init(&j, manifest, sizeof manifest - 1, &c) == SO_OK && !j.has_exp &&
+              j.exp == 0,
+          "no exp");
+    f.has_clock = true;
+    f.now = UINT64_MAX;
+    CHECK(so_decide_unchanged(&j, &f) == SO_REASON_ALREADY_INSTALLED, "no exp never expires");
+    CHECK(so_decide_unchanged(NULL, &f) == SO_ERR_INVALID_ARG, "NULL record");
+    CHECK(so_decide_unchanged(&j, NULL) == SO_ERR_INVALID_ARG, "NULL facts");
+    CHECK(so_judged_init(NULL, manifest, 1, &c) == SO_ERR_INVALID_ARG &&
+              so_judged_init(&j, NULL, 1, &c) == SO_ERR_INVALID_ARG &&
+              so_judged_init(&j, manifest, 1, NULL) == SO_ERR_INVALID_ARG,
+          "NULL arguments");
+}
+
 static int fixed_rng(void *ctx, unsigned char *out, size_t len)
 {
     (void)ctx;
@@ -220,6 +260,7 @@ int main(void)
     test_json();
     test_names();
     test_decide();
+    test_decide_unchanged();
     test_gcm();
     return test_summary("test_primitives");
 }

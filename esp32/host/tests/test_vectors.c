@@ -2,7 +2,8 @@
  * SPDX-License-Identifier: Apache-2.0
  *
  * Every case of tests/vectors/cases.json through the C core: the same accept/reason/claims as
- * the Python reference that generated it.
+ * the Python reference that generated it. Cases marked "unchanged" are judged as the glue
+ * judges an HTTP 304 for the manifest (so_judged_t, so_decide_unchanged).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,7 @@ int main(int argc, char **argv)
             .nonce = str_or_null(c, "nonce"),
             .manifest = manifest,
             .bin = bin,
+            .unchanged = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "unchanged")),
         };
         host_verify_result_t result;
         host_verify(host_ring(keys), &args, &result);

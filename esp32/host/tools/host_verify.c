@@ -243,10 +243,52 @@ static void check_bin(const so_keyring_t *ring, const host_verify_args_t *args,
     r->status = ret;
 }
 
+/* --unchanged: the device judged this manifest already_installed when it first received it
+ * (the time aside: it was not expired then), and kept `judged` of it. */
+static void judged_earlier(const uint8_t *token, size_t len, const so_device_facts_t *facts,
+                           host_verify_result_t *r, so_judged_t *judged)
+{
+    so_device_facts_t then = *facts;
+    then.has_clock = false;
+    int first = so_decide(&r->claims, &then);
+    if (first != SO_REASON_ALREADY_INSTALLED) {
+        r->status = SO_ERR_INVALID_ARG;
+        snprintf(r->error, sizeof r->error,
+                 "--unchanged: the device would not have kept this manifest (so_decide: %s)",
+                 first > 0 ? so_reason_name(first) : first == SO_OK ? "an update" : "error");
+        return;
+    }
+    r->status = so_judged_init(judged, token, len, &r->claims);
+}
+
+static int check_freshness(const so_keyring_t *ring, const host_verify_args_t *args,
+                           const uint8_t *token, size_t len, const so_judged_t *judged,
+                           host_verify_result_t *r)
+{
+    size_t slen = 0;
+    uint8_t *statement = host_read_file(args->freshness_file, SO_MAX_STATEMENT_SIZE, &slen);
+    if (!statement) {
+        snprintf(r->error, sizeof r->error, "%s: file not found", args->freshness_file);
+        return SO_ERR_INVALID_ARG;
+    }
+    const char *nonce = args->nonce ? args->nonce : "";
+    int ret = judged ? so_freshness_check_digest(ring, statement, slen, judged->sha256_hex, nonce,
+                                                 args->device_type)
+                     : so_freshness_check(ring, statement, slen, token, len, nonce,
+                                          args->device_type);
+    free(statement);
+    return ret;
+}
+
 void host_verify(const so_keyring_t *ring, const host_verify_args_t *args,
                  host_verify_result_t *r)
 {
     memset(r, 0, sizeof *r);
+    if (args->unchanged && args->bin) {
+        r->status = SO_ERR_INVALID_ARG;
+        snprintf(r->error, sizeof r->error, "--unchanged judges a manifest, not a binary");
+        return;
+    }
     size_t len = 0;
     uint8_t *token = host_read_file(args->manifest, SO_MAX_MANIFEST_SIZE, &len);
     if (!token) {
@@ -256,29 +298,25 @@ void host_verify(const so_keyring_t *ring, const host_verify_args_t *args,
     }
     r->status = so_manifest_open(ring, token, len, &r->claims, &r->info, NULL);
     r->have_claims = (r->status == SO_OK);
+    so_device_facts_t facts = {
+        .device_type = args->device_type,
+        .chip_id = args->has_chip ? args->chip_id : r->claims.chip_id,
+        .installed_seq = args->installed_seq,
+        .secure_version = args->secure_version,
+        .has_clock = args->has_now,
+        .now = args->now,
+    };
+    so_judged_t judged;
+    if (r->status == SO_OK && args->unchanged) {
+        judged_earlier(token, len, &facts, r, &judged);
+    }
     if (r->status == SO_OK && args->freshness_file) {
-        size_t slen = 0;
-        uint8_t *statement = host_read_file(args->freshness_file, SO_MAX_STATEMENT_SIZE, &slen);
-        if (!statement) {
-            r->status = SO_ERR_INVALID_ARG;
-            snprintf(r->error, sizeof r->error, "%s: file not found", args->freshness_file);
-        } else {
-            r->status = so_freshness_check(ring, statement, slen, token, len,
-                                           args->nonce ? args->nonce : "", args->device_type);
-            free(statement);
-        }
+        r->status = check_freshness(ring, args, token, len, args->unchanged ? &judged : NULL, r);
     }
     free(token);
     if (r->status == SO_OK) {
-        so_device_facts_t facts = {
-            .device_type = args->device_type,
-            .chip_id = args->has_chip ? args->chip_id : r->claims.chip_id,
-            .installed_seq = args->installed_seq,
-            .secure_version = args->secure_version,
-            .has_clock = args->has_now,
-            .now = args->now,
-        };
-        r->status = so_decide(&r->claims, &facts);
+        r->status = args->unchanged ? so_decide_unchanged(&judged, &facts)
+                                    : so_decide(&r->claims, &facts);
     }
     if (r->status == SO_OK && args->bin) {
         check_bin(ring, args, r);

@@ -24,6 +24,11 @@ typedef struct {
     const char *nonce;
     const char *manifest;
     const char *bin;            /* NULL: manifest only */
+    /** Judge as the glue judges an HTTP 304 for this manifest: the device judged it
+     * already_installed before (the facts must make it the installed release; checked without
+     * the clock) and kept only its so_judged_t; freshness by digest, then so_decide_unchanged.
+     * Manifest only (`bin` NULL). */
+    bool unchanged;
 } host_verify_args_t;
 
 typedef struct {

@@ -5,7 +5,7 @@
  *
  *   secure_ota_host verify --device-keys DIR --installed-seq N --secure-version N
  *       --device-type T [--chip-id N] [--now UNIX] [--freshness FILE --nonce HEX]
- *       [--keyset-version N] MANIFEST [BIN]
+ *       [--keyset-version N] [--unchanged] MANIFEST [BIN]
  *   secure_ota_host keyid DER_FILE...
  *
  * verify prints exactly one JSON object: {"accept": bool, "reason": null|"<code>",
@@ -13,6 +13,10 @@
  * the manifest-signing key set reached through the manifest's key rotations, are non-null
  * whenever the manifest opened, even if a later check refused it).
  * Exit status: 0 accept, 3 reject, 1 any other failure (usage, keys, files).
+ * --unchanged judges MANIFEST as the component judges an HTTP 304 for it: the device judged it
+ * already_installed when it received it (else exit 1) and kept only its SHA-256 and exp
+ * (so_judged_t); the freshness statement is checked against that digest, then
+ * so_decide_unchanged decides (already_installed, or expired past exp).
  *
  * keyid reads each file as a DER SubjectPublicKeyInfo named by a key-rotation statement and
  * prints one line per file: {"kid": "<key id>"} or {"kid": null} if it is not such a key.
@@ -28,13 +32,15 @@
 static const char USAGE[] =
     "usage: secure_ota_host verify --device-keys DIR --installed-seq N --secure-version N\n"
     "           --device-type T [--chip-id N] [--now UNIX] [--freshness FILE --nonce HEX]\n"
-    "           [--keyset-version N] MANIFEST [BIN]\n"
+    "           [--keyset-version N] [--unchanged] MANIFEST [BIN]\n"
     "       secure_ota_host keyid DER_FILE...\n"
     "\n"
     "Judge release files exactly as the ESP32 component does (docs/formats.md) and print\n"
     "{\"accept\": .., \"reason\": .., \"claims\": .., \"keyset\": ..}. Exit 0 accept, 3 reject,\n"
     "1 error. --keyset-version: the version of the device's manifest-signing key set (default:\n"
-    "DIR/keyset_version, else 1). keyid: the key id of each rotation-statement key, or null.\n";
+    "DIR/keyset_version, else 1). --unchanged: judge MANIFEST as on an HTTP 304 for it (the\n"
+    "device judged it already_installed before and kept its SHA-256 and exp). keyid: the key id\n"
+    "of each rotation-statement key, or null.\n";
 
 static int fail(const char *message)
 {
@@ -122,6 +128,8 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--keyset-version") && parse_i64(v, &n) && n >= 1 &&
                    n <= SO_MAX_KEYSET_VERSION) {
             keyset_version = n; have_keyset_version = true; i++;
+        } else if (!strcmp(a, "--unchanged")) {
+            args.unchanged = true;
         } else if (a[0] == '-' && a[1] == '-') {
             fputs(USAGE, stderr);
             return fail("unknown option or missing/invalid value");

@@ -247,21 +247,16 @@ esp_err_t secure_ota_nvs_set_pending(uint32_t seq, uint32_t partition_address)
     return err;
 }
 
-/* The last manifest judged not an update (the installed release): its SHA-256, so that the
- * next poll can send If-None-Match, and its `exp` (0: none), so that a 304 for it is still
- * judged by rule 3 of docs/formats.md §6 (past exp: updates are being withheld). */
-typedef struct {
-    char sha256_hex[65];
-    uint64_t exp;
-} judged_t;
-
+/* The last manifest judged not an update (the installed release), as so_judged_t: its SHA-256
+ * for If-None-Match, and its exp, so that so_decide_unchanged can judge a 304 for it. Blob: the
+ * 64 hex digits, then exp as u64 LE (0: none; claims never have exp 0). */
 #define JUDGED_BLOB_LEN (64 + 8)
 
-static void remember_judged(const char *sha256_hex, const so_claims_t *claims)
+static void remember_judged(const so_judged_t *judged)
 {
     uint8_t blob[JUDGED_BLOB_LEN];
-    uint64_t exp = claims->has_exp ? claims->exp : 0;
-    memcpy(blob, sha256_hex, 64);
+    uint64_t exp = judged->has_exp ? judged->exp : 0;
+    memcpy(blob, judged->sha256_hex, 64);
     for (size_t i = 0; i < 8; i++) {
         blob[64 + i] = (uint8_t)(exp >> (8 * i));
     }
@@ -275,7 +270,7 @@ static void remember_judged(const char *sha256_hex, const so_claims_t *claims)
     nvs_close(nvs);
 }
 
-static bool judged(judged_t *out)
+static bool judged(so_judged_t *out)
 {
     memset(out, 0, sizeof *out);
     nvs_handle_t nvs;
@@ -296,6 +291,7 @@ static bool judged(judged_t *out)
     for (size_t i = 0; len == JUDGED_BLOB_LEN && i < 8; i++) {
         out->exp |= (uint64_t)blob[64 + i] << (8 * i);
     }
+    out->has_exp = out->exp != 0;
     return true;
 }
 
@@ -417,7 +413,7 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota
     }
     snprintf(url, SECURE_OTA_URL_MAX, "%s/update/newest/manifest?deviceType=%s%s%s",
              cfg->server_url, cfg->device_type, freshness ? "&nonce=" : "", nonce);
-    judged_t last;
+    so_judged_t last;
     bool have_judged = judged(&last);
     secure_ota_request_t req = {
         .url = url,
@@ -448,15 +444,16 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota
                                                 strlen(headers->freshness), last.sha256_hex,
                                                 nonce, cfg->device_type);
         }
-        if (r == SO_OK && last.exp) {
-            /* rule 3 of §6 again: the installed release may have expired since */
+        if (r == SO_OK) {
             so_device_facts_t facts;
             ESP_GOTO_ON_ERROR(device_facts(cfg, &facts), done, TAG, "device facts");
-            if (facts.has_clock && facts.now >= last.exp) {
-                r = SO_REASON_EXPIRED;
-                ESP_LOGW(TAG, "the installed release expired at %" PRIu64
-                         ": the server is withholding updates", last.exp);
-            }
+            r = so_decide_unchanged(&last, &facts);
+        }
+        if (r == SO_REASON_ALREADY_INSTALLED) {
+            r = SO_OK; /* nothing new: out->verdict stays ESP_OK (see the header) */
+        } else if (r == SO_REASON_EXPIRED) {
+            ESP_LOGW(TAG, "the installed release expired at %" PRIu64
+                     ": the server is withholding updates", last.exp);
         }
         ret = secure_ota_err_from_core(r);
         out->verdict = ret;
@@ -499,9 +496,10 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota
             ESP_LOGW(TAG, "key set version %" PRIu32 " not staged", out->keyset_version);
         }
     } else if (r == SO_REASON_ALREADY_INSTALLED) {
-        char sha[65];
-        so_sha256_hex(body.buf, body.len, sha);
-        remember_judged(sha, &out->claims);
+        so_judged_t record;
+        if (so_judged_init(&record, body.buf, body.len, &out->claims) == SO_OK) {
+            remember_judged(&record);
+        }
         ESP_LOGI(TAG, "up to date (seq %" PRIu32 ")", out->claims.seq);
     } else {
         ret = out->verdict;

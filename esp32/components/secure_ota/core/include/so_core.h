@@ -247,7 +247,42 @@ typedef struct {
     uint64_t now;
 } so_device_facts_t;
 
+/**
+ * The rules of §6 in order: SO_OK (an update to install), the first rule's reason, or
+ * SO_ERR_INVALID_ARG. The installed release (`seq` equal to facts->installed_seq) is
+ * SO_REASON_ALREADY_INSTALLED, or SO_REASON_EXPIRED once a trusted clock is at or past its `exp`
+ * (rule 3: the server keeps offering a release its author no longer vouches for, so newer ones
+ * are being withheld).
+ */
 int so_decide(const so_claims_t *claims, const so_device_facts_t *facts);
+
+/**
+ * What a device keeps of the last manifest it judged SO_REASON_ALREADY_INSTALLED, so that its
+ * next poll can send If-None-Match and an HTTP 304 answer can be judged without the manifest
+ * (so_decide_unchanged). The caller stores it (NVS).
+ */
+typedef struct {
+    char sha256_hex[65]; /* SHA-256 of the manifest as received, lowercase hex (its ETag) */
+    bool has_exp;        /* the claims' exp, if they have one */
+    uint64_t exp;
+} so_judged_t;
+
+/**
+ * The record of `manifest` (the bytes so_manifest_open took), whose claims are `claims`.
+ * SO_OK, or SO_ERR_INVALID_ARG for a NULL argument.
+ */
+int so_judged_init(so_judged_t *out, const uint8_t *manifest, size_t len, const so_claims_t *claims);
+
+/**
+ * The decision (§6) on an HTTP 304 answer to If-None-Match: the server's newest manifest is
+ * still `judged`, which this device judged SO_REASON_ALREADY_INSTALLED before. Rule 3 again,
+ * as so_decide would apply it to that manifest now (the reference judges its cached copy
+ * anew): SO_REASON_EXPIRED when a trusted clock is at or past `exp`, else
+ * SO_REASON_ALREADY_INSTALLED. SO_ERR_INVALID_ARG for a NULL argument. With freshness keys,
+ * check the statement first (so_freshness_check_digest with judged->sha256_hex), as for a
+ * manifest received.
+ */
+int so_decide_unchanged(const so_judged_t *judged, const so_device_facts_t *facts);
 
 /* ---- GCM and the esp_encrypted_img stream (§3) ------------------------------------------- */
 

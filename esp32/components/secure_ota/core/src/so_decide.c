@@ -1,12 +1,25 @@
 /*
  * SPDX-License-Identifier: Apache-2.0
  *
- * The device's decision (docs/formats.md §6) and the freshness statement check (§7).
+ * The device's decision (docs/formats.md §6), also on an HTTP 304 for the manifest it judged
+ * last, and the freshness statement check (§7).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "so_internal.h"
+
+/* Rule 6 (and rule 3's exception): the device knows the time and it is at or past `exp`. */
+static bool expired(bool has_exp, uint64_t exp, const so_device_facts_t *facts)
+{
+    return facts->has_clock && has_exp && facts->now >= exp;
+}
+
+/* Rule 3: the installed release past its exp means updates are being withheld. */
+static int installed_release(bool has_exp, uint64_t exp, const so_device_facts_t *facts)
+{
+    return expired(has_exp, exp, facts) ? SO_REASON_EXPIRED : SO_REASON_ALREADY_INSTALLED;
+}
 
 int so_decide(const so_claims_t *claims, const so_device_facts_t *facts)
 {
@@ -19,10 +32,8 @@ int so_decide(const so_claims_t *claims, const so_device_facts_t *facts)
     if (claims->chip_id != facts->chip_id) {
         return SO_REASON_WRONG_CHIP;
     }
-    bool expired = facts->has_clock && claims->has_exp && facts->now >= claims->exp;
     if ((int64_t)claims->seq == facts->installed_seq) {
-        /* rule 3: the installed release past its exp means updates are being withheld */
-        return expired ? SO_REASON_EXPIRED : SO_REASON_ALREADY_INSTALLED;
+        return installed_release(claims->has_exp, claims->exp, facts);
     }
     if ((int64_t)claims->seq < facts->installed_seq) {
         return SO_REASON_ROLLBACK;
@@ -30,7 +41,7 @@ int so_decide(const so_claims_t *claims, const so_device_facts_t *facts)
     if ((int64_t)claims->secure_version < facts->secure_version) {
         return SO_REASON_SECURE_VERSION_TOO_LOW;
     }
-    if (expired) {
+    if (expired(claims->has_exp, claims->exp, facts)) {
         return SO_REASON_EXPIRED;
     }
     uint32_t slot = facts->slot_size ? facts->slot_size : SO_MAX_IMAGE_SIZE;
@@ -38,6 +49,25 @@ int so_decide(const so_claims_t *claims, const so_device_facts_t *facts)
         return SO_REASON_IMAGE_TOO_LARGE;
     }
     return SO_OK;
+}
+
+int so_judged_init(so_judged_t *out, const uint8_t *manifest, size_t len, const so_claims_t *claims)
+{
+    if (!out || !manifest || !claims) {
+        return SO_ERR_INVALID_ARG;
+    }
+    so_sha256_hex(manifest, len, out->sha256_hex);
+    out->has_exp = claims->has_exp;
+    out->exp = claims->has_exp ? claims->exp : 0;
+    return SO_OK;
+}
+
+int so_decide_unchanged(const so_judged_t *judged, const so_device_facts_t *facts)
+{
+    if (!judged || !facts) {
+        return SO_ERR_INVALID_ARG;
+    }
+    return installed_release(judged->has_exp, judged->exp, facts);
 }
 
 static bool is_hex_lower(const char *s, size_t min, size_t max)
