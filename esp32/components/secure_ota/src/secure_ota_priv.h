@@ -1,7 +1,9 @@
 /*
  * SPDX-License-Identifier: Apache-2.0
  *
- * Internals shared by the ESP-IDF glue files (not a public API).
+ * Internals shared by the ESP-IDF glue files (not a public API). The files, each using only
+ * those listed before it: secure_ota_err.c, secure_ota_nvs.c, secure_ota_config.c,
+ * secure_ota_http.c, secure_ota_resume.c, secure_ota_check.c, secure_ota_update.c.
  */
 #pragma once
 
@@ -15,6 +17,8 @@
 
 #define SECURE_OTA_NVS_NAMESPACE "secure_ota"
 #define SECURE_OTA_URL_MAX 512
+
+/* ---- HTTP (secure_ota_http.c) ------------------------------------------------------------- */
 
 /** Response headers we care about, captured by the HTTP event handler (bounded copies). */
 typedef struct {
@@ -51,8 +55,7 @@ int64_t secure_ota_deadline(const secure_ota_config_t *cfg, size_t size);
 esp_err_t secure_ota_http_get(const secure_ota_config_t *cfg, const secure_ota_request_t *req,
                               secure_ota_headers_t *headers, int *status, size_t *body_len);
 
-/** A key ring from the config; free with so_keyring_free. */
-esp_err_t secure_ota_keyring(const secure_ota_config_t *cfg, so_keyring_t **ring);
+/* ---- errors and metrics (secure_ota_err.c) ----------------------------------------------- */
 
 /** Map a core result (0, reason > 0, error < 0) to esp_err_t. */
 esp_err_t secure_ota_err_from_core(int result);
@@ -60,9 +63,43 @@ esp_err_t secure_ota_err_from_core(int result);
 /** Log "metrics NAME=VALUE" when CONFIG_SECURE_OTA_LOG_METRICS is on (for measurements). */
 void secure_ota_log_metric(const char *name, int64_t value);
 
-/** The resumable download path (secure_ota_resume.c). */
+/* ---- configuration and keys (secure_ota_config.c) ----------------------------------------- */
+
+/** ESP_OK for a usable configuration (server, device type, CA), else ESP_ERR_INVALID_ARG. */
+esp_err_t secure_ota_check_config(const secure_ota_config_t *cfg);
+
+/** A key ring from the config and the key set stored in NVS; free with so_keyring_free. */
+esp_err_t secure_ota_keyring(const secure_ota_config_t *cfg, so_keyring_t **ring);
+
+/* ---- state in NVS (secure_ota_nvs.c; secure_ota_get_installed_seq is public) -------------- */
+
+/** Record release `seq`, written to the slot at `partition_address`, as pending. */
+esp_err_t secure_ota_nvs_set_pending(uint32_t seq, uint32_t partition_address);
+
+/** The pending release (0: none) and its slot's address. */
+esp_err_t secure_ota_nvs_get_pending(uint32_t *seq, uint32_t *partition_address);
+
+/**
+ * Close the pending release `seq`: when it `booted` (its slot is the one running, self-test
+ * passed) it becomes the installed one and the key set staged for it the device's; in every
+ * case the pending release and the staged key set are forgotten.
+ */
+esp_err_t secure_ota_nvs_finish_pending(uint32_t seq, bool booted);
+
+/** The record of the last manifest judged not an update; false if there is none. */
+bool secure_ota_nvs_judged(so_judged_t *judged);
+
+/** Keep `judged` for the next poll's If-None-Match (best effort: a failure is not reported). */
+void secure_ota_nvs_remember_judged(const so_judged_t *judged);
+
+/** Replace the ring's manifest-signing keys by the stored set if that one is newer (§4.4). */
+void secure_ota_nvs_load_keyset(so_keyring_t *ring);
+
+/** Stage `set`, reached by the rotations of release `seq`'s manifest, until it is confirmed. */
+esp_err_t secure_ota_nvs_stage_keyset(const so_keyset_t *set, uint32_t seq);
+
+/* ---- the resumable download (secure_ota_resume.c) ------------------------------------------ */
+
+/** Download, decrypt and check release `claims` into the next OTA slot by Range requests. */
 esp_err_t secure_ota_resumable_update(const secure_ota_config_t *cfg, const so_keyring_t *ring,
                                       const so_claims_t *claims, const char *url);
-
-/** NVS helpers: installed/pending sequence numbers. */
-esp_err_t secure_ota_nvs_set_pending(uint32_t seq, uint32_t partition_address);

@@ -1,0 +1,214 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * secure_ota_check_for_update(): poll the newest manifest (If-None-Match with the last one
+ * judged not an update, a nonce when freshness keys are configured) and have the core judge
+ * the answer: a 200 is opened, its freshness statement checked and decided (so_decide); a 304
+ * is judged from the record kept of the manifest it stands for (so_decide_unchanged). This file
+ * gathers the device's facts and records the outcome; every decision is the core's.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "esp_check.h"
+#include "esp_efuse.h"
+#include "esp_log.h"
+#include "esp_ota_ops.h"
+#include "esp_random.h"
+#include "esp_timer.h"
+#include "sdkconfig.h"
+#include "secure_ota_priv.h"
+
+static const char *TAG = "secure_ota";
+
+/* a clock before this (2024-01-01) has not been set */
+#define CLOCK_FLOOR 1704067200
+
+typedef struct {
+    uint8_t *buf;
+    size_t len;
+} body_t;
+
+static esp_err_t collect(void *ctx, const uint8_t *data, size_t len)
+{
+    body_t *body = ctx;
+    if (len > SO_MAX_MANIFEST_SIZE - body->len) {
+        return SECURE_OTA_ERR_MANIFEST_TOO_LARGE;
+    }
+    memcpy(body->buf + body->len, data, len);
+    body->len += len;
+    return ESP_OK;
+}
+
+static esp_err_t device_facts(const secure_ota_config_t *cfg, so_device_facts_t *facts)
+{
+    uint32_t installed = 0;
+    ESP_RETURN_ON_ERROR(secure_ota_get_installed_seq(&installed), TAG, "installed seq");
+    const esp_partition_t *slot = esp_ota_get_next_update_partition(NULL);
+    ESP_RETURN_ON_FALSE(slot, ESP_ERR_NOT_FOUND, TAG, "no OTA slot to update into");
+    memset(facts, 0, sizeof *facts);
+    facts->device_type = cfg->device_type;
+    facts->chip_id = CONFIG_IDF_FIRMWARE_CHIP_ID;
+    facts->installed_seq = installed;
+    facts->secure_version = esp_efuse_read_secure_version();
+    facts->slot_size = slot->size;
+    time_t now = time(NULL);
+    facts->has_clock = cfg->trusted_clock && now > CLOCK_FLOOR;
+    facts->now = facts->has_clock ? (uint64_t)now : 0;
+    return ESP_OK;
+}
+
+/* HTTP 304: the newest manifest is still `last`, judged already_installed before. With
+ * freshness keys the server must still vouch for it. */
+static esp_err_t judge_unchanged(const secure_ota_config_t *cfg, const so_keyring_t *ring,
+                                 const secure_ota_headers_t *headers, const char *nonce,
+                                 const so_judged_t *last, secure_ota_update_info_t *out)
+{
+    int r = SO_OK;
+    if (so_keyring_freshness_key_count(ring) > 0) {
+        r = headers->freshness_truncated
+                ? SO_REASON_FRESHNESS_INVALID
+                : so_freshness_check_digest(ring, (const uint8_t *)headers->freshness,
+                                            strlen(headers->freshness), last->sha256_hex, nonce,
+                                            cfg->device_type);
+    }
+    if (r == SO_OK) {
+        so_device_facts_t facts;
+        ESP_RETURN_ON_ERROR(device_facts(cfg, &facts), TAG, "device facts");
+        r = so_decide_unchanged(last, &facts);
+    }
+    if (r == SO_REASON_ALREADY_INSTALLED) {
+        r = SO_OK; /* nothing new: out->verdict stays ESP_OK (see the header) */
+    } else if (r == SO_REASON_EXPIRED) {
+        ESP_LOGW(TAG, "the installed release expired at %" PRIu64
+                 ": the server is withholding updates", last->exp);
+    }
+    out->verdict = secure_ota_err_from_core(r);
+    return out->verdict;
+}
+
+/* HTTP 200: open the manifest, check the freshness statement, decide; then stage the key set
+ * an update was verified under, or remember the installed release's manifest. */
+static esp_err_t judge_manifest(const secure_ota_config_t *cfg, const so_keyring_t *ring,
+                                const body_t *body, const secure_ota_headers_t *headers,
+                                const char *nonce, secure_ota_update_info_t *out)
+{
+    esp_err_t ret = ESP_OK;
+    so_keyset_t *reached = NULL;
+    /* RSA-4096 OAEP in software on chips without a 4096-bit RSA accelerator: seconds without
+     * blocking, hence CONFIG_SECURE_OTA_TASK_PRIORITY */
+    const int64_t open_start = esp_timer_get_time();
+    int r = so_manifest_open(ring, body->buf, body->len, &out->claims, NULL, &reached);
+    secure_ota_log_metric("manifest_open_us", esp_timer_get_time() - open_start);
+    out->have_claims = (r == SO_OK);
+    out->keyset_version = reached ? so_keyset_version(reached) : so_keyring_keyset_version(ring);
+    if (r == SO_OK && so_keyring_freshness_key_count(ring) > 0) {
+        r = headers->freshness_truncated || !headers->freshness[0]
+                ? SO_REASON_FRESHNESS_INVALID
+                : so_freshness_check(ring, (const uint8_t *)headers->freshness,
+                                     strlen(headers->freshness), body->buf, body->len, nonce,
+                                     cfg->device_type);
+    }
+    if (r == SO_OK) {
+        so_device_facts_t facts;
+        ESP_GOTO_ON_ERROR(device_facts(cfg, &facts), done, TAG, "device facts");
+        r = so_decide(&out->claims, &facts);
+    }
+    out->server_release_id = (uint32_t)strtoul(headers->release, NULL, 10);
+    if (r == SO_OK && out->server_release_id && out->server_release_id != out->claims.seq) {
+        ESP_LOGW(TAG, "server announces release %" PRIu32 ", the signed manifest says %" PRIu32
+                 "; using the signed value", out->server_release_id, out->claims.seq);
+    }
+    out->verdict = secure_ota_err_from_core(r);
+    if (r == SO_OK) {
+        out->available = true;
+        ESP_LOGI(TAG, "update available: %s %s (seq %" PRIu32 ", %" PRIu32 " bytes)",
+                 out->claims.project, out->claims.version, out->claims.seq,
+                 out->claims.image_size);
+        if (reached && secure_ota_nvs_stage_keyset(reached, out->claims.seq) != ESP_OK) {
+            /* the update stays possible; the device walks the rotations again next time */
+            ESP_LOGW(TAG, "key set version %" PRIu32 " not staged", out->keyset_version);
+        }
+    } else if (r == SO_REASON_ALREADY_INSTALLED) {
+        so_judged_t record;
+        if (so_judged_init(&record, body->buf, body->len, &out->claims) == SO_OK) {
+            secure_ota_nvs_remember_judged(&record);
+        }
+        ESP_LOGI(TAG, "up to date (seq %" PRIu32 ")", out->claims.seq);
+    } else {
+        ret = out->verdict;
+        ESP_LOGW(TAG, "newest release refused: %s", secure_ota_err_to_name(ret));
+    }
+done:
+    so_keyset_free(reached);
+    return ret;
+}
+
+esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota_update_info_t *out)
+{
+    ESP_RETURN_ON_FALSE(out, ESP_ERR_INVALID_ARG, TAG, "out is NULL");
+    memset(out, 0, sizeof *out);
+    ESP_RETURN_ON_ERROR(secure_ota_check_config(cfg), TAG, "config");
+    so_keyring_t *ring = NULL;
+    ESP_RETURN_ON_ERROR(secure_ota_keyring(cfg, &ring), TAG, "keys");
+
+    esp_err_t ret = ESP_OK;
+    char *url = malloc(SECURE_OTA_URL_MAX);
+    secure_ota_headers_t *headers = calloc(1, sizeof *headers);
+    body_t body = {.buf = malloc(SO_MAX_MANIFEST_SIZE)};
+    ESP_GOTO_ON_FALSE(url && headers && body.buf, ESP_ERR_NO_MEM, done, TAG, "no memory");
+
+    bool freshness = so_keyring_freshness_key_count(ring) > 0;
+    char nonce[33] = "";
+    if (freshness) {
+        uint8_t raw[16];
+        esp_fill_random(raw, sizeof raw);
+        for (size_t i = 0; i < sizeof raw; i++) {
+            snprintf(nonce + 2 * i, 3, "%02x", raw[i]);
+        }
+    }
+    snprintf(url, SECURE_OTA_URL_MAX, "%s/update/newest/manifest?deviceType=%s%s%s",
+             cfg->server_url, cfg->device_type, freshness ? "&nonce=" : "", nonce);
+    so_judged_t last;
+    bool have_judged = secure_ota_nvs_judged(&last);
+    secure_ota_request_t req = {
+        .url = url,
+        .if_none_match = have_judged ? last.sha256_hex : NULL,
+        .max_body = 0, /* `collect` refuses more than 16 KiB as manifest_too_large */
+        .sink = collect,
+        .sink_ctx = &body,
+    };
+    int status = 0;
+    size_t len = 0;
+    ret = secure_ota_http_get(cfg, &req, headers, &status, &len);
+    if (ret == SECURE_OTA_ERR_MANIFEST_TOO_LARGE) {
+        out->verdict = ret;
+        goto done;
+    }
+    ESP_GOTO_ON_ERROR(ret, done, TAG, "manifest request");
+    if (status == 404) {
+        ESP_LOGI(TAG, "no release for device type %s", cfg->device_type);
+        goto done;
+    }
+    if (status == 304 && have_judged) {
+        ret = judge_unchanged(cfg, ring, headers, nonce, &last, out);
+        goto done;
+    }
+    ESP_GOTO_ON_FALSE(status == 200, SECURE_OTA_ERR_SERVER, done, TAG, "manifest: HTTP %d", status);
+    ret = judge_manifest(cfg, ring, &body, headers, nonce, out);
+done:
+    if (ret != ESP_OK && !out->verdict && secure_ota_err_is_reason(ret)) {
+        out->verdict = ret;
+    }
+    if (!out->available) {
+        out->have_claims = out->have_claims && out->verdict != ESP_OK;
+    }
+    so_keyring_free(ring);
+    free(url);
+    free(headers);
+    free(body.buf);
+    return ret;
+}

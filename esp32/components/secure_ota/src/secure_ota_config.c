@@ -1,0 +1,91 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * The caller's configuration: its Kconfig defaults, its validation, and the core's key ring it
+ * gives (the embedded keys, replaced by a newer manifest-signing key set stored in NVS).
+ */
+#include <string.h>
+
+#include "esp_check.h"
+#include "esp_log.h"
+#include "esp_random.h"
+#include "sdkconfig.h"
+#include "secure_ota_priv.h"
+
+static const char *TAG = "secure_ota";
+
+void secure_ota_config_from_kconfig(secure_ota_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->server_url = CONFIG_SECURE_OTA_SERVER_URL;
+    cfg->device_type = CONFIG_SECURE_OTA_DEVICE_TYPE;
+    cfg->timeout_ms = CONFIG_SECURE_OTA_HTTP_TIMEOUT_MS;
+    cfg->chunk_size = CONFIG_SECURE_OTA_CHUNK_SIZE;
+#if CONFIG_SECURE_OTA_RESUMABLE
+    cfg->resumable = true;
+#endif
+#if CONFIG_SECURE_OTA_TRUSTED_CLOCK
+    cfg->trusted_clock = true;
+#endif
+}
+
+esp_err_t secure_ota_check_config(const secure_ota_config_t *cfg)
+{
+    ESP_RETURN_ON_FALSE(cfg && cfg->server_url && cfg->device_type && cfg->ca_cert.pem,
+                        ESP_ERR_INVALID_ARG, TAG, "incomplete configuration");
+    ESP_RETURN_ON_FALSE(so_name_ok(cfg->device_type), ESP_ERR_INVALID_ARG, TAG,
+                        "device type '%s' is not a valid name", cfg->device_type);
+    ESP_RETURN_ON_FALSE(strlen(cfg->server_url) < SECURE_OTA_URL_MAX - 128, ESP_ERR_INVALID_ARG,
+                        TAG, "server URL too long");
+    return ESP_OK;
+}
+
+static int device_rng(void *ctx, unsigned char *out, size_t len)
+{
+    (void)ctx;
+    esp_fill_random(out, len);
+    return 0;
+}
+
+esp_err_t secure_ota_keyring(const secure_ota_config_t *cfg, so_keyring_t **out)
+{
+    so_keyring_t *ring = NULL;
+    int r = so_keyring_new(device_rng, NULL, &ring);
+    if (r == SO_OK) {
+        r = so_keyring_set_manifest_key(ring, (const uint8_t *)cfg->manifest_key.pem,
+                                        cfg->manifest_key.len);
+    }
+    if (r == SO_OK) {
+        r = so_keyring_set_image_key(ring, (const uint8_t *)cfg->image_key.pem, cfg->image_key.len);
+    }
+    for (size_t i = 0; r == SO_OK && i < cfg->signing_key_count; i++) {
+        r = so_keyring_add_signing_key(ring, (const uint8_t *)cfg->signing_keys[i].pem,
+                                       cfg->signing_keys[i].len);
+    }
+    if (r == SO_OK) {
+        r = so_keyring_set_keyset_version(ring, cfg->keyset_version
+                                                    ? cfg->keyset_version
+                                                    : (uint32_t)CONFIG_SECURE_OTA_KEYSET_VERSION);
+    }
+    for (size_t i = 0; r == SO_OK && i < cfg->freshness_key_count; i++) {
+        r = so_keyring_add_freshness_key(ring, (const uint8_t *)cfg->freshness_keys[i].pem,
+                                         cfg->freshness_keys[i].len);
+    }
+    if (r == SO_OK) {
+        r = so_keyring_set_secure_boot_key(ring, (const uint8_t *)cfg->secure_boot_key.pem,
+                                           cfg->secure_boot_key.len);
+    }
+    if (r == SO_OK && so_keyring_signing_key_count(ring) == 0) {
+        r = SO_ERR_KEY;
+    }
+    if (r == SO_OK) {
+        secure_ota_nvs_load_keyset(ring);
+    }
+    if (r != SO_OK) {
+        so_keyring_free(ring);
+        ESP_LOGE(TAG, "keys: %s", secure_ota_err_to_name(secure_ota_err_from_core(r)));
+        return secure_ota_err_from_core(r);
+    }
+    *out = ring;
+    return ESP_OK;
+}
