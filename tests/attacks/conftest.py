@@ -27,6 +27,7 @@ from secure_fota.device.provision import Provisioning, provision
 from secure_fota.device.transport import ServerClient
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
 from secure_fota.keyfiles import AuthorKeys, load_author_keys
+from secure_fota.wire import FIRMWARE_FILE, MANIFEST_FILE, UPLOAD, upload_fields
 from tests.attacks.infra import (
     ADMIN,
     ADMIN_PASSWORD,
@@ -174,16 +175,12 @@ class Lab:
     ) -> httpx.Response:
         with self.server.http() as http:
             return http.post(
-                "/uploadFile",
+                UPLOAD,
                 auth=auth,
-                data={
-                    "id": str(seq),
-                    "deviceType": device_type or self.device_type,
-                    "fwName": "app",
-                },
+                data=upload_fields(seq, device_type or self.device_type, "app"),
                 files={
-                    "manifestFile": ("app.manifest", manifest, "application/octet-stream"),
-                    "firmwareFile": ("app.bin", binary, "application/octet-stream"),
+                    MANIFEST_FILE: ("app.manifest", manifest, "application/octet-stream"),
+                    FIRMWARE_FILE: ("app.bin", binary, "application/octet-stream"),
                 },
             )
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "secure_fota"
-OWN = {"errors", "reasons", "limits"}
+OWN = {"errors", "reasons", "limits", "wire"}
 ALLOWED = {
     "formats": OWN | {"formats"},
     "crypto": OWN | {"formats", "crypto"},

@@ -38,6 +38,7 @@ from secure_fota.errors import (
 )
 from secure_fota.formats.names import check_name, check_seq
 from secure_fota.keyfiles import AuthorKeys, load_author_keys
+from secure_fota.wire import DEVICE_TYPE, FIRMWARE_PATH, FW_NAME, HEALTH, ID, SERVICE_UPLOAD
 
 __all__ = ["ServiceConfig", "create_service"]
 
@@ -108,7 +109,7 @@ class _Service:
 
     def firmware_path(self, text: str) -> Path:
         if not text or "\0" in text or len(text) > 4096:
-            raise InputError("firmwarePath", "must be a file path")
+            raise InputError(FIRMWARE_PATH, "must be a file path")
         candidate = Path(text)
         if not candidate.is_absolute():
             candidate = self._firmware_root / candidate
@@ -174,16 +175,16 @@ def create_service(config: ServiceConfig) -> Starlette:
             )
         try:
             values = await _parameters(request)
-            for name in ("id", "deviceType", "fwName", "firmwarePath"):
+            for name in (ID, DEVICE_TYPE, FW_NAME, FIRMWARE_PATH):
                 if not values.get(name):
                     return _error(400, "required parameter is missing", name)
-            seq = check_seq("id", values["id"])
-            device_type = check_name("deviceType", values["deviceType"])
-            fw_name = check_name("fwName", values["fwName"])
-            firmware = service.firmware_path(values["firmwarePath"])
+            seq = check_seq(ID, values[ID])
+            device_type = check_name(DEVICE_TYPE, values[DEVICE_TYPE])
+            fw_name = check_name(FW_NAME, values[FW_NAME])
+            firmware = service.firmware_path(values[FIRMWARE_PATH])
             result = await run_in_threadpool(service.publish, seq, device_type, fw_name, firmware)
         except PermissionError as exc:
-            return _error(403, str(exc), "firmwarePath")
+            return _error(403, str(exc), FIRMWARE_PATH)
         except InputError as exc:
             return _error(422, exc.detail, exc.field)
         except FotaError as exc:
@@ -195,4 +196,6 @@ def create_service(config: ServiceConfig) -> Starlette:
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    return Starlette(routes=[Route("/upload", upload, methods=["POST"]), Route("/healthz", health)])
+    return Starlette(
+        routes=[Route(SERVICE_UPLOAD, upload, methods=["POST"]), Route(HEALTH, health)]
+    )

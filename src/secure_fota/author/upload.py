@@ -26,10 +26,10 @@ from secure_fota.formats.names import check_name, check_seq
 from secure_fota.limits import MAX_IMAGE_SIZE, MAX_MANIFEST_SIZE
 from secure_fota.loopback import is_loopback
 from secure_fota.tls_client import client_context
+from secure_fota.wire import FIRMWARE_FILE, MANIFEST_FILE, upload_fields, upload_url
 
 __all__ = ["Credentials", "UploadTarget", "upload_release"]
 
-UPLOAD_PATH: Final = "/uploadFile"
 _TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
 
 
@@ -139,12 +139,12 @@ def upload_release(
             httpx.Client(verify=verify, timeout=_TIMEOUT, auth=target.credentials.auth()) as client,
         ):
             response = client.post(
-                base + UPLOAD_PATH,
+                upload_url(base),
                 headers=target.credentials.headers(),
-                data={"id": str(seq), "deviceType": device_type, "fwName": fw_name},
+                data=upload_fields(seq, device_type, fw_name),
                 files={
-                    "manifestFile": (manifest_path.name, _ProgressReader(manifest, advance)),  # type: ignore[dict-item]
-                    "firmwareFile": (binary_path.name, _ProgressReader(binary, advance)),  # type: ignore[dict-item]
+                    MANIFEST_FILE: (manifest_path.name, _ProgressReader(manifest, advance)),  # type: ignore[dict-item]
+                    FIRMWARE_FILE: (binary_path.name, _ProgressReader(binary, advance)),  # type: ignore[dict-item]
                 },
             )
     except httpx.HTTPError as exc:

@@ -20,11 +20,10 @@ from secure_fota.formats.jose_compact import json_int, parse_json_object
 from secure_fota.formats.names import check_name
 from secure_fota.limits import MAX_SEQ
 from secure_fota.reasons import Reason
+from secure_fota.wire import NONCE_PATTERN
 
 __all__ = [
-    "FRESHNESS_HEADER",
     "FRESHNESS_TYP",
-    "NONCE_PATTERN",
     "FreshnessStatement",
     "StatementSigner",
     "make_statement",
@@ -32,10 +31,6 @@ __all__ = [
 ]
 
 FRESHNESS_TYP: Final = "fota-freshness+jwt"
-#: HTTP response header carrying the statement
-FRESHNESS_HEADER: Final = "X-Fota-Freshness"
-#: a nonce is 16 to 32 random bytes written as lowercase hex
-NONCE_PATTERN: Final = re.compile(r"[0-9a-f]{32,64}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _MAX_STATEMENT: Final = 2048
 _INVALID = Reason.FRESHNESS_INVALID

@@ -9,7 +9,6 @@ anti-rollback eFuse) or rolls back.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from secure_fota.keyfiles import load_device_keys
 from secure_fota.limits import MAX_MANIFEST_SIZE, STREAM_CHUNK
 from secure_fota.policy import DeviceFacts, ImageCheck, check_manifest, check_signed_image
 from secure_fota.reasons import Reason
+from secure_fota.wire import new_nonce
 
 __all__ = ["CheckResult", "Device", "SelfTest"]
 
@@ -155,7 +155,7 @@ class Device:
         try:
             nonce = None
             if self.keys.freshness and self.config.require_freshness:
-                nonce = secrets.token_hex(16)
+                nonce = new_nonce()
             try:
                 manifest, statement = self._fetch_manifest(client, nonce)
             except ReleaseRejected as exc:  # an oversized manifest is refused as it arrives
@@ -207,7 +207,7 @@ class Device:
             if exc.status_code != 404:
                 raise
             # a seed-compatible server has no by-id URL: take "newest" and let the digests judge
-            legacy = f"{client.base_url}/update/newest/binary?deviceType={claims.device_type}"
+            legacy = client.newest_binary_url(claims.device_type)
             self.last_resume_offset = client.download(
                 legacy,
                 part,

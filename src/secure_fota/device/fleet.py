@@ -14,23 +14,29 @@ import asyncio
 import contextlib
 import hashlib
 import random
-import secrets
-import ssl
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
-from secure_fota.crypto.freshness import FRESHNESS_HEADER
 from secure_fota.errors import FormatError, InputError, ReleaseRejected
 from secure_fota.formats.manifest import ManifestClaims
 from secure_fota.keyfiles import load_device_keys
 from secure_fota.limits import MAX_MANIFEST_SIZE
 from secure_fota.loopback import is_loopback
 from secure_fota.policy.verifier import DeviceKeys, check_freshness, open_checked
+from secure_fota.tls_client import client_context
+from secure_fota.wire import (
+    FRESHNESS_HEADER,
+    RELEASE_HEADER,
+    new_nonce,
+    newest_manifest_url,
+    poll_query,
+    release_binary_url,
+)
 
 __all__ = ["FleetConfig", "FleetReport", "simulate"]
 
@@ -156,8 +162,7 @@ class _Fleet:
     async def _download(
         self, client: httpx.AsyncClient, seq: int, claims: ManifestClaims | None
     ) -> bool:
-        device_type = quote(self.config.device_type)
-        url = f"{self.base}/api/v1/device-types/{device_type}/releases/{seq}/binary"
+        url = release_binary_url(self.base, self.config.device_type, seq)
         digest = hashlib.sha256()
         size = 0
         async with client.stream("GET", url) as response:
@@ -184,17 +189,13 @@ class _Fleet:
     async def _poll(self, state: dict[str, Any]) -> None:
         verify = self.verifier.keys is not None
         nonce = (
-            secrets.token_hex(16)
-            if verify and self.verifier.keys and self.verifier.keys.freshness
-            else None
+            new_nonce() if verify and self.verifier.keys and self.verifier.keys.freshness else None
         )
-        params = {"deviceType": self.config.device_type}
-        if nonce:
-            params["nonce"] = nonce
+        params = poll_query(self.config.device_type, nonce)
         headers = {"If-None-Match": f'"{state["etag"]}"'} if state.get("etag") else {}
         started = time.perf_counter()
         client: httpx.AsyncClient = state["client"]
-        url = f"{self.base}/update/newest/manifest"
+        url = newest_manifest_url(self.base)
         try:
             response = await client.get(url, params=params, headers=headers)
         except httpx.RemoteProtocolError:
@@ -242,7 +243,7 @@ class _Fleet:
                 return
             seq = claims.seq
         else:
-            release = response.headers.get("x-fota-release") or state.get("release")
+            release = response.headers.get(RELEASE_HEADER) or state.get("release")
             if not release or not str(release).isdigit():
                 return
             state["release"] = release
@@ -274,7 +275,7 @@ async def simulate(config: FleetConfig) -> FleetReport:
     """Run the fleet until the duration or request budget is spent; return the report."""
     config = config.validated()
     keys = load_device_keys(config.keys_dir) if config.keys_dir else None
-    context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+    context = client_context(config.ca_file)
     shards = -(-config.devices // DEVICES_PER_CLIENT)
     per_client = max(1, -(-config.max_connections // shards))
     limits = httpx.Limits(

@@ -14,15 +14,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
-from urllib.parse import quote
 
 import httpx
 
-from secure_fota.crypto.freshness import FRESHNESS_HEADER
 from secure_fota.errors import ReleaseRejected, TransportError
 from secure_fota.limits import MAX_MANIFEST_SIZE
 from secure_fota.reasons import Reason
 from secure_fota.tls_client import client_context
+from secure_fota.wire import (
+    FRESHNESS_HEADER,
+    RELEASE_HEADER,
+    newest_binary_url,
+    newest_manifest_url,
+    poll_query,
+    release_binary_url,
+)
 
 __all__ = ["ManifestAnswer", "ServerClient"]
 
@@ -84,11 +90,9 @@ class ServerClient:
     def newest_manifest(
         self, device_type: str, *, nonce: str | None, etag: str | None
     ) -> ManifestAnswer:
-        params = {"deviceType": device_type}
-        if nonce:
-            params["nonce"] = nonce
         headers = {"If-None-Match": f'"{etag}"'} if etag else {}
-        url = f"{self.base_url}/update/newest/manifest"
+        url = newest_manifest_url(self.base_url)
+        params = poll_query(device_type, nonce)
         with (
             _mapped("manifest poll"),
             self._client.stream("GET", url, params=params, headers=headers) as response,
@@ -119,7 +123,7 @@ class ServerClient:
                     )
             if declared is not None and int(declared) != len(body):
                 raise TransportError("manifest poll: body length differs from Content-Length")
-            release = response.headers.get("x-fota-release")
+            release = response.headers.get(RELEASE_HEADER)
             return ManifestAnswer(
                 status="new",
                 body=bytes(body),
@@ -138,7 +142,12 @@ class ServerClient:
             raise TransportError(f"{what}: too slow, gave up (slow retrieval)")
 
     def binary_url(self, device_type: str, seq: int) -> str:
-        return f"{self.base_url}/api/v1/device-types/{quote(device_type)}/releases/{seq}/binary"
+        """The image of release ``seq`` by id (what a device downloads)."""
+        return release_binary_url(self.base_url, device_type, seq)
+
+    def newest_binary_url(self, device_type: str) -> str:
+        """The seed's "newest image" (for servers that have no by-id URL)."""
+        return newest_binary_url(self.base_url, device_type)
 
     def download(
         self,

@@ -26,6 +26,7 @@ from secure_fota.server.db.repository import Repository
 from secure_fota.server.errors import Unavailable
 from secure_fota.server.records import ReleaseInfo
 from secure_fota.server.storage.base import BlobStore
+from secure_fota.wire import RELEASE_HEADER
 
 __all__ = ["BlobCache", "GenerationWatcher", "NewestCache", "NewestEntry", "ReleaseCache"]
 
@@ -185,7 +186,7 @@ def manifest_headers(release: ReleaseInfo) -> dict[str, str]:
         "content-length": str(release.manifest_size),
         "etag": f'"{release.manifest_sha256}"',
         "cache-control": "no-cache",
-        "x-fota-release": str(release.seq),
+        RELEASE_HEADER: str(release.seq),
     }
 
 

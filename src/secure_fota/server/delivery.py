@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from secure_fota.crypto.freshness import FRESHNESS_HEADER
 from secure_fota.server.context import ServerContext
 from secure_fota.server.http_errors import error_response
 from secure_fota.server.ranges import Unsatisfiable, etag_matches, if_range_allows, parse_range
 from secure_fota.server.records import ReleaseInfo
+from secure_fota.wire import FRESHNESS_HEADER, RELEASE_HEADER
 
 __all__ = [
     "BinaryPart",
@@ -60,7 +60,7 @@ def manifest_answer(
             {
                 "etag": etag,
                 "cache-control": "no-cache",
-                "x-fota-release": str(release.seq),
+                RELEASE_HEADER: str(release.seq),
                 **extra,
             },
             b"",
@@ -107,7 +107,7 @@ def _binary_headers(release: ReleaseInfo, cache_control: str) -> dict[str, str]:
         "etag": f'"{release.binary_sha256}"',
         "cache-control": cache_control,
         "accept-ranges": "bytes",
-        "x-fota-release": str(release.seq),
+        RELEASE_HEADER: str(release.seq),
     }
 
 

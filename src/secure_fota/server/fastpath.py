@@ -22,11 +22,10 @@ from starlette.types import Scope, Send
 from secure_fota.formats.names import check_name
 from secure_fota.server.context import ServerContext
 from secure_fota.server.delivery import manifest_answer
-from secure_fota.server.freshness import check_nonce
+from secure_fota.wire import DEVICE_TYPE, NEWEST_MANIFEST, NONCE, check_nonce
 
-__all__ = ["POLL_PATH", "PollAnswerer", "is_poll"]
+__all__ = ["PollAnswerer", "is_poll"]
 
-POLL_PATH: Final = "/update/newest/manifest"
 _METHODS: Final = frozenset({"GET", "HEAD"})
 _IF_NONE_MATCH: Final = b"if-none-match"
 _MAX_VALID_NAMES: Final = 10_000
@@ -54,7 +53,9 @@ def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
 
 
 def is_poll(scope: Scope) -> bool:
-    return scope["type"] == "http" and scope["path"] == POLL_PATH and scope["method"] in _METHODS
+    return (
+        scope["type"] == "http" and scope["path"] == NEWEST_MANIFEST and scope["method"] in _METHODS
+    )
 
 
 class PollAnswerer:
@@ -79,14 +80,14 @@ class PollAnswerer:
                 if name in params:
                     return False  # a repeated parameter: the route decides what it means
                 params[name] = value
-            device_type = params.get("deviceType")
+            device_type = params.get(DEVICE_TYPE)
             if device_type is None:
                 return False
             if device_type not in self._valid_names:
-                check_name("deviceType", device_type)
+                check_name(DEVICE_TYPE, device_type)
                 if len(self._valid_names) < _MAX_VALID_NAMES:
                     self._valid_names.add(device_type)
-            nonce = check_nonce(params.get("nonce"))
+            nonce = check_nonce(params.get(NONCE))
             if_none_match = None
             for header, header_value in scope["headers"]:
                 if header == _IF_NONE_MATCH:
@@ -120,5 +121,7 @@ class PollAnswerer:
             return False
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": body})
-        context.metrics.observe(POLL_PATH, scope["method"], status, time.perf_counter() - started)
+        context.metrics.observe(
+            NEWEST_MANIFEST, scope["method"], status, time.perf_counter() - started
+        )
         return True

@@ -25,12 +25,13 @@ from starlette.types import Receive, Scope, Send
 from secure_fota.formats.names import check_name, check_seq
 from secure_fota.server.context import ServerContext
 from secure_fota.server.delivery import binary_answer, memory_answer
+from secure_fota.wire import API_V1, DEVICE_TYPE, DEVICE_TYPES, ID, RELEASE_BINARY
 
 __all__ = ["BINARY_TEMPLATE", "BinaryAnswerer", "binary_target", "is_binary_by_id"]
 
 #: the route's template (what its requests are counted under)
-BINARY_TEMPLATE: Final = "/api/v1/device-types/{device_type}/releases/{release_id}/binary"
-_PREFIX: Final = "/api/v1/device-types/"
+BINARY_TEMPLATE: Final = API_V1 + RELEASE_BINARY
+_PREFIX: Final = API_V1 + DEVICE_TYPES + "/"
 _SUFFIX: Final = "/binary"
 _METHODS: Final = frozenset({"GET", "HEAD"})
 _RANGE: Final = b"range"
@@ -79,7 +80,7 @@ class BinaryAnswerer:
             raw = binary_target(path)
             if raw is None:
                 return None
-            target = (check_name("deviceType", raw[0]), check_seq("id", raw[1]))
+            target = (check_name(DEVICE_TYPE, raw[0]), check_seq(ID, raw[1]))
             if len(self._targets) >= _MAX_TARGETS:
                 self._targets.clear()
             self._targets[path] = target

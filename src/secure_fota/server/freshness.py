@@ -6,20 +6,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from secure_fota.crypto.freshness import NONCE_PATTERN, FreshnessStatement, StatementSigner
+from secure_fota.crypto.freshness import FreshnessStatement, StatementSigner
 from secure_fota.crypto.keys import PrivateKey, Role, load_private_key
-from secure_fota.errors import InputError
 from secure_fota.keyfiles import read_key_file
 
-__all__ = ["FreshnessSigner", "check_nonce"]
-
-
-def check_nonce(nonce: str | None) -> str | None:
-    if nonce is None:
-        return None
-    if not NONCE_PATTERN.fullmatch(nonce):
-        raise InputError("nonce", "must be 32 to 64 lowercase hex digits (16 to 32 random bytes)")
-    return nonce
+__all__ = ["FreshnessSigner"]
 
 
 class FreshnessSigner:

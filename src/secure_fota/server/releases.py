@@ -23,7 +23,8 @@ from secure_fota.server.errors import MissingParameter
 from secure_fota.server.metrics import Metrics
 from secure_fota.server.records import ReleaseInfo
 from secure_fota.server.storage.base import BlobStore
-from secure_fota.server.uploads import FIRMWARE_FIELD, MANIFEST_FIELD, UploadForm
+from secure_fota.server.uploads import UploadForm
+from secure_fota.wire import DEVICE_TYPE, FIRMWARE_FILE, FW_NAME, ID, MANIFEST_FILE
 
 __all__ = ["Published", "ReleaseService", "required_name", "required_seq"]
 
@@ -67,13 +68,13 @@ class ReleaseService:
     @staticmethod
     def precheck(query: Mapping[str, str], *, device_type: str | None = None) -> None:
         """Refuse malformed query-string fields before any byte of the body is stored."""
-        if "id" in query:
-            check_seq("id", query["id"])
-        for name in ("deviceType", "fwName"):
+        if ID in query:
+            check_seq(ID, query[ID])
+        for name in (DEVICE_TYPE, FW_NAME):
             if name in query:
                 check_name(name, query[name])
-        if device_type is not None and query.get("deviceType", device_type) != device_type:
-            raise InputError("deviceType", "differs from the device type in the path")
+        if device_type is not None and query.get(DEVICE_TYPE, device_type) != device_type:
+            raise InputError(DEVICE_TYPE, "differs from the device type in the path")
 
     async def _settle(self) -> None:
         """Wait until every worker's cache has re-checked the shared generation counter."""
@@ -89,18 +90,18 @@ class ReleaseService:
         device_type: str | None = None,
     ) -> Published:
         if form.manifest is None:
-            raise MissingParameter(MANIFEST_FIELD)
+            raise MissingParameter(MANIFEST_FILE)
         if form.firmware is None:
-            raise MissingParameter(FIRMWARE_FIELD)
-        given_type = form.value("deviceType", query)
+            raise MissingParameter(FIRMWARE_FILE)
+        given_type = form.value(DEVICE_TYPE, query)
         if device_type is not None:
             if given_type is not None and given_type != device_type:
-                raise InputError("deviceType", "differs from the device type in the path")
+                raise InputError(DEVICE_TYPE, "differs from the device type in the path")
             given_type = device_type
         new = NewRelease(
-            device_type=required_name("deviceType", given_type),
-            seq=required_seq("id", form.value("id", query)),
-            fw_name=required_name("fwName", form.value("fwName", query)),
+            device_type=required_name(DEVICE_TYPE, given_type),
+            seq=required_seq(ID, form.value(ID, query)),
+            fw_name=required_name(FW_NAME, form.value(FW_NAME, query)),
             manifest_sha256=form.manifest.sha256,
             manifest_size=form.manifest.size,
             binary_sha256=form.firmware.sha256,

@@ -19,13 +19,11 @@ from secure_fota.errors import FormatError, FotaError, InputError
 from secure_fota.formats.encrypted_image import HEADER_SIZE, EncryptedImageHeader
 from secure_fota.server.errors import BadRequest, PayloadTooLarge, RequestTimeout
 from secure_fota.server.multipart import MultipartReader, boundary_of
-from secure_fota.server.storage.base import BlobInfo, BlobStore
+from secure_fota.server.storage.base import BlobInfo, BlobStore, BlobTooLarge
+from secure_fota.wire import FIRMWARE_FILE, MANIFEST_FILE, UPLOAD_FIELDS
 
-__all__ = ["FIELD_NAMES", "UploadForm", "read_upload", "refuse_upload"]
+__all__ = ["UploadForm", "read_upload", "refuse_upload"]
 
-MANIFEST_FIELD: Final = "manifestFile"
-FIRMWARE_FIELD: Final = "firmwareFile"
-FIELD_NAMES: Final = ("id", "deviceType", "fwName")
 _MAX_FIELD: Final = 256
 #: room for part headers and the small fields around the two files
 _OVERHEAD: Final = 64 * 1024
@@ -65,7 +63,7 @@ async def _checked_firmware(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes
         header = _parse_header(bytes(head))
     if header.total_size != total:
         raise InputError(
-            FIRMWARE_FIELD,
+            FIRMWARE_FILE,
             f"is {total} bytes but its encrypted image header announces "
             f"{header.total_size} (512 + bin_size {header.bin_size})",
         )
@@ -75,9 +73,7 @@ def _parse_header(data: bytes) -> EncryptedImageHeader:
     try:
         return EncryptedImageHeader.from_bytes(data)
     except FormatError as exc:
-        raise InputError(
-            FIRMWARE_FIELD, f"is not an esp_encrypted_img file: {exc.detail}"
-        ) from None
+        raise InputError(FIRMWARE_FILE, f"is not an esp_encrypted_img file: {exc.detail}") from None
 
 
 #: an upload refused before its body was read (credentials, query) is read this far, so that
@@ -128,6 +124,16 @@ async def read_upload(
     return form
 
 
+async def _store(
+    store: BlobStore, chunks: AsyncIterator[bytes], max_size: int, field: str
+) -> BlobInfo:
+    """``store.put``, its 413 naming the form ``field`` that was too large."""
+    try:
+        return await store.put(chunks, max_size=max_size)
+    except BlobTooLarge as exc:
+        raise PayloadTooLarge(field, exc.message) from None
+
+
 async def _read_parts(
     reader: MultipartReader,
     store: BlobStore,
@@ -136,23 +142,19 @@ async def _read_parts(
     max_manifest_size: int,
 ) -> None:
     while (part := await reader.next_part()) is not None:
-        if part.name == MANIFEST_FIELD:
+        if part.name == MANIFEST_FILE:
             if form.manifest is not None:
-                raise BadRequest(MANIFEST_FIELD, "is given twice")
-            form.manifest = await store.put(
-                part.chunks(), max_size=max_manifest_size, field=MANIFEST_FIELD
-            )
+                raise BadRequest(MANIFEST_FILE, "is given twice")
+            form.manifest = await _store(store, part.chunks(), max_manifest_size, MANIFEST_FILE)
             if form.manifest.size == 0:
-                raise InputError(MANIFEST_FIELD, "is empty")
-        elif part.name == FIRMWARE_FIELD:
+                raise InputError(MANIFEST_FILE, "is empty")
+        elif part.name == FIRMWARE_FILE:
             if form.firmware is not None:
-                raise BadRequest(FIRMWARE_FIELD, "is given twice")
-            form.firmware = await store.put(
-                _checked_firmware(part.chunks()),
-                max_size=max_upload_size,
-                field=FIRMWARE_FIELD,
+                raise BadRequest(FIRMWARE_FILE, "is given twice")
+            form.firmware = await _store(
+                store, _checked_firmware(part.chunks()), max_upload_size, FIRMWARE_FILE
             )
-        elif part.name in FIELD_NAMES and part.filename is None:
+        elif part.name in UPLOAD_FIELDS and part.filename is None:
             if part.name in form.fields:
                 raise BadRequest(part.name, "is given twice")
             form.fields[part.name] = await part.text(_MAX_FIELD)

@@ -29,6 +29,7 @@ from secure_fota.formats.encrypted_image import EncryptedImageHeader
 from secure_fota.keyfiles import load_author_keys
 from secure_fota.server.auth import hash_password, new_token, token_digest
 from secure_fota.server.settings import ServerSettings, load_settings
+from secure_fota.wire import DEVICE_TYPE, FIRMWARE_FILE, FW_NAME, ID, MANIFEST_FILE, UPLOAD
 
 PG_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "test"}
 MARIADB_ADMIN = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
@@ -385,8 +386,8 @@ def real_release(key_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Rea
 
 def upload_files(manifest: bytes, binary: bytes) -> dict[str, Any]:
     return {
-        "manifestFile": ("app.manifest", manifest, "application/octet-stream"),
-        "firmwareFile": ("app.bin", binary, "application/octet-stream"),
+        MANIFEST_FILE: ("app.manifest", manifest, "application/octet-stream"),
+        FIRMWARE_FILE: ("app.bin", binary, "application/octet-stream"),
     }
 
 
@@ -401,9 +402,9 @@ def seed_upload(
     fw_name: str = "app",
 ) -> httpx.Response:
     return http.post(
-        "/uploadFile",
+        UPLOAD,
         headers=headers,
-        data={"id": str(seq), "deviceType": device_type, "fwName": fw_name},
+        data={ID: str(seq), DEVICE_TYPE: device_type, FW_NAME: fw_name},
         files=upload_files(manifest, binary),
     )
 

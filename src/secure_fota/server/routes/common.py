@@ -14,7 +14,7 @@ from secure_fota.limits import MAX_NAME_LENGTH, MAX_SEQ
 from secure_fota.server.auth import Principal
 from secure_fota.server.context import ServerContext
 from secure_fota.server.errors import Forbidden, Unavailable
-from secure_fota.server.freshness import check_nonce
+from secure_fota.wire import NONCE, check_nonce
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -123,7 +123,7 @@ async def device(request: Request, context: ServerContext, device_type: str) -> 
 
 
 def nonce_of(request: Request) -> str | None:
-    return check_nonce(request.query_params.get("nonce"))
+    return check_nonce(request.query_params.get(NONCE))
 
 
 def get_and_head(router: APIRouter, path: str, **options: Any) -> Callable[[_F], _F]:

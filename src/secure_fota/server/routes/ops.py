@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from secure_fota.errors import FotaError
 from secure_fota.server.routes.common import context_of
+from secure_fota.wire import HEALTH, METRICS, READY
 
 __all__ = ["router"]
 
@@ -25,14 +26,14 @@ class Readiness(BaseModel):
     storage: str
 
 
-@router.get("/healthz", response_model=Health)
+@router.get(HEALTH, response_model=Health)
 async def healthz() -> Health:
     """The process is up and answering."""
     return Health(status="ok")
 
 
 @router.get(
-    "/readyz",
+    READY,
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "database or storage unreachable"}},
 )
@@ -57,7 +58,7 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+@router.get(METRICS, response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def metrics(request: Request) -> Response:
     """Prometheus text format: requests, bytes served, uploads, errors, 304s (this worker)."""
     return Response(context_of(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -25,6 +25,17 @@ from secure_fota.server.routes.common import (
     staff,
 )
 from secure_fota.server.uploads import read_upload, refuse_upload
+from secure_fota.wire import (
+    DEVICE_TYPE,
+    FIRMWARE_FILE,
+    FW_NAME,
+    ID,
+    MANIFEST_FILE,
+    NEWEST_BINARY,
+    NEWEST_MANIFEST,
+    NONCE,
+    UPLOAD,
+)
 
 __all__ = ["UPLOAD_BODY", "router"]
 
@@ -45,13 +56,13 @@ UPLOAD_BODY: Final[dict[str, Any]] = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["manifestFile", "firmwareFile"],
+                    "required": [MANIFEST_FILE, FIRMWARE_FILE],
                     "properties": {
-                        "manifestFile": {"type": "string", "format": "binary"},
-                        "firmwareFile": {"type": "string", "format": "binary"},
-                        "id": ID_SCHEMA,
-                        "deviceType": NAME_SCHEMA,
-                        "fwName": NAME_SCHEMA,
+                        MANIFEST_FILE: {"type": "string", "format": "binary"},
+                        FIRMWARE_FILE: {"type": "string", "format": "binary"},
+                        ID: ID_SCHEMA,
+                        DEVICE_TYPE: NAME_SCHEMA,
+                        FW_NAME: NAME_SCHEMA,
                     },
                 }
             }
@@ -66,18 +77,18 @@ def _no_release(device_type: str) -> NotFoundError:
 
 @get_and_head(
     router,
-    "/update/newest/manifest",
+    NEWEST_MANIFEST,
     response_class=Response,
     responses=_BINARY,
     summary="Newest manifest of a device type (seed contract)",
     openapi_extra=query_parameters(
-        ("deviceType", True, _DEVICE_TYPE_DOC, NAME_SCHEMA),
-        ("nonce", False, _NONCE_DOC, NONCE_SCHEMA),
+        (DEVICE_TYPE, True, _DEVICE_TYPE_DOC, NAME_SCHEMA),
+        (NONCE, False, _NONCE_DOC, NONCE_SCHEMA),
     ),
 )
 async def newest_manifest(request: Request) -> Response:
     context = context_of(request)
-    device_type = required_name("deviceType", request.query_params.get("deviceType"))
+    device_type = required_name(DEVICE_TYPE, request.query_params.get(DEVICE_TYPE))
     checked_nonce = nonce_of(request)
     await device(request, context, device_type)
     entry = await context.cache.newest(device_type)
@@ -95,18 +106,18 @@ async def newest_manifest(request: Request) -> Response:
 
 @get_and_head(
     router,
-    "/update/newest/binary",
+    NEWEST_BINARY,
     response_class=Response,
     responses={
         **_BINARY,
         206: {"description": "the requested range"},
     },
     summary="Newest encrypted image of a device type (seed contract)",
-    openapi_extra=query_parameters(("deviceType", True, _DEVICE_TYPE_DOC, NAME_SCHEMA)),
+    openapi_extra=query_parameters((DEVICE_TYPE, True, _DEVICE_TYPE_DOC, NAME_SCHEMA)),
 )
 async def newest_binary(request: Request) -> Response:
     context = context_of(request)
-    device_type = required_name("deviceType", request.query_params.get("deviceType"))
+    device_type = required_name(DEVICE_TYPE, request.query_params.get(DEVICE_TYPE))
     await device(request, context, device_type)
     entry = await context.cache.newest(device_type)
     if entry is None:
@@ -115,13 +126,13 @@ async def newest_binary(request: Request) -> Response:
 
 
 @router.post(
-    "/uploadFile",
+    UPLOAD,
     openapi_extra={
         **UPLOAD_BODY,
         **query_parameters(
-            ("id", False, "release id; or a form field", ID_SCHEMA),
-            ("deviceType", False, "device type; or a form field", NAME_SCHEMA),
-            ("fwName", False, "firmware name; or a form field", NAME_SCHEMA),
+            (ID, False, "release id; or a form field", ID_SCHEMA),
+            (DEVICE_TYPE, False, "device type; or a form field", NAME_SCHEMA),
+            (FW_NAME, False, "firmware name; or a form field", NAME_SCHEMA),
         ),
     },
     responses={

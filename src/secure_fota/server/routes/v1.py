@@ -32,10 +32,25 @@ from secure_fota.server.routes.common import (
 )
 from secure_fota.server.routes.seed_compat import UPLOAD_BODY
 from secure_fota.server.uploads import read_upload, refuse_upload
+from secure_fota.wire import (
+    API_V1,
+    DEVICE_TYPE,
+    DEVICE_TYPES,
+    ID,
+    NONCE,
+    RELEASE,
+    RELEASE_BINARY,
+    RELEASE_MANIFEST,
+    RELEASE_UNYANK,
+    RELEASE_YANK,
+    RELEASES,
+    TYPE_NEWEST_BINARY,
+    TYPE_NEWEST_MANIFEST,
+)
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", tags=["api-v1"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix=API_V1, tags=["api-v1"], responses=ERROR_RESPONSES)
 
 # documented precisely, validated by formats.names (so that errors name "deviceType" / "id")
 TypePath = Annotated[
@@ -50,7 +65,7 @@ _ARTIFACT: Final[dict[int | str, dict[str, Any]]] = {
 }
 
 _NONCE: Final = query_parameters(
-    ("nonce", False, "asks for an X-Fota-Freshness statement bound to it", NONCE_SCHEMA)
+    (NONCE, False, "asks for an X-Fota-Freshness statement bound to it", NONCE_SCHEMA)
 )
 
 
@@ -94,14 +109,14 @@ class UploadOut(BaseModel):
 
 
 def _type(value: str) -> str:
-    return check_name("deviceType", value)
+    return check_name(DEVICE_TYPE, value)
 
 
 def _id(value: str) -> int:
-    return check_seq("id", value)
+    return check_seq(ID, value)
 
 
-@router.get("/device-types", response_model=list[DeviceTypeOut])
+@router.get(DEVICE_TYPES, response_model=list[DeviceTypeOut])
 async def device_types(request: Request) -> list[DeviceTypeOut]:
     await staff(request)
     summaries = await context_of(request).repository.device_types()
@@ -111,17 +126,14 @@ async def device_types(request: Request) -> list[DeviceTypeOut]:
     ]
 
 
-@router.get("/device-types/{device_type}/releases", response_model=list[ReleaseOut])
+@router.get(RELEASES, response_model=list[ReleaseOut])
 async def releases(request: Request, device_type: TypePath) -> list[ReleaseOut]:
     name = _type(device_type)
     await staff(request)
     return [ReleaseOut.of(r) for r in await context_of(request).releases.releases(name)]
 
 
-@router.get(
-    "/device-types/{device_type}/releases/{release_id}",
-    response_model=ReleaseOut,
-)
+@router.get(RELEASE, response_model=ReleaseOut)
 async def release(request: Request, device_type: TypePath, release_id: IdPath) -> ReleaseOut:
     name, seq = _type(device_type), _id(release_id)
     await staff(request)
@@ -142,7 +154,7 @@ async def _visible(request: Request, device_type: str, release_id: str) -> Relea
 
 @get_and_head(
     router,
-    "/device-types/{device_type}/releases/{release_id}/manifest",
+    RELEASE_MANIFEST,
     response_class=Response,
     responses=_ARTIFACT,
     openapi_extra=_NONCE,
@@ -170,7 +182,7 @@ async def release_manifest(
 
 @get_and_head(
     router,
-    "/device-types/{device_type}/releases/{release_id}/binary",
+    RELEASE_BINARY,
     response_class=Response,
     responses=_ARTIFACT,
 )
@@ -181,7 +193,7 @@ async def release_binary(request: Request, device_type: TypePath, release_id: Id
 
 @get_and_head(
     router,
-    "/device-types/{device_type}/newest/manifest",
+    TYPE_NEWEST_MANIFEST,
     response_class=Response,
     responses=_ARTIFACT,
     openapi_extra=_NONCE,
@@ -209,7 +221,7 @@ async def newest_manifest(
 
 @get_and_head(
     router,
-    "/device-types/{device_type}/newest/binary",
+    TYPE_NEWEST_BINARY,
     response_class=Response,
     responses=_ARTIFACT,
 )
@@ -224,7 +236,7 @@ async def newest_binary(request: Request, device_type: TypePath) -> Response:
 
 
 @router.post(
-    "/device-types/{device_type}/releases",
+    RELEASES,
     response_model=UploadOut,
     status_code=201,
     openapi_extra=UPLOAD_BODY,
@@ -255,7 +267,7 @@ async def upload(request: Request, device_type: TypePath) -> JSONResponse:
 
 
 @router.post(
-    "/device-types/{device_type}/releases/{release_id}/yank",
+    RELEASE_YANK,
     response_model=ReleaseOut,
 )
 async def yank(request: Request, device_type: TypePath, release_id: IdPath) -> ReleaseOut:
@@ -265,7 +277,7 @@ async def yank(request: Request, device_type: TypePath, release_id: IdPath) -> R
 
 
 @router.post(
-    "/device-types/{device_type}/releases/{release_id}/unyank",
+    RELEASE_UNYANK,
     response_model=ReleaseOut,
 )
 async def unyank(request: Request, device_type: TypePath, release_id: IdPath) -> ReleaseOut:
@@ -275,7 +287,7 @@ async def unyank(request: Request, device_type: TypePath, release_id: IdPath) ->
 
 
 @router.delete(
-    "/device-types/{device_type}/releases/{release_id}",
+    RELEASE,
     status_code=204,
     response_class=Response,
 )

@@ -12,9 +12,9 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from secure_fota.errors import StorageError
+from secure_fota.errors import FotaError, StorageError
 
-__all__ = ["SHA256_HEX", "BlobInfo", "BlobMissing", "BlobStore", "check_digest"]
+__all__ = ["SHA256_HEX", "BlobInfo", "BlobMissing", "BlobStore", "BlobTooLarge", "check_digest"]
 
 SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
 
@@ -50,9 +50,9 @@ class BlobStore(Protocol):
     async def close(self) -> None:
         """Release clients and threads."""
 
-    async def put(self, chunks: AsyncIterable[bytes], *, max_size: int, field: str) -> BlobInfo:
+    async def put(self, chunks: AsyncIterable[bytes], *, max_size: int) -> BlobInfo:
         """Store the bytes of ``chunks`` while hashing them; at most ``max_size`` bytes or
-        :class:`~secure_fota.server.errors.PayloadTooLarge` naming ``field``."""
+        :class:`BlobTooLarge` (nothing stored)."""
         ...
 
     async def read(self, sha256: str, *, max_size: int) -> bytes:
@@ -79,6 +79,15 @@ class BlobStore(Protocol):
 
     async def check(self) -> None:
         """Raise :class:`~secure_fota.server.errors.Unavailable` unless the store works."""
+
+
+class BlobTooLarge(FotaError):
+    """``put``'s source gave more than ``max_size`` bytes; nothing was stored. The caller says
+    what was too large (an upload's form field, for example)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"is larger than the {limit}-byte limit")
+        self.limit = limit
 
 
 class BlobMissing(StorageError):

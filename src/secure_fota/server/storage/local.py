@@ -50,8 +50,8 @@ class LocalBlobStore:
     async def close(self) -> None:
         return None
 
-    async def put(self, chunks: AsyncIterable[bytes], *, max_size: int, field: str) -> BlobInfo:
-        spooled = await spool(chunks, self._staging, max_size=max_size, field=field)
+    async def put(self, chunks: AsyncIterable[bytes], *, max_size: int) -> BlobInfo:
+        spooled = await spool(chunks, self._staging, max_size=max_size)
         target = self.path_of(spooled.sha256)
         try:
             await anyio.to_thread.run_sync(_install, spooled.path, target)

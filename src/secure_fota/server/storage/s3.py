@@ -92,8 +92,8 @@ class S3BlobStore:
             await anyio.to_thread.run_sync(self._client.close)
             self._client = None
 
-    async def put(self, chunks: AsyncIterable[bytes], *, max_size: int, field: str) -> BlobInfo:
-        spooled = await spool(chunks, self._spool_dir, max_size=max_size, field=field)
+    async def put(self, chunks: AsyncIterable[bytes], *, max_size: int) -> BlobInfo:
+        spooled = await spool(chunks, self._spool_dir, max_size=max_size)
         try:
             await anyio.to_thread.run_sync(self._upload_file, spooled.path, spooled.sha256)
         except Exception as exc:  # noqa: BLE001 -- translated, never swallowed

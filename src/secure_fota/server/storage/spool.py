@@ -21,7 +21,7 @@ from typing import Final
 import anyio
 
 from secure_fota.errors import StorageError
-from secure_fota.server.errors import PayloadTooLarge
+from secure_fota.server.storage.base import BlobTooLarge
 
 __all__ = ["SPOOL_SUFFIX", "Spooled", "clean_spool_dir", "spool"]
 
@@ -47,9 +47,7 @@ def _fsync_and_close(fd: int) -> None:
         os.close(fd)
 
 
-async def spool(
-    chunks: AsyncIterable[bytes], directory: Path, *, max_size: int, field: str
-) -> Spooled:
+async def spool(chunks: AsyncIterable[bytes], directory: Path, *, max_size: int) -> Spooled:
     """Write ``chunks`` to a new file in ``directory``, fsync it, return its digest and size.
 
     The file is removed if anything fails (including the source raising). A file system that
@@ -67,9 +65,7 @@ async def spool(
         async for chunk in chunks:
             size += len(chunk)
             if size > max_size:
-                raise PayloadTooLarge(  # noqa: TRY301 -- the cleanup below must run
-                    field, f"is larger than the {max_size}-byte limit"
-                )
+                raise BlobTooLarge(max_size)  # noqa: TRY301 -- the cleanup below must run
             digest.update(chunk)
             view = memoryview(chunk)
             while view:
