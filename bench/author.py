@@ -128,7 +128,7 @@ def in_process(fx: common.Fixtures, sizes: list[int], repeats: int) -> dict[str,
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     from secure_fota.author.release import ReleaseRequest, build_release
-    from secure_fota.keyfiles import load_author_keys
+    from secure_fota.keys.directory import load_author_keys
 
     out: dict[str, dict[str, float]] = {}
     keys = load_author_keys(fx.keys, secure_boot_version="v1")

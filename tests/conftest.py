@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from secure_fota.author.keygen import generate_key_set
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
+from secure_fota.keys.generate import generate_key_set
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("FOTA_SHARED_DIR", REPO.parent / "shared"))

@@ -20,14 +20,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.panel import Panel
 
-from secure_fota.author.keygen import generate_key_set, generate_tls
 from secure_fota.author.release import ReleaseRequest, build_release
 from secure_fota.author.upload import Credentials, UploadTarget, upload_release
 from secure_fota.device.client import Device
 from secure_fota.device.provision import Provisioning, provision
 from secure_fota.errors import FotaError
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
-from secure_fota.keyfiles import load_author_keys
+from secure_fota.keys.directory import load_author_keys
+from secure_fota.keys.generate import generate_key_set
+from secure_fota.keys.tls import generate_tls
 from secure_fota.local_server import LocalServer
 
 __all__ = ["DemoFailed", "run_demo"]

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from secure_fota.author.keygen import generate_key_set
 from secure_fota.author.release import ReleaseFiles, ReleaseRequest, build_release
 from secure_fota.device.fleet import FleetConfig, simulate
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
-from secure_fota.keyfiles import load_author_keys
+from secure_fota.keys.directory import load_author_keys
+from secure_fota.keys.generate import generate_key_set
 from tests.attacks.infra import (
     ADMIN,
     ADMIN_PASSWORD,

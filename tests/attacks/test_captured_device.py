@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from secure_fota.crypto.encrypted_image import decrypt_image
 from secure_fota.crypto.keys import key_id
-from secure_fota.keyfiles import load_device_keys
+from secure_fota.keys.directory import load_device_keys
 from secure_fota.policy.verifier import open_checked
 from tests.attacks.conftest import Lab, refused
 from tests.attacks.forge import forged_manifest

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from secure_fota.crypto.freshness import FreshnessStatement, make_statement
 from secure_fota.crypto.keys import Role, load_private_key
-from secure_fota.keyfiles import read_key_file
+from secure_fota.keys.directory import read_key_file
 from tests.attacks.conftest import Lab, refused
 from tests.attacks.infra import Forward, Mitm, Request, Response
 

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from secure_fota.author.keygen import generate_key_set, generate_tls
 from secure_fota.author.release import ReleaseFiles, ReleaseRequest, build_release
 from secure_fota.author.upload import Credentials, UploadTarget, upload_release
 from secure_fota.device.client import Device, SelfTest
 from secure_fota.device.flash import FaultInjector
 from secure_fota.device.provision import Provisioning, provision
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
-from secure_fota.keyfiles import load_author_keys
+from secure_fota.keys.directory import load_author_keys
+from secure_fota.keys.generate import generate_key_set
+from secure_fota.keys.tls import generate_tls
 from secure_fota.local_server import LocalServer, fota_command
 
 DEVICE_TYPE = "e2e-sensor"

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from secure_fota.crypto.freshness import open_statement
 from secure_fota.crypto.key_rotation import KeySet, advance, make_rotation
+from secure_fota.crypto.keyring import DeviceKeys
 from secure_fota.crypto.keys import generate_private_key, key_id
 from secure_fota.crypto.secure_boot import sign_image, verify_image
 from secure_fota.device.state import StateDir
@@ -34,7 +35,7 @@ from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
 from secure_fota.formats.encrypted_image import EncryptedImageHeader
 from secure_fota.formats.jose_compact import parse_json_object, split_compact
 from secure_fota.formats.secure_boot import Scheme, parse_signature_sector, parse_v1_block
-from secure_fota.policy.verifier import DeviceKeys, open_checked
+from secure_fota.policy.verifier import open_checked
 from secure_fota.server.multipart import MultipartReader, boundary_of
 from secure_fota.server.settings import load_settings
 

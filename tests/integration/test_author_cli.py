@@ -14,7 +14,7 @@ import pytest
 
 from secure_fota.cli.main import main
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
-from secure_fota.keyfiles import load_device_keys
+from secure_fota.keys.directory import load_device_keys
 from secure_fota.policy.verifier import ImageCheck, check_signed_image, open_checked
 
 

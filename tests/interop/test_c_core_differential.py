@@ -34,7 +34,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from joserfc import jwe
 from joserfc.jwk import RSAKey
 
-from secure_fota.author.keygen import generate_key_set
 from secure_fota.author.release import ReleaseRequest, build_release
 from secure_fota.crypto.encrypted_image import encrypt_image
 from secure_fota.crypto.freshness import FreshnessStatement, make_statement
@@ -53,7 +52,8 @@ from secure_fota.formats.app_image import parse_app_image
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
 from secure_fota.formats.manifest import MANIFEST_TYP
 from secure_fota.formats.secure_boot import Scheme
-from secure_fota.keyfiles import load_author_keys
+from secure_fota.keys.directory import load_author_keys
+from secure_fota.keys.generate import generate_key_set
 from tests.vectors.reference import reference_verdict
 
 REPO = Path(__file__).resolve().parents[2]

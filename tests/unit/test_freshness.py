@@ -7,9 +7,10 @@ from dataclasses import replace
 import pytest
 
 from secure_fota.crypto.freshness import FreshnessStatement, make_statement
+from secure_fota.crypto.keyring import DeviceKeys
 from secure_fota.crypto.keys import generate_private_key, key_id
 from secure_fota.errors import ReleaseRejected
-from secure_fota.policy.verifier import DeviceKeys, check_freshness
+from secure_fota.policy.verifier import check_freshness
 from secure_fota.reasons import Reason
 from tests.unit.test_manifest import CLAIMS, ENCRYPTION, SIGNING, TOKEN, TRUSTED
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from secure_fota.author.keygen import generate_key_set, rotate_signing_key
 from secure_fota.author.release import ReleaseRequest, build_release
 from secure_fota.crypto.key_rotation import KeySet, advance, make_rotation
 from secure_fota.crypto.keys import generate_private_key, key_id
 from secure_fota.errors import ReleaseRejected
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
-from secure_fota.keyfiles import load_author_keys, load_device_keys
+from secure_fota.keys.directory import load_author_keys, load_device_keys
+from secure_fota.keys.generate import generate_key_set, rotate_signing_key
 from secure_fota.policy.verifier import open_checked
 from secure_fota.reasons import Reason
 

@@ -16,10 +16,11 @@ from joserfc import jwe, jws
 
 from secure_fota.crypto.jws import jose_key
 from secure_fota.crypto.key_rotation import KeySet, advance, make_rotation
+from secure_fota.crypto.keyring import DeviceKeys
 from secure_fota.crypto.keys import generate_private_key, key_id
 from secure_fota.errors import ReleaseRejected
 from secure_fota.formats.manifest import MANIFEST_TYP
-from secure_fota.policy.verifier import DeviceKeys, open_checked
+from secure_fota.policy.verifier import open_checked
 from secure_fota.reasons import Reason
 
 K1, K2, K3 = (generate_private_key("ecdsa256") for _ in range(3))

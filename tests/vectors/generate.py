@@ -33,6 +33,7 @@ from secure_fota.author.release import ReleaseRequest, build_release  # noqa: E4
 from secure_fota.crypto.encrypted_image import decrypt_image, encrypt_image  # noqa: E402
 from secure_fota.crypto.freshness import FreshnessStatement, make_statement  # noqa: E402
 from secure_fota.crypto.key_rotation import make_rotation  # noqa: E402
+from secure_fota.crypto.keyring import AuthorKeys  # noqa: E402
 from secure_fota.crypto.keys import (  # noqa: E402
     PrivateKey,
     generate_private_key,
@@ -45,7 +46,6 @@ from secure_fota.crypto.secure_boot import sign_image  # noqa: E402
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image  # noqa: E402
 from secure_fota.formats.manifest import MANIFEST_TYP, ManifestClaims  # noqa: E402
 from secure_fota.formats.secure_boot import Scheme  # noqa: E402
-from secure_fota.keyfiles import AuthorKeys  # noqa: E402
 from tests.vectors.reference import reference_verdict  # noqa: E402
 
 NOW = 1_760_000_000

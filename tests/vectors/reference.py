@@ -14,12 +14,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from secure_fota.crypto.keyring import DeviceKeys
 from secure_fota.errors import ReleaseRejected
-from secure_fota.keyfiles import load_device_keys
+from secure_fota.keys.directory import load_device_keys
 from secure_fota.limits import MAX_MANIFEST_SIZE, STREAM_CHUNK
 from secure_fota.policy.decision import DeviceFacts, decide
 from secure_fota.policy.verifier import (
-    DeviceKeys,
     ImageCheck,
     check_freshness,
     check_signed_image,

@@ -7,7 +7,7 @@ from pathlib import Path
 from secure_fota.errors import NotFoundError
 from secure_fota.formats.app_image import chip_id_for
 from secure_fota.formats.manifest import ManifestClaims
-from secure_fota.keyfiles import load_device_keys
+from secure_fota.keys.directory import load_device_keys
 from secure_fota.limits import MAX_MANIFEST_SIZE, STREAM_CHUNK
 from secure_fota.policy import DeviceFacts, ImageCheck, check_manifest, check_signed_image
 from secure_fota.policy.verifier import open_checked

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, Final
 
 from secure_fota.atomic_file import commit_all, staged_output
 from secure_fota.crypto.encrypted_image import EncryptedImageWriter, EncryptionResult
+from secure_fota.crypto.keyring import AuthorKeys
 from secure_fota.crypto.keys import secure_boot_scheme_of
 from secure_fota.crypto.legacy_manifest import seal_legacy_manifest
 from secure_fota.crypto.manifest import seal_manifest
@@ -27,7 +28,6 @@ from secure_fota.formats.app_image import AppImage, read_app_image
 from secure_fota.formats.manifest import MANIFEST_FORMAT, ManifestClaims
 from secure_fota.formats.names import check_name, check_seq
 from secure_fota.formats.secure_boot import Scheme
-from secure_fota.keyfiles import AuthorKeys
 from secure_fota.limits import MAX_IMAGE_SIZE, STREAM_CHUNK
 
 __all__ = [

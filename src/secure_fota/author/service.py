@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from secure_fota.author.release import ReleaseRequest, build_release
 from secure_fota.author.upload import UploadTarget, upload_release
+from secure_fota.crypto.keyring import AuthorKeys
 from secure_fota.errors import (
     ConflictError,
     FormatError,
@@ -37,7 +38,7 @@ from secure_fota.errors import (
     TransportError,
 )
 from secure_fota.formats.names import check_name, check_seq
-from secure_fota.keyfiles import AuthorKeys, load_author_keys
+from secure_fota.keys.directory import load_author_keys
 from secure_fota.wire import DEVICE_TYPE, FIRMWARE_PATH, FW_NAME, HEALTH, ID, SERVICE_UPLOAD
 
 __all__ = ["ServiceConfig", "create_service"]
@@ -90,19 +91,11 @@ class _Service:
     def _keys(self) -> AuthorKeys:
         config = self.config
         try:
-            overrides = None
-            if config.keystore is not None:
-                from secure_fota.author.keystore import load_keystore_keys
-
-                overrides = load_keystore_keys(
-                    config.keystore,
-                    (config.keystore_password or "").encode(),
-                    secure_boot_version=config.secure_boot,
-                )
             return load_author_keys(
                 config.keys_dir,
                 secure_boot_version=config.secure_boot,
-                private_overrides=overrides,
+                keystore=config.keystore,
+                keystore_password=config.keystore_password or "",
             )
         except (KeyMaterialError, NotFoundError) as exc:
             raise _KeysUnavailable(f"configured key files cannot be loaded: {exc}") from None

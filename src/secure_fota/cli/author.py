@@ -14,7 +14,7 @@ from secure_fota.cli.output import console, echo_json
 if TYPE_CHECKING:
     from secure_fota.author.release import ReleaseFiles
     from secure_fota.author.upload import UploadTarget
-    from secure_fota.keyfiles import AuthorKeys
+    from secure_fota.crypto.keyring import AuthorKeys
 
 __all__ = ["author"]
 
@@ -45,17 +45,19 @@ def keystore_options(function: click.decorators.FC) -> click.decorators.FC:
 def _author_keys(
     keys_dir: Path, secure_boot: str, keystore: Path | None, password_env: str
 ) -> AuthorKeys:
-    from secure_fota.keyfiles import load_author_keys
+    from secure_fota.keys.directory import load_author_keys
 
-    overrides = None
+    password = ""
     if keystore is not None:
-        from secure_fota.author.keystore import load_keystore_keys
-
-        password = os.environ.get(password_env)
-        if password is None:
-            password = click.prompt("keystore password", hide_input=True, err=True)
-        overrides = load_keystore_keys(keystore, password.encode(), secure_boot_version=secure_boot)
-    return load_author_keys(keys_dir, secure_boot_version=secure_boot, private_overrides=overrides)
+        given = os.environ.get(password_env)
+        password = (
+            given
+            if given is not None
+            else click.prompt("keystore password", hide_input=True, err=True)
+        )
+    return load_author_keys(
+        keys_dir, secure_boot_version=secure_boot, keystore=keystore, keystore_password=password
+    )
 
 
 def release_options(function: click.decorators.FC) -> click.decorators.FC:

@@ -47,7 +47,7 @@ def generate(out: Path, secure_boot: str, manifest_signing: str, force: bool) ->
     """
     from rich.table import Table
 
-    from secure_fota.author.keygen import generate_key_set
+    from secure_fota.keys.generate import generate_key_set
 
     files = generate_key_set(
         out, secure_boot=secure_boot, manifest_signing=manifest_signing, force=force
@@ -86,7 +86,7 @@ def tls(out: Path, hosts: tuple[str, ...], days: int, force: bool) -> None:
 
     The CA's private key is discarded. Production servers use a certificate from a real CA.
     """
-    from secure_fota.author.keygen import generate_tls
+    from secure_fota.keys.tls import generate_tls
 
     files = generate_tls(out, list(hosts), force=force, days=days)
     for item in files:
@@ -117,7 +117,7 @@ def rotate(keys_dir: Path, kind: str, keep_old: bool) -> None:
     Every later release carries the rotation statements, so devices learn the new key from
     the old one even if they missed releases. Keep retired/ offline: it holds the old key.
     """
-    from secure_fota.author.keygen import rotate_signing_key
+    from secure_fota.keys.generate import rotate_signing_key
 
     rotation = rotate_signing_key(keys_dir, kind=kind, keep_old=keep_old)
     console().print(

@@ -84,7 +84,7 @@ def _write_plain_key(key: Any, path: Path) -> None:
     directory: what uvicorn and granian load."""
     from cryptography.hazmat.primitives import serialization
 
-    from secure_fota.keyfiles import write_key_file
+    from secure_fota.keys.directory import write_key_file
 
     data = key.private_bytes(
         serialization.Encoding.PEM,
@@ -114,7 +114,7 @@ def _p12_to_pem(path: Path, password: str | None, directory: Path) -> tuple[Path
 
 
 def _dev_certificate(settings: ServerSettings) -> tuple[Path, Path]:
-    from secure_fota.author.keygen import generate_tls
+    from secure_fota.keys.tls import generate_tls
 
     directory = settings.data_dir / "tls"
     cert, key, ca = directory / "server.pem", directory / "server.key", directory / "ca.pem"

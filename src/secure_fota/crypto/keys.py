@@ -30,6 +30,7 @@ __all__ = [
     "load_public_key",
     "private_pem",
     "public_pem",
+    "secure_boot_role",
     "secure_boot_scheme_of",
 ]
 
@@ -201,6 +202,11 @@ def key_id(key: PrivateKey | PublicKey) -> str:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return hashlib.sha256(der).hexdigest()
+
+
+def secure_boot_role(version: str) -> Role:
+    """The key role of secure boot ``version`` ``"v1"`` or ``"v2"``."""
+    return Role.SECURE_BOOT_V1 if version == "v1" else Role.SECURE_BOOT_V2
 
 
 def secure_boot_scheme_of(key: PrivateKey | PublicKey, version: str) -> Scheme:

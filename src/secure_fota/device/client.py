@@ -22,7 +22,7 @@ from secure_fota.device.state import Download, StateDir
 from secure_fota.device.transport import ServerClient
 from secure_fota.errors import ReleaseRejected, TransportError
 from secure_fota.formats.manifest import ManifestClaims
-from secure_fota.keyfiles import load_device_keys
+from secure_fota.keys.directory import commit_keyset, load_device_keys
 from secure_fota.limits import MAX_MANIFEST_SIZE, STREAM_CHUNK
 from secure_fota.policy import DeviceFacts, ImageCheck, check_manifest, check_signed_image
 from secure_fota.reasons import Reason
@@ -296,20 +296,9 @@ class Device:
 
     def _commit_keyset(self, keyset: KeySet) -> None:
         """Trust exactly the rotated key set from now on (new keys first, old ones removed)."""
-        from secure_fota.atomic_file import write_atomic
-        from secure_fota.crypto.keys import public_pem
-        from secure_fota.keyfiles import KEYSET_VERSION
-
         self.state.faults.step(f"keyset v{keyset.version}")
-        folder = self.state.keys
-        wanted = {f"manifest_signing_pub.{kid[:16]}.pem": key for kid, key in keyset.keys.items()}
-        for name, key in wanted.items():
-            write_atomic(folder / name, public_pem(key))
-        for stale in folder.glob("manifest_signing_pub*.pem"):
-            if stale.name not in wanted:
-                stale.unlink()
-        write_atomic(folder / KEYSET_VERSION, f"{keyset.version}\n".encode())
-        self.keys = load_device_keys(folder)
+        commit_keyset(self.state.keys, keyset.version, keyset.keys)
+        self.keys = load_device_keys(self.state.keys)
 
     # -- status -----------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -22,12 +22,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from secure_fota.crypto.keyring import DeviceKeys
 from secure_fota.errors import FormatError, InputError, ReleaseRejected
 from secure_fota.formats.manifest import ManifestClaims
-from secure_fota.keyfiles import load_device_keys
+from secure_fota.keys.directory import load_device_keys
 from secure_fota.limits import MAX_MANIFEST_SIZE
 from secure_fota.loopback import is_loopback
-from secure_fota.policy.verifier import DeviceKeys, check_freshness, open_checked
+from secure_fota.policy.verifier import check_freshness, open_checked
 from secure_fota.tls_client import client_context
 from secure_fota.wire import (
     FRESHNESS_HEADER,

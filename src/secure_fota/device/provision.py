@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from secure_fota.crypto.keys import Role, load_private_key, secure_boot_scheme_of
+from secure_fota.crypto.keys import Role, secure_boot_scheme_of
 from secure_fota.crypto.secure_boot import sign_image, verify_image
 from secure_fota.device.flash import Flash
 from secure_fota.device.state import DeviceConfig, Nvs, StateDir
@@ -25,15 +25,11 @@ from secure_fota.errors import (
 )
 from secure_fota.formats.app_image import chip_id_for, chip_name, parse_app_image
 from secure_fota.formats.names import check_name, check_seq
-from secure_fota.keyfiles import (
-    KEYSET_VERSION,
-    MANIFEST_ENCRYPTION_KEY,
-    PRE_ENCRYPTION_KEY,
+from secure_fota.keys.directory import (
     SECURE_BOOT_SIGNING_KEY,
-    SECURE_BOOT_SIGNING_PUB,
+    copy_device_keys,
     load_device_keys,
-    read_key_file,
-    read_keyset_version,
+    load_private_key_file,
 )
 from secure_fota.limits import MAX_IMAGE_SIZE
 
@@ -56,33 +52,6 @@ class Provisioning:
     force: bool = False
 
 
-def _copy_device_keys(source: Path, target: Path) -> None:
-    target.mkdir(parents=True, exist_ok=True)
-    for name in (MANIFEST_ENCRYPTION_KEY, PRE_ENCRYPTION_KEY):
-        data = read_key_file(source / name)
-        path = target / name
-        path.write_bytes(data)
-        path.chmod(0o600)
-    patterns = ("manifest_signing_pub*.pem", "freshness_pub*.pem")
-    for pattern in patterns:
-        for path in sorted(source.glob(pattern)):
-            shutil.copyfile(path, target / path.name)
-    # the version of the trusted manifest-signing key set: a device provisioned after a
-    # rotation must start at that version, or it cannot walk later rotation statements
-    # (the first of them is signed by a retired key it never held)
-    version = read_keyset_version(source)
-    if version != 1:
-        (target / KEYSET_VERSION).write_text(f"{version}\n")
-    public = source / SECURE_BOOT_SIGNING_PUB
-    if public.exists():
-        shutil.copyfile(public, target / SECURE_BOOT_SIGNING_PUB)
-    else:
-        from secure_fota.crypto.keys import public_pem
-
-        key = load_private_key(Role.SECURE_BOOT_V2, read_key_file(source / SECURE_BOOT_SIGNING_KEY))
-        (target / SECURE_BOOT_SIGNING_PUB).write_bytes(public_pem(key))
-
-
 def provision(request: Provisioning) -> DeviceConfig:
     """Create the device's state directory; refuse to overwrite one unless ``force``."""
     check_name("--device-type", request.device_type)
@@ -103,7 +72,7 @@ def provision(request: Provisioning) -> DeviceConfig:
     if request.force and request.state.exists():
         shutil.rmtree(request.state)
     request.state.mkdir(parents=True, exist_ok=True)
-    _copy_device_keys(request.keys, state.keys)
+    copy_device_keys(request.keys, state.keys)
     keys = load_device_keys(state.keys)
     scheme = secure_boot_scheme_of(keys.secure_boot, request.secure_boot)
     if image.trailer_length:
@@ -115,12 +84,7 @@ def provision(request: Provisioning) -> DeviceConfig:
             ) from None
         signed = firmware
     else:
-        signer = load_private_key(
-            Role.SECURE_BOOT_V2,
-            read_key_file(request.keys / SECURE_BOOT_SIGNING_KEY),
-            str(request.keys / SECURE_BOOT_SIGNING_KEY),
-            own_key_file=True,
-        )
+        signer = load_private_key_file(Role.SECURE_BOOT_V2, request.keys / SECURE_BOOT_SIGNING_KEY)
         signed = sign_image(firmware, signer, scheme)
     if request.ca is not None:
         shutil.copyfile(request.ca, state.ca)

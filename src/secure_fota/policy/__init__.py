@@ -7,11 +7,10 @@ the C core implements the same rules in the same order.
 """
 
 from secure_fota.policy.decision import DeviceFacts, decide
-from secure_fota.policy.verifier import DeviceKeys, ImageCheck, check_manifest, check_signed_image
+from secure_fota.policy.verifier import ImageCheck, check_manifest, check_signed_image
 
 __all__ = [
     "DeviceFacts",
-    "DeviceKeys",
     "ImageCheck",
     "check_manifest",
     "check_signed_image",

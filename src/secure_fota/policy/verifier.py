@@ -15,14 +15,10 @@ verifies its secure-boot signature.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from secure_fota.crypto.encrypted_image import ImageDecryptor
 from secure_fota.crypto.freshness import open_statement
-from secure_fota.crypto.jws import TrustedKeys
-from secure_fota.crypto.keys import PublicKey
+from secure_fota.crypto.keyring import DeviceKeys
 from secure_fota.crypto.manifest import OpenedManifest, open_manifest
 from secure_fota.crypto.secure_boot import verify_image
 from secure_fota.errors import FormatError, ReleaseRejected, VerificationError
@@ -32,26 +28,12 @@ from secure_fota.policy.decision import DeviceFacts, decide
 from secure_fota.reasons import Reason
 
 __all__ = [
-    "DeviceKeys",
     "ImageCheck",
     "check_freshness",
     "check_manifest",
     "check_signed_image",
     "open_checked",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceKeys:
-    """The keys a device holds (never an author's private signing keys)."""
-
-    manifest_decryption: rsa.RSAPrivateKey
-    image_decryption: rsa.RSAPrivateKey
-    manifest_signing: TrustedKeys
-    secure_boot: PublicKey
-    freshness: TrustedKeys = field(default_factory=dict)
-    #: version of the manifest-signing key set (1 at provisioning; rotations raise it)
-    keyset_version: int = 1
 
 
 def open_checked(token: bytes, keys: DeviceKeys) -> OpenedManifest:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from secure_fota.crypto.freshness import FreshnessStatement, StatementSigner
 from secure_fota.crypto.keys import PrivateKey, Role, load_private_key
-from secure_fota.keyfiles import read_key_file
+from secure_fota.keys.directory import read_key_file
 
 __all__ = ["FreshnessSigner"]
 

@@ -22,11 +22,11 @@ from typing import Any
 import httpx
 import pytest
 
-from secure_fota.author.keygen import generate_tls
 from secure_fota.author.release import ReleaseRequest, build_release
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
 from secure_fota.formats.encrypted_image import EncryptedImageHeader
-from secure_fota.keyfiles import load_author_keys
+from secure_fota.keys.directory import load_author_keys
+from secure_fota.keys.tls import generate_tls
 from secure_fota.server.auth import hash_password, new_token, token_digest
 from secure_fota.server.settings import ServerSettings, load_settings
 from secure_fota.wire import DEVICE_TYPE, FIRMWARE_FILE, FW_NAME, ID, MANIFEST_FILE, UPLOAD

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from secure_fota.crypto.freshness import open_statement
-from secure_fota.keyfiles import load_device_keys
+from secure_fota.keys.directory import load_device_keys
 from secure_fota.policy.verifier import check_freshness, open_checked
 from secure_fota.wire import FRESHNESS_HEADER
 from tests.integration.server.conftest import (

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from secure_fota.crypto.freshness import open_statement
-from secure_fota.keyfiles import load_device_keys
+from secure_fota.keys.directory import load_device_keys
 from secure_fota.server import app as app_module
 from secure_fota.wire import FRESHNESS_HEADER
 from tests.integration.server.conftest import (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from secure_fota.author.keygen import generate_tls
+from secure_fota.keys.tls import generate_tls
 from secure_fota.server.protocol import COALESCE_LIMIT, CoalescingTransport
 
 

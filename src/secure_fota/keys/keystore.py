@@ -17,9 +17,9 @@ from typing import Final
 from asn1crypto import pkcs12 as asn1_pkcs12
 from cryptography.hazmat.primitives.serialization import load_der_private_key, pkcs12
 
-from secure_fota.crypto.keys import PrivateKey, Role, check_private_key
+from secure_fota.crypto.keys import PrivateKey, Role, check_private_key, secure_boot_role
 from secure_fota.errors import KeyMaterialError, NotFoundError
-from secure_fota.keyfiles import MANIFEST_SIGNING_KEY, SECURE_BOOT_SIGNING_KEY
+from secure_fota.keys.directory import MANIFEST_SIGNING_KEY, SECURE_BOOT_SIGNING_KEY
 
 __all__ = ["DEFAULT_ALIASES", "keystore_entries", "load_keystore_keys"]
 
@@ -79,9 +79,7 @@ def load_keystore_keys(
     entries = keystore_entries(data, password)
     wanted = aliases or DEFAULT_ALIASES
     roles = {
-        SECURE_BOOT_SIGNING_KEY: Role.SECURE_BOOT_V1
-        if secure_boot_version == "v1"
-        else Role.SECURE_BOOT_V2,
+        SECURE_BOOT_SIGNING_KEY: secure_boot_role(secure_boot_version),
         MANIFEST_SIGNING_KEY: Role.MANIFEST_SIGNING,
     }
     found: dict[str, PrivateKey] = {}

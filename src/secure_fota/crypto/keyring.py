@@ -1,0 +1,43 @@
+"""The two bundles of keys a release is made and checked with, as typed values (no files).
+
+:class:`AuthorKeys` is what ``fota author release`` signs and encrypts with; :class:`DeviceKeys`
+is what a device holds (never an author's private signing key). :mod:`secure_fota.keys` loads
+both from a key directory; :mod:`secure_fota.policy` checks releases with :class:`DeviceKeys`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from secure_fota.crypto.jws import TrustedKeys
+from secure_fota.crypto.keys import PrivateKey, PublicKey
+
+__all__ = ["AuthorKeys", "DeviceKeys"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorKeys:
+    """What ``fota author release`` signs and encrypts with."""
+
+    secure_boot: PrivateKey
+    manifest_signing: PrivateKey
+    manifest_encryption: rsa.RSAPublicKey
+    pre_encryption: rsa.RSAPublicKey
+    warnings: tuple[str, ...] = ()
+    #: key-rotation statements leading to ``manifest_signing``'s key set, oldest first
+    rotations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceKeys:
+    """The keys a device holds (never an author's private signing keys)."""
+
+    manifest_decryption: rsa.RSAPrivateKey
+    image_decryption: rsa.RSAPrivateKey
+    manifest_signing: TrustedKeys
+    secure_boot: PublicKey
+    freshness: TrustedKeys = field(default_factory=dict)
+    #: version of the manifest-signing key set (1 at provisioning; rotations raise it)
+    keyset_version: int = 1
