@@ -22,9 +22,9 @@ from typing import Final, TypeVar
 import anyio
 
 from secure_fota.errors import StorageError
+from secure_fota.server.db.records import ReleaseInfo
 from secure_fota.server.db.repository import Repository
 from secure_fota.server.errors import Unavailable
-from secure_fota.server.records import ReleaseInfo
 from secure_fota.server.storage.base import BlobStore
 from secure_fota.wire import RELEASE_HEADER
 
@@ -246,10 +246,9 @@ class NewestCache:
     async def _load(self, device_type: str) -> NewestEntry | None:
         if self._on_load is not None:
             self._on_load()
-        row = await self._repository.newest(device_type)
-        if row is None:
+        release = await self._repository.newest(device_type)
+        if release is None:
             return None
-        release = ReleaseInfo.from_row(row)
         manifest = await load_manifest(self._store, release, max_size=self._max_manifest_size)
         return NewestEntry(
             release=release,
@@ -289,8 +288,7 @@ class ReleaseCache:
             return entries[key]
         except KeyError:
             pass
-        row = await self._repository.release(device_type, seq)
-        found = None if row is None else ReleaseInfo.from_row(row)
+        found = await self._repository.release(device_type, seq)
         if len(entries) >= MAX_CACHED_RELEASES:
             entries.clear()
         entries[key] = found

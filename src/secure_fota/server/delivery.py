@@ -11,9 +11,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from secure_fota.server.context import ServerContext
+from secure_fota.server.db.records import ReleaseInfo
 from secure_fota.server.http_errors import error_response
 from secure_fota.server.ranges import Unsatisfiable, etag_matches, if_range_allows, parse_range
-from secure_fota.server.records import ReleaseInfo
 from secure_fota.wire import FRESHNESS_HEADER, RELEASE_HEADER
 
 __all__ = [

@@ -14,6 +14,7 @@ __all__ = [
     "Throttled",
     "Unavailable",
     "UnsupportedMediaType",
+    "required",
 ]
 
 
@@ -58,6 +59,13 @@ class MissingParameter(InputError):
 
     def __init__(self, field: str) -> None:
         super().__init__(field, "is required")
+
+
+def required(field: str, value: str | None) -> str:
+    """``value``, or :class:`MissingParameter` for ``field`` when it is absent."""
+    if value is None:
+        raise MissingParameter(field)
+    return value
 
 
 class BadRequest(InputError):

@@ -11,36 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-from secure_fota.errors import InputError, NotFoundError
-from secure_fota.formats.names import check_name, check_seq
+from secure_fota.errors import NotFoundError
 from secure_fota.server.auth import Principal
 from secure_fota.server.cache import GenerationWatcher
-from secure_fota.server.db.repository import NewRelease, Repository
-from secure_fota.server.errors import MissingParameter
+from secure_fota.server.db.records import NewRelease, ReleaseInfo
+from secure_fota.server.db.repository import Repository
 from secure_fota.server.metrics import Metrics
-from secure_fota.server.records import ReleaseInfo
 from secure_fota.server.storage.base import BlobStore
-from secure_fota.server.uploads import UploadForm
-from secure_fota.wire import DEVICE_TYPE, FIRMWARE_FILE, FW_NAME, ID, MANIFEST_FILE
 
-__all__ = ["Published", "ReleaseService", "required_name", "required_seq"]
+__all__ = ["Published", "ReleaseService"]
 
 _log = logging.getLogger("secure_fota.server")
-
-
-def required_name(field: str, value: str | None) -> str:
-    if value is None:
-        raise MissingParameter(field)
-    return check_name(field, value)
-
-
-def required_seq(field: str, value: str | None) -> int:
-    if value is None:
-        raise MissingParameter(field)
-    return check_seq(field, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,51 +48,15 @@ class ReleaseService:
         self._metrics = metrics
         self._gc_grace = gc_grace_seconds
 
-    @staticmethod
-    def precheck(query: Mapping[str, str], *, device_type: str | None = None) -> None:
-        """Refuse malformed query-string fields before any byte of the body is stored."""
-        if ID in query:
-            check_seq(ID, query[ID])
-        for name in (DEVICE_TYPE, FW_NAME):
-            if name in query:
-                check_name(name, query[name])
-        if device_type is not None and query.get(DEVICE_TYPE, device_type) != device_type:
-            raise InputError(DEVICE_TYPE, "differs from the device type in the path")
-
     async def _settle(self) -> None:
         """Wait until every worker's cache has re-checked the shared generation counter."""
         self._watcher.invalidate()
         await asyncio.sleep(self._watcher.ttl)
 
-    async def publish(
-        self,
-        form: UploadForm,
-        query: Mapping[str, str],
-        principal: Principal,
-        *,
-        device_type: str | None = None,
-    ) -> Published:
-        if form.manifest is None:
-            raise MissingParameter(MANIFEST_FILE)
-        if form.firmware is None:
-            raise MissingParameter(FIRMWARE_FILE)
-        given_type = form.value(DEVICE_TYPE, query)
-        if device_type is not None:
-            if given_type is not None and given_type != device_type:
-                raise InputError(DEVICE_TYPE, "differs from the device type in the path")
-            given_type = device_type
-        new = NewRelease(
-            device_type=required_name(DEVICE_TYPE, given_type),
-            seq=required_seq(ID, form.value(ID, query)),
-            fw_name=required_name(FW_NAME, form.value(FW_NAME, query)),
-            manifest_sha256=form.manifest.sha256,
-            manifest_size=form.manifest.size,
-            binary_sha256=form.firmware.sha256,
-            binary_size=form.firmware.size,
-            uploader=principal.name,
-        )
+    async def publish(self, new: NewRelease, principal: Principal) -> Published:
+        """Make an upload (whose blobs are stored) a release, or recognise an identical retry."""
         try:
-            row, created = await self._repository.add_release(new)
+            release, created = await self._repository.add_release(new, uploader=principal.name)
         except Exception:
             self._metrics.uploads.labels("refused").inc()
             raise
@@ -122,29 +69,29 @@ class ReleaseService:
             principal.name,
         )
         await self._settle()
-        return Published(ReleaseInfo.from_row(row), created)
+        return Published(release, created)
 
     async def release(self, device_type: str, seq: int) -> ReleaseInfo:
-        row = await self._repository.release(device_type, seq)
-        if row is None:
+        release = await self._repository.release(device_type, seq)
+        if release is None:
             raise NotFoundError(f"device type {device_type!r} has no release {seq}")
-        return ReleaseInfo.from_row(row)
+        return release
 
     async def releases(self, device_type: str) -> list[ReleaseInfo]:
-        rows = await self._repository.releases(device_type)
-        if not rows:
+        releases = await self._repository.releases(device_type)
+        if not releases:
             raise NotFoundError(f"unknown device type {device_type!r}")
-        return [ReleaseInfo.from_row(row) for row in rows]
+        return releases
 
     async def set_yanked(self, device_type: str, seq: int, yanked: bool) -> ReleaseInfo:
-        row = await self._repository.set_yanked(device_type, seq, yanked)
+        release = await self._repository.set_yanked(device_type, seq, yanked)
         await self._settle()
-        return ReleaseInfo.from_row(row)
+        return release
 
     async def delete(self, device_type: str, seq: int) -> ReleaseInfo:
-        row = await self._repository.delete_release(device_type, seq)
+        release = await self._repository.delete_release(device_type, seq)
         await self._settle()
-        return ReleaseInfo.from_row(row)
+        return release
 
     async def collect_garbage(self, *, grace: float | None = None) -> int:
         """Delete blobs that no release references and that are older than the grace period

@@ -1,9 +1,11 @@
-"""Reading an upload request: the seed's multipart contract, streamed into the blob store.
+"""Reading an upload request into a :class:`~secure_fota.server.db.records.NewRelease`: the
+seed's multipart contract, streamed into the blob store.
 
 Parts: ``manifestFile`` and ``firmwareFile`` (files), ``id``, ``deviceType``, ``fwName``
-(fields; like Spring's ``@RequestParam`` they may also come in the query string). Both files
-are durably stored (content-addressed) before anything else happens; a request that fails
-later leaves only unreferenced blobs, which garbage collection removes.
+(fields; like Spring's ``@RequestParam`` they may also come in the query string). Query-string
+fields are checked before any byte of the body is read (:func:`precheck`); both files are then
+durably stored (content-addressed) before anything else happens; a request that fails later
+leaves only unreferenced blobs, which garbage collection removes.
 """
 
 from __future__ import annotations
@@ -17,12 +19,20 @@ from starlette.requests import Request
 
 from secure_fota.errors import FormatError, FotaError, InputError
 from secure_fota.formats.encrypted_image import HEADER_SIZE, EncryptedImageHeader
-from secure_fota.server.errors import BadRequest, PayloadTooLarge, RequestTimeout
+from secure_fota.formats.names import check_name, check_seq
+from secure_fota.server.db.records import NewRelease
+from secure_fota.server.errors import (
+    BadRequest,
+    MissingParameter,
+    PayloadTooLarge,
+    RequestTimeout,
+    required,
+)
 from secure_fota.server.multipart import MultipartReader, boundary_of
 from secure_fota.server.storage.base import BlobInfo, BlobStore, BlobTooLarge
-from secure_fota.wire import FIRMWARE_FILE, MANIFEST_FILE, UPLOAD_FIELDS
+from secure_fota.wire import DEVICE_TYPE, FIRMWARE_FILE, FW_NAME, ID, MANIFEST_FILE, UPLOAD_FIELDS
 
-__all__ = ["UploadForm", "read_upload", "refuse_upload"]
+__all__ = ["precheck", "read_upload", "refuse_upload"]
 
 _MAX_FIELD: Final = 256
 #: room for part headers and the small fields around the two files
@@ -31,8 +41,29 @@ _OVERHEAD: Final = 64 * 1024
 _DRAIN_FACTOR: Final = 4
 
 
+def _device_type(given: str | None, path_type: str | None) -> str | None:
+    """The upload's device type: the one given (a valid name, and the path's when the route
+    names one), else the path's."""
+    if given is None:
+        return path_type
+    check_name(DEVICE_TYPE, given)
+    if path_type is not None and given != path_type:
+        raise InputError(DEVICE_TYPE, "differs from the device type in the path")
+    return given
+
+
+def precheck(query: Mapping[str, str], *, path_type: str | None = None) -> None:
+    """Refuse malformed query-string fields before any byte of the body is stored (the body's
+    own fields are checked once it has arrived)."""
+    _device_type(query.get(DEVICE_TYPE), path_type)
+    if ID in query:
+        check_seq(ID, query[ID])
+    if FW_NAME in query:
+        check_name(FW_NAME, query[FW_NAME])
+
+
 @dataclass(slots=True)
-class UploadForm:
+class _UploadForm:
     fields: dict[str, str] = field(default_factory=dict)
     manifest: BlobInfo | None = None
     firmware: BlobInfo | None = None
@@ -44,6 +75,23 @@ class UploadForm:
         if body is not None and in_query is not None and body != in_query:
             raise InputError(name, "given in the query string and the body with different values")
         return body if body is not None else in_query
+
+    def release(self, query: Mapping[str, str], path_type: str | None) -> NewRelease:
+        """The upload these parts and ``query`` describe, every field required and checked."""
+        if self.manifest is None:
+            raise MissingParameter(MANIFEST_FILE)
+        if self.firmware is None:
+            raise MissingParameter(FIRMWARE_FILE)
+        device_type = _device_type(self.value(DEVICE_TYPE, query), path_type)
+        return NewRelease(
+            device_type=required(DEVICE_TYPE, device_type),
+            seq=check_seq(ID, required(ID, self.value(ID, query))),
+            fw_name=check_name(FW_NAME, required(FW_NAME, self.value(FW_NAME, query))),
+            manifest_sha256=self.manifest.sha256,
+            manifest_size=self.manifest.size,
+            binary_sha256=self.firmware.sha256,
+            binary_size=self.firmware.size,
+        )
 
 
 async def _checked_firmware(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -100,19 +148,21 @@ async def read_upload(
     request: Request,
     store: BlobStore,
     *,
+    path_type: str | None = None,
     max_upload_size: int,
     max_manifest_size: int,
     timeout: float,
-) -> UploadForm:
+) -> NewRelease:
     """Stream an upload's files into ``store`` and collect its fields (within ``timeout``
-    seconds: a client that trickles its body does not hold a worker's resources forever)."""
+    seconds: a client that trickles its body does not hold a worker's resources forever);
+    ``path_type`` is the device type the route's path names, if any."""
     boundary = boundary_of(request.headers.get("content-type"))
     max_body = max_upload_size + max_manifest_size + _OVERHEAD
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_body:
         raise PayloadTooLarge("body", f"request body is larger than {max_body} bytes")
     reader = MultipartReader(request.stream(), boundary, max_body=max_body)
-    form = UploadForm()
+    form = _UploadForm()
     try:
         async with asyncio.timeout(timeout):
             await _read_parts(reader, store, form, max_upload_size, max_manifest_size)
@@ -121,7 +171,7 @@ async def read_upload(
     except FotaError:
         await reader.drain(_DRAIN_FACTOR * max_body)
         raise
-    return form
+    return form.release(request.query_params, path_type)
 
 
 async def _store(
@@ -137,7 +187,7 @@ async def _store(
 async def _read_parts(
     reader: MultipartReader,
     store: BlobStore,
-    form: UploadForm,
+    form: _UploadForm,
     max_upload_size: int,
     max_manifest_size: int,
 ) -> None:

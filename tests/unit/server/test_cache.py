@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import hashlib
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from secure_fota.errors import StorageError
 from secure_fota.server.cache import FAILURE_BACKOFF, GenerationWatcher, NewestCache
+from secure_fota.server.db.records import ReleaseInfo
 from secure_fota.server.errors import Unavailable
 
 
@@ -22,18 +24,19 @@ class Clock:
         return self.now
 
 
-class Row:
-    def __init__(self, seq: int, manifest: bytes) -> None:
-        self.device_type = "t"
-        self.seq = seq
-        self.fw_name = "app"
-        self.manifest_sha256 = hashlib.sha256(manifest).hexdigest()
-        self.manifest_size = len(manifest)
-        self.binary_sha256 = "0" * 64
-        self.binary_size = 1
-        self.uploaded_at = datetime.datetime.now(datetime.UTC)
-        self.uploader = "u"
-        self.yanked = False
+def Row(seq: int, manifest: bytes) -> ReleaseInfo:  # noqa: N802 -- what the repository returns
+    return ReleaseInfo(
+        device_type="t",
+        seq=seq,
+        fw_name="app",
+        manifest_sha256=hashlib.sha256(manifest).hexdigest(),
+        manifest_size=len(manifest),
+        binary_sha256="0" * 64,
+        binary_size=1,
+        uploaded_at=datetime.datetime.now(datetime.UTC),
+        uploader="u",
+        yanked=False,
+    )
 
 
 class Repository:
@@ -41,7 +44,7 @@ class Repository:
         self.generation_value = 0
         self.generation_calls = 0
         self.newest_calls = 0
-        self.rows: dict[str, Row] = {}
+        self.rows: dict[str, ReleaseInfo] = {}
         self.down = False
         self.gate: asyncio.Event | None = None
 
@@ -51,7 +54,7 @@ class Repository:
             raise Unavailable("database unavailable (test)")
         return self.generation_value
 
-    async def newest(self, device_type: str) -> Row | None:
+    async def newest(self, device_type: str) -> ReleaseInfo | None:
         self.newest_calls += 1
         if self.gate is not None:
             await self.gate.wait()
@@ -187,7 +190,7 @@ class ById(Repository):
         super().__init__()
         self.release_calls = 0
 
-    async def release(self, device_type: str, seq: int) -> Row | None:
+    async def release(self, device_type: str, seq: int) -> ReleaseInfo | None:
         self.release_calls += 1
         row = self.rows.get(device_type)
         return row if row is not None and row.seq == seq else None
@@ -207,7 +210,8 @@ def test_release_cache_reads_the_database_once_per_generation():
             assert found.seq == 3
             assert await cache.release("t", 4) is None
         assert repository.release_calls == 2
-        repository.rows["t"].yanked = True  # a yank bumps the generation
+        # a yank bumps the generation
+        repository.rows["t"] = dataclasses.replace(repository.rows["t"], yanked=True)
         repository.generation_value += 1
         clock.now += 0.6
         found = await cache.release("t", 3)

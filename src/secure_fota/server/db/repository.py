@@ -1,53 +1,49 @@
 """Every database read and write the server makes; one short transaction per method.
 
-Database failures become :class:`~secure_fota.server.errors.Unavailable` (503), constraint
-violations :class:`~secure_fota.errors.ConflictError`; nothing else escapes.
+It takes and returns the plain records of :mod:`secure_fota.server.db.records` (one
+conversion, :func:`_record`); ORM rows stay in here. Database failures become
+:class:`~secure_fota.server.errors.Unavailable` (503), constraint violations
+:class:`~secure_fota.errors.ConflictError`; nothing else escapes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from typing import TypeVar
 
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from secure_fota.errors import ConflictError, NotFoundError, StorageError
-from secure_fota.server.db.models import GENERATION_ROW, Release, ServerState, Token, User
+from secure_fota.server.db.models import GENERATION_ROW, Base, Release, ServerState, Token, User
+from secure_fota.server.db.records import (
+    DeviceTypeSummary,
+    NewRelease,
+    ReleaseInfo,
+    TokenInfo,
+    UserInfo,
+)
 from secure_fota.server.errors import Unavailable
 
-__all__ = ["DeviceTypeSummary", "NewRelease", "Repository", "db_errors"]
+__all__ = ["Repository", "db_errors"]
+
+_Record = TypeVar("_Record", ReleaseInfo, UserInfo, TokenInfo)
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceTypeSummary:
-    device_type: str
-    newest: int | None
-    releases: int
+def _record(kind: type[_Record], row: Base) -> _Record:
+    """The plain record of an ORM row (its columns of the same names)."""
+    return kind(**{field.name: getattr(row, field.name) for field in dataclasses.fields(kind)})
 
 
-@dataclass(frozen=True, slots=True)
-class NewRelease:
-    device_type: str
-    seq: int
-    fw_name: str
-    manifest_sha256: str
-    manifest_size: int
-    binary_sha256: str
-    binary_size: int
-    uploader: str
-
-    def same_content(self, row: Release) -> bool:
-        return (
-            row.fw_name == self.fw_name
-            and row.manifest_sha256 == self.manifest_sha256
-            and row.binary_sha256 == self.binary_sha256
-            and row.manifest_size == self.manifest_size
-            and row.binary_size == self.binary_size
-        )
+def _same_content(new: NewRelease, existing: ReleaseInfo) -> bool:
+    return all(
+        getattr(new, field.name) == getattr(existing, field.name)
+        for field in dataclasses.fields(NewRelease)
+    )
 
 
 @contextlib.contextmanager
@@ -101,13 +97,9 @@ class Repository:
             raise StorageError("database is not initialised (run `fota server db upgrade`)")
         return int(value)
 
-    async def bump_generation(self) -> None:
-        async with self._tx() as session:
-            await self._bump(session)
-
     # releases -----------------------------------------------------------------------------
 
-    async def newest(self, device_type: str) -> Release | None:
+    async def newest(self, device_type: str) -> ReleaseInfo | None:
         async with self._tx() as session:
             result = await session.scalars(
                 select(Release)
@@ -115,21 +107,23 @@ class Repository:
                 .order_by(Release.seq.desc())
                 .limit(1)
             )
-            return result.first()
+            row = result.first()
+        return None if row is None else _record(ReleaseInfo, row)
 
-    async def release(self, device_type: str, seq: int) -> Release | None:
+    async def release(self, device_type: str, seq: int) -> ReleaseInfo | None:
         async with self._tx() as session:
             result = await session.scalars(
                 select(Release).where(Release.device_type == device_type, Release.seq == seq)
             )
-            return result.first()
+            row = result.first()
+        return None if row is None else _record(ReleaseInfo, row)
 
-    async def releases(self, device_type: str) -> Sequence[Release]:
+    async def releases(self, device_type: str) -> list[ReleaseInfo]:
         async with self._tx() as session:
             result = await session.scalars(
                 select(Release).where(Release.device_type == device_type).order_by(Release.seq)
             )
-            return result.all()
+            return [_record(ReleaseInfo, row) for row in result.all()]
 
     async def device_types(self) -> list[DeviceTypeSummary]:
         # MAX(CASE ...) rather than FILTER (WHERE ...), which MariaDB lacks
@@ -142,15 +136,8 @@ class Repository:
             )
             return [DeviceTypeSummary(t, n, c) for t, n, c in rows.all()]
 
-    async def device_type_exists(self, device_type: str) -> bool:
-        async with self._tx() as session:
-            found = await session.scalar(
-                select(Release.pk).where(Release.device_type == device_type).limit(1)
-            )
-            return found is not None
-
-    async def add_release(self, new: NewRelease) -> tuple[Release, bool]:
-        """Insert ``new``; return ``(row, created)``. An identical existing release is an
+    async def add_release(self, new: NewRelease, *, uploader: str) -> tuple[ReleaseInfo, bool]:
+        """Insert ``new``; return ``(release, created)``. An identical existing release is an
         idempotent retry (``created`` False); a different one raises ConflictError."""
         try:
             async with self._tx() as session:
@@ -162,40 +149,31 @@ class Repository:
                     )
                 ).first()
                 if existing is not None:
-                    return self._same_or_conflict(new, existing), False
+                    return self._same_or_conflict(new, _record(ReleaseInfo, existing)), False
                 row = Release(
-                    device_type=new.device_type,
-                    seq=new.seq,
-                    fw_name=new.fw_name,
-                    manifest_sha256=new.manifest_sha256,
-                    manifest_size=new.manifest_size,
-                    binary_sha256=new.binary_sha256,
-                    binary_size=new.binary_size,
-                    uploaded_at=_now(),
-                    uploader=new.uploader,
-                    yanked=False,
+                    **dataclasses.asdict(new), uploaded_at=_now(), uploader=uploader, yanked=False
                 )
                 session.add(row)
                 await session.flush()
                 await self._bump(session)
         except IntegrityError:
             # a concurrent upload of the same (type, id) committed first
-            existing = await self.release(new.device_type, new.seq)
-            if existing is None:
+            stored = await self.release(new.device_type, new.seq)
+            if stored is None:
                 raise Unavailable("release insert failed; retry") from None
-            return self._same_or_conflict(new, existing), False
-        return row, True
+            return self._same_or_conflict(new, stored), False
+        return _record(ReleaseInfo, row), True
 
     @staticmethod
-    def _same_or_conflict(new: NewRelease, existing: Release) -> Release:
-        if new.same_content(existing):
+    def _same_or_conflict(new: NewRelease, existing: ReleaseInfo) -> ReleaseInfo:
+        if _same_content(new, existing):
             return existing
         raise ConflictError(
             f"release {new.seq} of device type {new.device_type!r} already exists with "
             "different content; releases are immutable (upload a new id)"
         )
 
-    async def set_yanked(self, device_type: str, seq: int, yanked: bool) -> Release:
+    async def set_yanked(self, device_type: str, seq: int, yanked: bool) -> ReleaseInfo:
         async with self._tx() as session:
             row = (
                 await session.scalars(
@@ -209,9 +187,9 @@ class Repository:
             if row.yanked != yanked:
                 row.yanked = yanked
                 await self._bump(session)
-            return row
+            return _record(ReleaseInfo, row)
 
-    async def delete_release(self, device_type: str, seq: int) -> Release:
+    async def delete_release(self, device_type: str, seq: int) -> ReleaseInfo:
         async with self._tx() as session:
             row = (
                 await session.scalars(
@@ -222,7 +200,7 @@ class Repository:
                 raise NotFoundError(f"device type {device_type!r} has no release {seq}")
             await session.execute(delete(Release).where(Release.pk == row.pk))
             await self._bump(session)
-            return row
+            return _record(ReleaseInfo, row)
 
     async def referenced_blobs(self) -> set[str]:
         async with self._tx() as session:
@@ -234,13 +212,15 @@ class Repository:
 
     # users and tokens ---------------------------------------------------------------------
 
-    async def user(self, name: str) -> User | None:
+    async def user(self, name: str) -> UserInfo | None:
         async with self._tx() as session:
-            return await session.get(User, name)
+            row = await session.get(User, name)
+        return None if row is None else _record(UserInfo, row)
 
-    async def users(self) -> Sequence[User]:
+    async def users(self) -> list[UserInfo]:
         async with self._tx() as session:
-            return (await session.scalars(select(User).order_by(User.name))).all()
+            rows = (await session.scalars(select(User).order_by(User.name))).all()
+            return [_record(UserInfo, row) for row in rows]
 
     async def add_user(self, name: str, password_hash: str, role: str, *, replace: bool) -> None:
         try:
@@ -273,15 +253,15 @@ class Repository:
                 raise NotFoundError(f"no user {name!r}")
             await self._bump(session)
 
-    async def token_by_digest(self, digest: str) -> Token | None:
+    async def token_by_digest(self, digest: str) -> TokenInfo | None:
         async with self._tx() as session:
-            return (
-                await session.scalars(select(Token).where(Token.token_sha256 == digest))
-            ).first()
+            row = (await session.scalars(select(Token).where(Token.token_sha256 == digest))).first()
+        return None if row is None else _record(TokenInfo, row)
 
-    async def tokens(self) -> Sequence[Token]:
+    async def tokens(self) -> list[TokenInfo]:
         async with self._tx() as session:
-            return (await session.scalars(select(Token).order_by(Token.name))).all()
+            rows = (await session.scalars(select(Token).order_by(Token.name))).all()
+            return [_record(TokenInfo, row) for row in rows]
 
     async def add_token(
         self,

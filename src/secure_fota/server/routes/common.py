@@ -10,10 +10,13 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
+from secure_fota.errors import FotaError
 from secure_fota.limits import MAX_NAME_LENGTH, MAX_SEQ
 from secure_fota.server.auth import Principal
 from secure_fota.server.context import ServerContext
 from secure_fota.server.errors import Forbidden, Unavailable
+from secure_fota.server.releases import Published
+from secure_fota.server.uploads import precheck, read_upload, refuse_upload
 from secure_fota.wire import NONCE, check_nonce
 
 __all__ = [
@@ -27,6 +30,7 @@ __all__ = [
     "device",
     "get_and_head",
     "nonce_of",
+    "publish_upload",
     "query_parameters",
     "staff",
 ]
@@ -120,6 +124,28 @@ async def device(request: Request, context: ServerContext, device_type: str) -> 
         return
     _require_tls(request, context)
     await context.auth.device(request.headers.get("authorization"), client_of(request), device_type)
+
+
+async def publish_upload(request: Request, *, device_type: str | None = None) -> Published:
+    """Publish the upload this request carries (``device_type``: the one the path names).
+
+    Credentials and query-string fields are checked before any byte of the body is stored;
+    a request refused then has a little of its body read, so the client sees the answer."""
+    context = context_of(request)
+    try:
+        principal = await staff(request)
+        precheck(request.query_params, path_type=device_type)
+    except FotaError as exc:
+        raise await refuse_upload(request, exc) from None
+    new = await read_upload(
+        request,
+        context.store,
+        path_type=device_type,
+        max_upload_size=context.settings.max_upload_size,
+        max_manifest_size=context.settings.max_manifest_size,
+        timeout=context.settings.upload_timeout,
+    )
+    return await context.releases.publish(new, principal)
 
 
 def nonce_of(request: Request) -> str | None:

@@ -9,9 +9,10 @@ from typing import Any, Final
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from secure_fota.errors import FotaError, NotFoundError
+from secure_fota.errors import NotFoundError
+from secure_fota.formats.names import check_name
 from secure_fota.server.delivery import send_binary, send_manifest
-from secure_fota.server.releases import ReleaseService, required_name
+from secure_fota.server.errors import required
 from secure_fota.server.routes.common import (
     ERROR_RESPONSES,
     ID_SCHEMA,
@@ -21,10 +22,9 @@ from secure_fota.server.routes.common import (
     device,
     get_and_head,
     nonce_of,
+    publish_upload,
     query_parameters,
-    staff,
 )
-from secure_fota.server.uploads import read_upload, refuse_upload
 from secure_fota.wire import (
     DEVICE_TYPE,
     FIRMWARE_FILE,
@@ -88,7 +88,9 @@ def _no_release(device_type: str) -> NotFoundError:
 )
 async def newest_manifest(request: Request) -> Response:
     context = context_of(request)
-    device_type = required_name(DEVICE_TYPE, request.query_params.get(DEVICE_TYPE))
+    device_type = check_name(
+        DEVICE_TYPE, required(DEVICE_TYPE, request.query_params.get(DEVICE_TYPE))
+    )
     checked_nonce = nonce_of(request)
     await device(request, context, device_type)
     entry = await context.cache.newest(device_type)
@@ -117,7 +119,9 @@ async def newest_manifest(request: Request) -> Response:
 )
 async def newest_binary(request: Request) -> Response:
     context = context_of(request)
-    device_type = required_name(DEVICE_TYPE, request.query_params.get(DEVICE_TYPE))
+    device_type = check_name(
+        DEVICE_TYPE, required(DEVICE_TYPE, request.query_params.get(DEVICE_TYPE))
+    )
     await device(request, context, device_type)
     entry = await context.cache.newest(device_type)
     if entry is None:
@@ -144,18 +148,5 @@ async def newest_binary(request: Request) -> Response:
     summary="Upload a release (seed contract; uploader or admin)",
 )
 async def upload_file(request: Request) -> PlainTextResponse:
-    context = context_of(request)
-    try:
-        principal = await staff(request)
-        ReleaseService.precheck(request.query_params)
-    except FotaError as exc:
-        raise await refuse_upload(request, exc) from None
-    form = await read_upload(
-        request,
-        context.store,
-        max_upload_size=context.settings.max_upload_size,
-        max_manifest_size=context.settings.max_manifest_size,
-        timeout=context.settings.upload_timeout,
-    )
-    await context.releases.publish(form, request.query_params, principal)
+    await publish_upload(request)
     return PlainTextResponse("OK")

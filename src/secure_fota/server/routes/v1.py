@@ -4,6 +4,7 @@ authentication setting, like the seed's endpoints."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from typing import Annotated, Any, Final
 
@@ -11,13 +12,12 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from secure_fota.errors import FotaError, NotFoundError
+from secure_fota.errors import NotFoundError
 from secure_fota.formats.names import check_name, check_seq
 from secure_fota.limits import MAX_NAME_LENGTH
 from secure_fota.server.cache import load_manifest, manifest_headers
+from secure_fota.server.db.records import ReleaseInfo
 from secure_fota.server.delivery import send_binary, send_manifest
-from secure_fota.server.records import ReleaseInfo
-from secure_fota.server.releases import ReleaseService
 from secure_fota.server.routes.common import (
     ERROR_RESPONSES,
     ID_SCHEMA,
@@ -27,11 +27,11 @@ from secure_fota.server.routes.common import (
     device,
     get_and_head,
     nonce_of,
+    publish_upload,
     query_parameters,
     staff,
 )
 from secure_fota.server.routes.seed_compat import UPLOAD_BODY
-from secure_fota.server.uploads import read_upload, refuse_upload
 from secure_fota.wire import (
     API_V1,
     DEVICE_TYPE,
@@ -89,18 +89,9 @@ class ReleaseOut(BaseModel):
 
     @classmethod
     def of(cls, release: ReleaseInfo) -> ReleaseOut:
-        return cls(
-            device_type=release.device_type,
-            id=release.seq,
-            fw_name=release.fw_name,
-            manifest_size=release.manifest_size,
-            binary_size=release.binary_size,
-            manifest_sha256=release.manifest_sha256,
-            binary_sha256=release.binary_sha256,
-            uploaded_at=release.uploaded_at,
-            uploader=release.uploader,
-            yanked=release.yanked,
-        )
+        """The API's view of a release (``seq`` is the seed's ``id``)."""
+        fields = dataclasses.asdict(release)
+        return cls(id=fields.pop("seq"), **fields)
 
 
 class UploadOut(BaseModel):
@@ -245,23 +236,7 @@ async def newest_binary(request: Request, device_type: TypePath) -> Response:
     },
 )
 async def upload(request: Request, device_type: TypePath) -> JSONResponse:
-    name = _type(device_type)
-    try:
-        principal = await staff(request)
-        ReleaseService.precheck(request.query_params, device_type=name)
-    except FotaError as exc:
-        raise await refuse_upload(request, exc) from None
-    context = context_of(request)
-    form = await read_upload(
-        request,
-        context.store,
-        max_upload_size=context.settings.max_upload_size,
-        max_manifest_size=context.settings.max_manifest_size,
-        timeout=context.settings.upload_timeout,
-    )
-    published = await context.releases.publish(
-        form, request.query_params, principal, device_type=name
-    )
+    published = await publish_upload(request, device_type=_type(device_type))
     body = UploadOut(created=published.created, release=ReleaseOut.of(published.release))
     return JSONResponse(body.model_dump(mode="json"), status_code=201 if published.created else 200)
 
