@@ -15,7 +15,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from secure_fota.crypto.freshness import FreshnessStatement, make_statement
+from secure_fota.crypto.freshness import FreshnessSigner
 from secure_fota.crypto.keys import Role, load_private_key
 from secure_fota.keys.directory import read_key_file
 from tests.attacks.conftest import Lab, refused
@@ -153,7 +153,7 @@ def test_statement_signed_by_another_key(lab: Lab) -> None:
         if "/manifest" not in request.target:
             return response
         genuine = payload(response.header(HEADER) or "")
-        forged = make_statement(attacker, FreshnessStatement(**genuine))
+        forged = FreshnessSigner(attacker).sign(**genuine)
         seen.append((body, forged, nonce_of(request)))
         return Response(response.status, [*response.without(HEADER), (HEADER, forged)], body)
 
@@ -215,15 +215,12 @@ def test_compromised_freshness_key_is_bounded_by_exp(lab: Lab) -> None:
     async def freeze(request: Request, forward: Forward) -> Response:
         if "/manifest" not in request.target:
             return await forward(request)
-        statement = make_statement(
-            freshness_key,
-            FreshnessStatement(
-                device_type=lab.device_type,
-                seq=2,
-                manifest_sha256=hashlib.sha256(stale).hexdigest(),
-                nonce=nonce_of(request),
-                iat=int(time.time()),
-            ),
+        statement = FreshnessSigner(freshness_key).sign(
+            device_type=lab.device_type,
+            seq=2,
+            manifest_sha256=hashlib.sha256(stale).hexdigest(),
+            nonce=nonce_of(request),
+            iat=int(time.time()),
         )
         return Response(200, [(HEADER, statement)], stale)
 

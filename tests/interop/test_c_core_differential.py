@@ -36,7 +36,7 @@ from joserfc.jwk import RSAKey
 
 from secure_fota.author.release import ReleaseRequest, build_release
 from secure_fota.crypto.encrypted_image import encrypt_image
-from secure_fota.crypto.freshness import FreshnessStatement, make_statement
+from secure_fota.crypto.freshness import FreshnessSigner
 from secure_fota.crypto.key_rotation import make_rotation
 from secure_fota.crypto.keys import (
     PrivateKey,
@@ -576,15 +576,17 @@ def test_c_core_agrees_with_python(tmp_path: Path) -> None:  # noqa: PLR0915 -- 
             session.compare(odd_manifest, odd_bin, ok_facts)
         # a freshness statement, sometimes wrong
         nonce = f"{rng.getrandbits(128):032x}"
-        statement = FreshnessStatement(
-            device_type=rng.choice(["dev-a", "dev-a", "dev-b"]),
-            seq=claims["seq"] + rng.choice([0, 0, 0, 1]),
-            manifest_sha256=hashlib.sha256(token).hexdigest() if rng.random() < 0.8 else "ab" * 32,
-            nonce=nonce if rng.random() < 0.8 else "cd" * 16,
-            iat=NOW,
-        )
+        statement: dict[str, Any] = {
+            "device_type": rng.choice(["dev-a", "dev-a", "dev-b"]),
+            "seq": claims["seq"] + rng.choice([0, 0, 0, 1]),
+            "manifest_sha256": hashlib.sha256(token).hexdigest()
+            if rng.random() < 0.8
+            else "ab" * 32,
+            "nonce": nonce if rng.random() < 0.8 else "cd" * 16,
+            "iat": NOW,
+        }
         fresh = session.path(".freshness")
-        text = make_statement(session.freshness_key, statement).encode()
+        text = FreshnessSigner(session.freshness_key).sign(**statement).encode()
         choice = rng.random()
         if choice < 0.1:
             text = bend(text, rng) or text

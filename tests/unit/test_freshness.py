@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import pytest
 
-from secure_fota.crypto.freshness import FreshnessStatement, make_statement
+from secure_fota.crypto.freshness import FreshnessSigner, FreshnessStatement
 from secure_fota.crypto.keyring import DeviceKeys
 from secure_fota.crypto.keys import generate_private_key, key_id
 from secure_fota.errors import ReleaseRejected
@@ -30,6 +30,10 @@ GOOD = FreshnessStatement(
     nonce=NONCE,
     iat=1_700_000_000,
 )
+
+
+def make_statement(key, statement: FreshnessStatement) -> str:
+    return FreshnessSigner(key).sign(**asdict(statement))
 
 
 def reason(statement: str | None, *, nonce: str = NONCE, device_type: str = "sensor-v2"):

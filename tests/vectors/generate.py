@@ -31,7 +31,7 @@ from joserfc.jwk import ECKey, RSAKey  # noqa: E402
 
 from secure_fota.author.release import ReleaseRequest, build_release  # noqa: E402
 from secure_fota.crypto.encrypted_image import decrypt_image, encrypt_image  # noqa: E402
-from secure_fota.crypto.freshness import FreshnessStatement, make_statement  # noqa: E402
+from secure_fota.crypto.freshness import FreshnessSigner  # noqa: E402
 from secure_fota.crypto.key_rotation import make_rotation  # noqa: E402
 from secure_fota.crypto.keyring import AuthorKeys  # noqa: E402
 from secure_fota.crypto.keys import (  # noqa: E402
@@ -369,7 +369,7 @@ def build_all(b: Builder) -> None:  # noqa: PLR0915 -- one list of cases reads b
             "manifest_sha256": hashlib.sha256(m.read_bytes()).hexdigest(),
         }
         values.update(changes)
-        token = make_statement(key or k.freshness, FreshnessStatement(**values))
+        token = FreshnessSigner(key or k.freshness).sign(**values)
         return b.write(name, token.encode(), ".freshness")
 
     b.case("freshness_ok", m, None, None, freshness=statement("fresh-ok"), nonce=NONCE)

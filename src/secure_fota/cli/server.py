@@ -508,10 +508,8 @@ def db_upgrade(config: Path | None, data_dir: Path | None) -> None:
 )
 def gc(config: Path | None, data_dir: Path | None, grace: int | None) -> None:
     """Delete stored files that no release references (left by deletes or failed uploads)."""
-    from secure_fota.server.cache import GenerationWatcher
     from secure_fota.server.context import build_store
-    from secure_fota.server.metrics import Metrics
-    from secure_fota.server.releases import ReleaseService
+    from secure_fota.server.releases import collect_garbage
 
     settings = _settings(config, data_dir)
 
@@ -519,14 +517,9 @@ def gc(config: Path | None, data_dir: Path | None, grace: int | None) -> None:
         store = build_store(settings)
         await store.start()
         try:
-            service = ReleaseService(
-                repository,
-                store,
-                GenerationWatcher(repository, 0),
-                Metrics(),
-                gc_grace_seconds=settings.gc_grace_seconds,
+            return await collect_garbage(
+                repository, store, grace=settings.gc_grace_seconds if grace is None else grace
             )
-            return await service.collect_garbage(grace=grace)
         finally:
             await store.close()
 

@@ -10,10 +10,12 @@ its key) that is compromised can still freeze devices, but only until the manife
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from secure_fota.crypto.jws import CompactSigner, TrustedKeys, open_signed, sign_compact
+from secure_fota.crypto.jws import CompactSigner, TrustedKeys, open_signed
 from secure_fota.crypto.keys import PrivateKey
 from secure_fota.errors import FormatError, InputError
 from secure_fota.formats.jose_compact import json_int, parse_json_object
@@ -24,9 +26,8 @@ from secure_fota.wire import NONCE_PATTERN
 
 __all__ = [
     "FRESHNESS_TYP",
+    "FreshnessSigner",
     "FreshnessStatement",
-    "StatementSigner",
-    "make_statement",
     "open_statement",
 ]
 
@@ -60,18 +61,31 @@ class FreshnessStatement:
         ).encode()
 
 
-def make_statement(key: PrivateKey, statement: FreshnessStatement) -> str:
-    """Sign a statement with the server's freshness key (ES256 for P-256 keys)."""
-    return sign_compact(statement.to_json(), key, FRESHNESS_TYP)
+class FreshnessSigner:
+    """Signs statements with the server's online freshness key (ES256 for P-256 keys),
+    prepared once: the server signs one per poll. ``iat`` comes from ``clock``."""
 
-
-class StatementSigner:
-    """:func:`make_statement` for one key, prepared once (the server signs one per poll)."""
-
-    def __init__(self, key: PrivateKey) -> None:
+    def __init__(self, key: PrivateKey, *, clock: Callable[[], float] = time.time) -> None:
         self._signer = CompactSigner(key, FRESHNESS_TYP)
+        self._clock = clock
 
-    def sign(self, statement: FreshnessStatement) -> str:
+    def sign(
+        self,
+        *,
+        device_type: str,
+        seq: int,
+        manifest_sha256: str,
+        nonce: str,
+        iat: int | None = None,
+    ) -> str:
+        """The statement for one answer (``iat``: the clock's time unless given)."""
+        statement = FreshnessStatement(
+            device_type=device_type,
+            seq=seq,
+            manifest_sha256=manifest_sha256,
+            nonce=nonce,
+            iat=int(self._clock()) if iat is None else iat,
+        )
         return self._signer.sign(statement.to_json())
 
 

@@ -21,6 +21,7 @@ from secure_fota.server.context import ServerContext, build_context
 from secure_fota.server.fastpath import PollAnswerer, is_poll
 from secure_fota.server.fastpath_binary import BinaryAnswerer, is_binary_by_id
 from secure_fota.server.metrics import Metrics, MetricsMiddleware
+from secure_fota.server.releases import collect_garbage
 from secure_fota.server.routes import ops, seed_compat, v1
 from secure_fota.server.settings import ServerSettings, settings_from_environment
 
@@ -33,7 +34,9 @@ async def _collect_garbage(context: ServerContext) -> None:
     """Blobs of deleted releases and of uploads that died between blob and row (in the
     background: start-up does not wait for a bucket listing)."""
     try:
-        await context.releases.collect_garbage()
+        await collect_garbage(
+            context.repository, context.store, grace=context.settings.gc_grace_seconds
+        )
     except FotaError as exc:
         _log.warning("start-up garbage collection failed: %s", exc)
 

@@ -28,9 +28,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from secure_fota.errors import InputError
 from secure_fota.formats.names import check_name
-from secure_fota.server.cache import GenerationWatcher
 from secure_fota.server.db.repository import Repository
 from secure_fota.server.errors import AuthenticationRequired, Forbidden, Throttled
+from secure_fota.server.generation import GenerationWatcher
 
 __all__ = [
     "TOKEN_PREFIX",

@@ -7,13 +7,16 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from secure_fota.crypto.freshness import FreshnessSigner
+from secure_fota.crypto.keys import Role
 from secure_fota.errors import ConfigError
+from secure_fota.keys.directory import load_private_key_file
 from secure_fota.server.auth import Authenticator, DeviceAuthMode, FailureThrottle
-from secure_fota.server.cache import BlobCache, GenerationWatcher, NewestCache, ReleaseCache
+from secure_fota.server.cache import BlobCache, NewestCache, ReleaseCache
 from secure_fota.server.db.engine import create_engine
 from secure_fota.server.db.migrate import upgrade
 from secure_fota.server.db.repository import Repository
-from secure_fota.server.freshness import FreshnessSigner
+from secure_fota.server.generation import GenerationWatcher
 from secure_fota.server.metrics import Metrics
 from secure_fota.server.releases import ReleaseService
 from secure_fota.server.settings import ServerSettings
@@ -96,7 +99,7 @@ async def open_database(settings: ServerSettings, *, migrate: bool) -> AsyncEngi
 
 async def build_context(settings: ServerSettings, metrics: Metrics) -> ServerContext:
     freshness = (
-        FreshnessSigner.from_file(settings.freshness_key_file)
+        FreshnessSigner(load_private_key_file(Role.FRESHNESS, settings.freshness_key_file))
         if settings.freshness_key_file
         else None
     )
@@ -135,9 +138,7 @@ async def build_context(settings: ServerSettings, metrics: Metrics) -> ServerCon
         auth=Authenticator(
             repository, watcher, throttle, device_mode=DeviceAuthMode(settings.device_auth)
         ),
-        releases=ReleaseService(
-            repository, store, watcher, metrics, gc_grace_seconds=settings.gc_grace_seconds
-        ),
+        releases=ReleaseService(repository, watcher, metrics),
         metrics=metrics,
         freshness=freshness,
     )

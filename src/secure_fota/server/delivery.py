@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -20,6 +20,7 @@ __all__ = [
     "BinaryPart",
     "binary_answer",
     "manifest_answer",
+    "manifest_headers",
     "memory_answer",
     "send_binary",
     "send_manifest",
@@ -30,6 +31,17 @@ _OCTETS = "application/octet-stream"
 _MEMORY_SLICE = 256 * 1024
 
 
+def manifest_headers(release: ReleaseInfo) -> dict[str, str]:
+    """The headers of a 200 answer carrying ``release``'s manifest."""
+    return {
+        "content-type": _OCTETS,
+        "content-length": str(release.manifest_size),
+        "etag": f'"{release.manifest_sha256}"',
+        "cache-control": "no-cache",
+        RELEASE_HEADER: str(release.seq),
+    }
+
+
 def manifest_answer(
     context: ServerContext,
     *,
@@ -37,13 +49,10 @@ def manifest_answer(
     if_none_match: str | None,
     release: ReleaseInfo,
     manifest: bytes,
-    headers: Mapping[str, str],
     nonce: str | None,
 ) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers and body of a manifest answer (the route's and the poll fast path's).
-
-    ``headers`` are the precomputed 200 headers (content type and length, ETag, ...).
-    """
+    """Status, headers and body of a manifest answer (the route's and the poll fast path's)."""
+    headers = manifest_headers(release)
     etag = headers["etag"]
     extra: dict[str, str] = {}
     if nonce is not None and context.freshness is not None:
@@ -65,12 +74,11 @@ def manifest_answer(
             },
             b"",
         )
-    if extra:
-        headers = {**headers, **extra}
+    headers.update(extra)
     if method == "HEAD":
-        return 200, dict(headers), b""
+        return 200, headers, b""
     context.metrics.bytes_served_manifest.inc(len(manifest))
-    return 200, dict(headers), manifest
+    return 200, headers, manifest
 
 
 def send_manifest(
@@ -79,17 +87,15 @@ def send_manifest(
     *,
     release: ReleaseInfo,
     manifest: bytes,
-    headers: Mapping[str, str],
     nonce: str | None,
 ) -> Response:
-    """``headers`` are the precomputed 200 headers (content type and length, ETag, ...)."""
+    """``release``'s ``manifest`` (a freshness statement for ``nonce`` when one is given)."""
     status, answer_headers, body = manifest_answer(
         context,
         method=request.method,
         if_none_match=request.headers.get("if-none-match"),
         release=release,
         manifest=manifest,
-        headers=headers,
         nonce=nonce,
     )
     return Response(body, status_code=status, headers=answer_headers)

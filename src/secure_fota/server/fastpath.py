@@ -103,7 +103,6 @@ class PollAnswerer:
                 if_none_match=if_none_match,
                 release=entry.release,
                 manifest=entry.manifest,
-                headers=entry.manifest_headers,
                 nonce=nonce,
             )
             if nonce is None:

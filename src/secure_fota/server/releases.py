@@ -1,4 +1,4 @@
-"""The release service: publish (blobs first, then one transaction), yank, unyank, delete,
+"""The release service: publish (blobs first, then one transaction), yank, unyank, delete;
 and garbage collection of blobs no release references.
 
 A release becomes visible only when its row commits, and both of its blobs were stored
@@ -15,13 +15,13 @@ from dataclasses import dataclass
 
 from secure_fota.errors import NotFoundError
 from secure_fota.server.auth import Principal
-from secure_fota.server.cache import GenerationWatcher
 from secure_fota.server.db.records import NewRelease, ReleaseInfo
 from secure_fota.server.db.repository import Repository
+from secure_fota.server.generation import GenerationWatcher
 from secure_fota.server.metrics import Metrics
 from secure_fota.server.storage.base import BlobStore
 
-__all__ = ["Published", "ReleaseService"]
+__all__ = ["Published", "ReleaseService", "collect_garbage"]
 
 _log = logging.getLogger("secure_fota.server")
 
@@ -36,17 +36,12 @@ class ReleaseService:
     def __init__(
         self,
         repository: Repository,
-        store: BlobStore,
         watcher: GenerationWatcher,
         metrics: Metrics,
-        *,
-        gc_grace_seconds: float,
     ) -> None:
         self._repository = repository
-        self._store = store
         self._watcher = watcher
         self._metrics = metrics
-        self._gc_grace = gc_grace_seconds
 
     async def _settle(self) -> None:
         """Wait until every worker's cache has re-checked the shared generation counter."""
@@ -93,17 +88,17 @@ class ReleaseService:
         await self._settle()
         return release
 
-    async def collect_garbage(self, *, grace: float | None = None) -> int:
-        """Delete blobs that no release references and that are older than the grace period
-        (an upload in progress has stored its blobs but not yet committed its row)."""
-        grace = self._gc_grace if grace is None else grace
-        referenced = await self._repository.referenced_blobs()
-        cutoff = time.time() - grace
-        removed = 0
-        async for sha256, modified in self._store.list_blobs():
-            if sha256 not in referenced and modified < cutoff:
-                await self._store.delete(sha256)
-                removed += 1
-        if removed:
-            _log.info("garbage collection removed %d unreferenced blobs", removed)
-        return removed
+
+async def collect_garbage(repository: Repository, store: BlobStore, *, grace: float) -> int:
+    """Delete blobs that no release references and that are older than ``grace`` seconds (an
+    upload in progress has stored its blobs but not yet committed its row)."""
+    referenced = await repository.referenced_blobs()
+    cutoff = time.time() - grace
+    removed = 0
+    async for sha256, modified in store.list_blobs():
+        if sha256 not in referenced and modified < cutoff:
+            await store.delete(sha256)
+            removed += 1
+    if removed:
+        _log.info("garbage collection removed %d unreferenced blobs", removed)
+    return removed

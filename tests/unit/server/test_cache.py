@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from secure_fota.errors import StorageError
-from secure_fota.server.cache import FAILURE_BACKOFF, GenerationWatcher, NewestCache
+from secure_fota.server.cache import NewestCache
 from secure_fota.server.db.records import ReleaseInfo
+from secure_fota.server.delivery import manifest_headers
 from secure_fota.server.errors import Unavailable
+from secure_fota.server.generation import FAILURE_BACKOFF, GenerationWatcher
 
 
 class Clock:
@@ -97,8 +99,9 @@ def test_polls_within_ttl_cost_no_query_and_changes_show_after_it() -> None:
         entry = await cache.newest("t")
         assert entry is not None
         assert entry.manifest == first
-        assert entry.manifest_headers["x-fota-release"] == "1"
-        assert entry.manifest_headers["etag"] == f'"{hashlib.sha256(first).hexdigest()}"'
+        headers = manifest_headers(entry.release)
+        assert headers["x-fota-release"] == "1"
+        assert headers["etag"] == f'"{hashlib.sha256(first).hexdigest()}"'
         calls = (repository.generation_calls, repository.newest_calls)
         for _ in range(100):
             assert await cache.newest("t") is entry

@@ -1,4 +1,5 @@
-"""Helpers shared by the route modules: the app's context, the client, credentials."""
+"""Helpers shared by the route modules: the app's context, the client, credentials, and the
+answers both routers give (newest manifest and image, an upload)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from secure_fota.errors import FotaError
+from secure_fota.errors import FotaError, NotFoundError
 from secure_fota.limits import MAX_NAME_LENGTH, MAX_SEQ
 from secure_fota.server.auth import Principal
+from secure_fota.server.cache import NewestEntry
 from secure_fota.server.context import ServerContext
+from secure_fota.server.delivery import send_binary, send_manifest
 from secure_fota.server.errors import Forbidden, Unavailable
 from secure_fota.server.releases import Published
 from secure_fota.server.uploads import precheck, read_upload, refuse_upload
@@ -32,6 +35,8 @@ __all__ = [
     "nonce_of",
     "publish_upload",
     "query_parameters",
+    "send_newest_binary",
+    "send_newest_manifest",
     "staff",
 ]
 
@@ -150,6 +155,32 @@ async def publish_upload(request: Request, *, device_type: str | None = None) ->
 
 def nonce_of(request: Request) -> str | None:
     return check_nonce(request.query_params.get(NONCE))
+
+
+async def _newest(context: ServerContext, device_type: str) -> NewestEntry:
+    entry = await context.cache.newest(device_type)
+    if entry is None:
+        raise NotFoundError(f"device type {device_type!r} has no release")
+    return entry
+
+
+async def send_newest_manifest(request: Request, device_type: str) -> Response:
+    """The manifest of ``device_type``'s newest release (a checked name), with a freshness
+    statement when the request carries a nonce."""
+    context = context_of(request)
+    nonce = nonce_of(request)
+    await device(request, context, device_type)
+    entry = await _newest(context, device_type)
+    return send_manifest(
+        request, context, release=entry.release, manifest=entry.manifest, nonce=nonce
+    )
+
+
+async def send_newest_binary(request: Request, device_type: str) -> Response:
+    """The encrypted image of ``device_type``'s newest release (a checked name)."""
+    context = context_of(request)
+    await device(request, context, device_type)
+    return await send_binary(request, context, (await _newest(context, device_type)).release)
 
 
 def get_and_head(router: APIRouter, path: str, **options: Any) -> Callable[[_F], _F]:

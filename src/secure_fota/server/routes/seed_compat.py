@@ -9,21 +9,18 @@ from typing import Any, Final
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from secure_fota.errors import NotFoundError
 from secure_fota.formats.names import check_name
-from secure_fota.server.delivery import send_binary, send_manifest
 from secure_fota.server.errors import required
 from secure_fota.server.routes.common import (
     ERROR_RESPONSES,
     ID_SCHEMA,
     NAME_SCHEMA,
     NONCE_SCHEMA,
-    context_of,
-    device,
     get_and_head,
-    nonce_of,
     publish_upload,
     query_parameters,
+    send_newest_binary,
+    send_newest_manifest,
 )
 from secure_fota.wire import (
     DEVICE_TYPE,
@@ -71,8 +68,8 @@ UPLOAD_BODY: Final[dict[str, Any]] = {
 }
 
 
-def _no_release(device_type: str) -> NotFoundError:
-    return NotFoundError(f"device type {device_type!r} has no release")
+def _device_type(request: Request) -> str:
+    return check_name(DEVICE_TYPE, required(DEVICE_TYPE, request.query_params.get(DEVICE_TYPE)))
 
 
 @get_and_head(
@@ -87,23 +84,7 @@ def _no_release(device_type: str) -> NotFoundError:
     ),
 )
 async def newest_manifest(request: Request) -> Response:
-    context = context_of(request)
-    device_type = check_name(
-        DEVICE_TYPE, required(DEVICE_TYPE, request.query_params.get(DEVICE_TYPE))
-    )
-    checked_nonce = nonce_of(request)
-    await device(request, context, device_type)
-    entry = await context.cache.newest(device_type)
-    if entry is None:
-        raise _no_release(device_type)
-    return send_manifest(
-        request,
-        context,
-        release=entry.release,
-        manifest=entry.manifest,
-        headers=entry.manifest_headers,
-        nonce=checked_nonce,
-    )
+    return await send_newest_manifest(request, _device_type(request))
 
 
 @get_and_head(
@@ -118,15 +99,7 @@ async def newest_manifest(request: Request) -> Response:
     openapi_extra=query_parameters((DEVICE_TYPE, True, _DEVICE_TYPE_DOC, NAME_SCHEMA)),
 )
 async def newest_binary(request: Request) -> Response:
-    context = context_of(request)
-    device_type = check_name(
-        DEVICE_TYPE, required(DEVICE_TYPE, request.query_params.get(DEVICE_TYPE))
-    )
-    await device(request, context, device_type)
-    entry = await context.cache.newest(device_type)
-    if entry is None:
-        raise _no_release(device_type)
-    return await send_binary(request, context, entry.release)
+    return await send_newest_binary(request, _device_type(request))
 
 
 @router.post(

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from secure_fota.errors import NotFoundError
 from secure_fota.formats.names import check_name, check_seq
 from secure_fota.limits import MAX_NAME_LENGTH
-from secure_fota.server.cache import load_manifest, manifest_headers
+from secure_fota.server.cache import load_manifest
 from secure_fota.server.db.records import ReleaseInfo
 from secure_fota.server.delivery import send_binary, send_manifest
 from secure_fota.server.routes.common import (
@@ -29,6 +29,8 @@ from secure_fota.server.routes.common import (
     nonce_of,
     publish_upload,
     query_parameters,
+    send_newest_binary,
+    send_newest_manifest,
     staff,
 )
 from secure_fota.server.routes.seed_compat import UPLOAD_BODY
@@ -161,14 +163,7 @@ async def release_manifest(
     manifest = await load_manifest(
         context.store, found, max_size=context.settings.max_manifest_size
     )
-    return send_manifest(
-        request,
-        context,
-        release=found,
-        manifest=manifest,
-        headers=manifest_headers(found),
-        nonce=checked_nonce,
-    )
+    return send_manifest(request, context, release=found, manifest=manifest, nonce=checked_nonce)
 
 
 @get_and_head(
@@ -189,25 +184,8 @@ async def release_binary(request: Request, device_type: TypePath, release_id: Id
     responses=_ARTIFACT,
     openapi_extra=_NONCE,
 )
-async def newest_manifest(
-    request: Request,
-    device_type: TypePath,
-) -> Response:
-    context = context_of(request)
-    name = _type(device_type)
-    checked_nonce = nonce_of(request)
-    await device(request, context, name)
-    entry = await context.cache.newest(name)
-    if entry is None:
-        raise NotFoundError(f"device type {name!r} has no release")
-    return send_manifest(
-        request,
-        context,
-        release=entry.release,
-        manifest=entry.manifest,
-        headers=entry.manifest_headers,
-        nonce=checked_nonce,
-    )
+async def newest_manifest(request: Request, device_type: TypePath) -> Response:
+    return await send_newest_manifest(request, _type(device_type))
 
 
 @get_and_head(
@@ -217,13 +195,7 @@ async def newest_manifest(
     responses=_ARTIFACT,
 )
 async def newest_binary(request: Request, device_type: TypePath) -> Response:
-    context = context_of(request)
-    name = _type(device_type)
-    await device(request, context, name)
-    entry = await context.cache.newest(name)
-    if entry is None:
-        raise NotFoundError(f"device type {name!r} has no release")
-    return await send_binary(request, context, entry.release)
+    return await send_newest_binary(request, _type(device_type))
 
 
 @router.post(
