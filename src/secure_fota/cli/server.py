@@ -7,10 +7,7 @@ Every subcommand takes the same ``--config FILE`` and ``--data-dir DIR`` options
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,8 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from secure_fota.cli.output import echo_json
-from secure_fota.errors import ConfigError, InputError
-from secure_fota.loopback import is_loopback
+from secure_fota.errors import InputError
 
 if TYPE_CHECKING:
     from secure_fota.server.db.repository import Repository
@@ -79,59 +75,6 @@ def server() -> None:
 # run ---------------------------------------------------------------------------------------
 
 
-def _write_plain_key(key: Any, path: Path) -> None:
-    """The TLS key, unencrypted, in a new private (0600) file of a private temporary
-    directory: what uvicorn and granian load."""
-    from cryptography.hazmat.primitives import serialization
-
-    from secure_fota.keys.directory import write_key_file
-
-    data = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    write_key_file(path, data, private=True, force=False)
-
-
-def _p12_to_pem(path: Path, password: str | None, directory: Path) -> tuple[Path, Path]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.serialization import pkcs12
-
-    try:
-        key, cert, extra = pkcs12.load_key_and_certificates(
-            path.read_bytes(), password.encode() if password else None
-        )
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot read the PKCS#12 file ({exc})") from None
-    if key is None or cert is None:
-        raise ConfigError(f"{path}: the PKCS#12 file needs a private key and a certificate")
-    key_path, cert_path = directory / "server.key", directory / "server.pem"
-    _write_plain_key(key, key_path)
-    chain = [cert, *extra]
-    cert_path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
-    return cert_path, key_path
-
-
-def _dev_certificate(settings: ServerSettings) -> tuple[Path, Path]:
-    from secure_fota.keys.tls import generate_tls
-
-    directory = settings.data_dir / "tls"
-    cert, key, ca = directory / "server.pem", directory / "server.key", directory / "ca.pem"
-    if not (cert.exists() and key.exists()):
-        hosts = ["localhost", "127.0.0.1", "::1"]
-        if settings.host not in ("0.0.0.0", "::", *hosts):  # noqa: S104 -- compared, not bound
-            hosts.insert(0, settings.host)
-        generate_tls(directory, hosts, force=True)
-    click.echo(
-        f"warning: no TLS certificate configured; serving a DEVELOPMENT certificate. "
-        f"Clients must trust {ca.resolve()}. Configure tls_cert_file/tls_key_file "
-        "(or --tls-cert/--tls-key, --tls-p12) in production.",
-        err=True,
-    )
-    return cert, key
-
-
 @server.command("run")
 @common_options
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
@@ -183,6 +126,8 @@ def run(
 ) -> None:
     """Serve the update server with uvicorn (uvloop and httptools when available), or with
     granian (--http-server granian)."""
+    from secure_fota.server.hosting import serve
+
     if (tls_cert is None) != (tls_key is None):
         raise InputError("--tls-cert", "--tls-cert and --tls-key go together")
     if tls_p12 is not None and tls_cert is not None:
@@ -199,261 +144,7 @@ def run(
         http_server=http_server,
         allow_insecure_http=True if insecure else None,
     )
-    if settings.http_server == "granian":
-        _granian_version()  # a clear error before anything is created
-    temp_dir: Path | None = None
-    try:
-        ssl_files: tuple[Path, Path] | None = None
-        if settings.tls_p12_file is not None:
-            temp_dir = Path(tempfile.mkdtemp(prefix="fota-tls-"))
-            password = settings.tls_p12_password
-            ssl_files = _p12_to_pem(
-                settings.tls_p12_file,
-                password.get_secret_value() if password else None,
-                temp_dir,
-            )
-        elif settings.tls_cert_file is not None:
-            if settings.tls_key_file is None:
-                raise ConfigError("tls_cert_file needs tls_key_file")
-            ssl_files = (settings.tls_cert_file, settings.tls_key_file)
-        elif settings.allow_insecure_http:
-            if not is_loopback(settings.host):
-                raise ConfigError(
-                    f"refusing plain HTTP on {settings.host}: "
-                    "--insecure-http-for-localhost-only needs a loopback --host"
-                )
-            click.echo("warning: plain HTTP; credentials travel unencrypted", err=True)
-        elif settings.tls_dev_certificate:
-            ssl_files = _dev_certificate(settings)
-        else:
-            raise ConfigError(
-                "no TLS certificate configured; give --tls-cert/--tls-key or --tls-p12 "
-                "(plain HTTP only with --insecure-http-for-localhost-only)"
-            )
-        if settings.http_server == "granian":
-            _serve_granian(settings, ssl_files)
-        else:
-            _serve(settings, ssl_files)
-    finally:
-        if temp_dir is not None:
-            shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _with_our_logger(server_config: dict[str, Any], handler: str) -> dict[str, Any]:
-    """An HTTP server's logging configuration, plus our ``secure_fota`` logger on its
-    ``handler``."""
-    import copy
-
-    config: dict[str, Any] = copy.deepcopy(server_config)
-    config["loggers"]["secure_fota"] = {"handlers": [handler], "level": "INFO", "propagate": False}
-    return config
-
-
-def _log_config() -> dict[str, Any]:
-    """uvicorn's logging configuration, plus our ``secure_fota`` logger."""
-    from uvicorn.config import LOGGING_CONFIG
-
-    return _with_our_logger(LOGGING_CONFIG, "default")
-
-
-def _migrate(settings: ServerSettings) -> None:
-    """Apply the database migrations once, before any worker starts."""
-    from secure_fota.server.context import open_database
-
-    async def migrate() -> None:
-        engine = await open_database(settings, migrate=True)
-        await engine.dispose()
-
-    asyncio.run(migrate())
-
-
-def _announce(settings: ServerSettings, *, secure: bool, server_name: str) -> None:
-    workers = f"{settings.workers} worker{'s' if settings.workers > 1 else ''}"
-    click.echo(
-        f"fota update server on {'https' if secure else 'http'}://{settings.host}:{settings.port} "
-        f"({server_name}, {workers}, {settings.storage} storage, "
-        f"data in {settings.data_dir.resolve()})",
-        err=True,
-    )
-
-
-def _serve(settings: ServerSettings, ssl_files: tuple[Path, Path] | None) -> None:
-    import uvicorn
-
-    from secure_fota.server.settings import SETTINGS_ENV
-
-    _migrate(settings)
-    key_password = settings.tls_key_password
-    options: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": settings.log_level,
-        "log_config": _log_config(),
-        "server_header": False,
-        "proxy_headers": True,
-        "ws": "none",
-        "timeout_graceful_shutdown": 10,
-    }
-    from secure_fota.server.protocol import HEAD_TIMEOUT_ENV, HeadTimeoutProtocol
-
-    options["http"] = HeadTimeoutProtocol
-    os.environ[HEAD_TIMEOUT_ENV] = repr(settings.request_head_timeout)  # for every worker
-    if ssl_files is not None:
-        options["ssl_certfile"] = str(ssl_files[0])
-        options["ssl_keyfile"] = str(ssl_files[1])
-        if key_password is not None:
-            options["ssl_keyfile_password"] = key_password.get_secret_value()
-    _announce(settings, secure=ssl_files is not None, server_name="uvicorn")
-    if settings.workers == 1:
-        from secure_fota.server.app import create_app
-
-        uvicorn.run(create_app(settings), **options)
-    else:
-        from secure_fota.server.metrics import MULTIPROC_ENV
-
-        os.environ[SETTINGS_ENV] = settings.to_environment()
-        metrics_dir = tempfile.mkdtemp(prefix="fota-metrics-")
-        os.environ.setdefault(MULTIPROC_ENV, metrics_dir)
-        try:
-            uvicorn.run(
-                "secure_fota.server.app:app_from_environment",
-                factory=True,
-                workers=settings.workers,
-                **options,
-            )
-        finally:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-
-
-_GRANIAN_VERSIONS = ((2, 8), (3, 0))  # pyproject.toml's extra: granian>=2.8,<3
-
-
-def _granian_version() -> str:
-    """The installed granian's version, or a ConfigError saying how to install it."""
-    hint = "pip install 'secure-fota[granian]'"
-    try:
-        import granian
-    except ImportError:
-        raise ConfigError(f"--http-server granian: granian is not installed ({hint})") from None
-    version = str(getattr(granian, "__version__", "0"))
-    try:
-        major_minor = tuple(int(part) for part in version.split(".")[:2])
-    except ValueError:
-        major_minor = (0, 0)
-    low, high = _GRANIAN_VERSIONS
-    if not low <= major_minor < high:
-        raise ConfigError(
-            f"--http-server granian: granian {version} is installed; "
-            f"secure-fota needs granian>=2.8,<3 ({hint})"
-        )
-    return version
-
-
-def _granian_log_config() -> dict[str, Any]:
-    """granian's logging configuration, plus our ``secure_fota`` logger."""
-    from granian.log import LOGGING_CONFIG
-
-    return _with_our_logger(LOGGING_CONFIG, "console")
-
-
-def _granian_server(settings: ServerSettings, ssl_files: tuple[Path, Path] | None) -> Any:
-    """granian's server object for these settings (it loads the certificate and key)."""
-    from granian.constants import HTTPModes, Interfaces, SSLProtocols
-    from granian.http import HTTP1Settings
-    from granian.log import LogLevels
-    from granian.server import Server
-
-    key_password = settings.tls_key_password
-    return Server(
-        "secure_fota.server.app:proxied_app_from_environment",
-        factory=True,
-        address=settings.host,
-        port=settings.port,
-        interface=Interfaces.ASGI,  # with lifespan, as uvicorn
-        workers=settings.workers,
-        http=HTTPModes.http1,
-        websockets=False,
-        backlog=2048,  # uvicorn's
-        http1_settings=HTTP1Settings(
-            header_read_timeout=max(1, round(settings.request_head_timeout * 1000)),
-            keep_alive=True,
-        ),
-        log_level=LogLevels(settings.log_level),
-        log_dictconfig=_granian_log_config(),
-        log_access=settings.log_level in ("info", "debug"),  # as uvicorn's access log
-        ssl_cert=ssl_files[0] if ssl_files else None,
-        ssl_key=ssl_files[1] if ssl_files else None,
-        ssl_key_password=key_password.get_secret_value() if key_password else None,
-        ssl_protocol_min=SSLProtocols.tls12,  # as uvicorn (ESP-IDF's mbedTLS speaks TLS 1.2)
-        respawn_failed_workers=True,  # as uvicorn's supervisor
-        workers_kill_timeout=10,  # seconds for in-flight requests at shutdown, as uvicorn
-    )
-
-
-def _serve_granian(settings: ServerSettings, ssl_files: tuple[Path, Path] | None) -> None:
-    """The same app under granian: Rust HTTP/1.1 and TLS in every worker process.
-
-    granian always runs the app in worker processes (also with one worker), so the settings
-    travel in SETTINGS_ENV; the request-head deadline is granian's HTTP/1 header read timeout.
-    """
-    import multiprocessing
-
-    from secure_fota.server.metrics import MULTIPROC_ENV
-
-    # fresh worker interpreters, as uvicorn's: a forked worker would inherit this process's
-    # imports (prometheus_client picks in-memory or shared-file values when first imported)
-    multiprocessing.set_start_method("spawn", force=True)
-    metrics_dir: str | None = None
-    if settings.workers > 1:
-        metrics_dir = tempfile.mkdtemp(prefix="fota-metrics-")
-        os.environ.setdefault(MULTIPROC_ENV, metrics_dir)
-    key_dir: Path | None = None
-    try:
-        if ssl_files is not None and settings.tls_key_password is not None:
-            # granian's Rust TLS cannot read every encrypted PEM key: hand it the key
-            # decrypted, in a private temporary file (as a PKCS#12 file is)
-            key_dir = Path(tempfile.mkdtemp(prefix="fota-tls-"))
-            ssl_files = (
-                ssl_files[0],
-                _decrypt_key(ssl_files[1], settings.tls_key_password.get_secret_value(), key_dir),
-            )
-            settings = settings.model_copy(update={"tls_key_password": None})
-        _run_granian(settings, ssl_files)
-    finally:
-        if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-        if key_dir is not None:
-            shutil.rmtree(key_dir, ignore_errors=True)
-
-
-def _decrypt_key(path: Path, password: str, directory: Path) -> Path:
-    from cryptography.hazmat.primitives import serialization
-
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password.encode())
-    except (OSError, ValueError, TypeError) as exc:
-        raise ConfigError(
-            f"{path}: cannot read the private key with tls_key_password ({exc})"
-        ) from None
-    key_path = directory / "server.key"
-    _write_plain_key(key, key_path)
-    return key_path
-
-
-def _run_granian(settings: ServerSettings, ssl_files: tuple[Path, Path] | None) -> None:
-    import ssl
-
-    from secure_fota.server.settings import SETTINGS_ENV
-
-    version = _granian_version()
-    _migrate(settings)
-    try:
-        server = _granian_server(settings, ssl_files)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"cannot load the TLS certificate and key ({exc})") from None
-    os.environ[SETTINGS_ENV] = settings.to_environment()
-    _announce(settings, secure=ssl_files is not None, server_name=f"granian {version}")
-    server.serve()
+    serve(settings)
 
 
 # config, db --------------------------------------------------------------------------------

@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from secure_fota.cli.main import cli
-from secure_fota.cli.server import _granian_version
 from secure_fota.errors import ConfigError
 from secure_fota.local_server import LocalServer
+from secure_fota.server.hosting import granian_version
 from tests.integration.server.conftest import RealRelease, free_port, wait_until
 from tests.slow_clients import closed_by_server, tls_socket
 
@@ -220,7 +220,7 @@ def _status(url: str, verify: ssl.SSLContext) -> bool:
 def test_without_granian_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "granian", None)  # `import granian` raises ImportError
     with pytest.raises(ConfigError, match=r"pip install 'secure-fota\[granian\]'"):
-        _granian_version()
+        granian_version()
     result = CliRunner().invoke(
         cli, ["server", "run", "--data-dir", str(tmp_path), "--http-server", "granian"]
     )
@@ -234,6 +234,6 @@ def test_an_unsupported_granian_version_is_refused(monkeypatch: pytest.MonkeyPat
     fake.__version__ = "1.7.6"  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "granian", fake)
     with pytest.raises(ConfigError, match=r"granian 1\.7\.6 is installed"):
-        _granian_version()
+        granian_version()
     fake.__version__ = "2.8.7"  # type: ignore[attr-defined]
-    assert _granian_version() == "2.8.7"
+    assert granian_version() == "2.8.7"

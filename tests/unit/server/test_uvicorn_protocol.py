@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from secure_fota.keys.tls import generate_tls
-from secure_fota.server.protocol import COALESCE_LIMIT, CoalescingTransport
+from secure_fota.server.uvicorn_protocol import COALESCE_LIMIT, CoalescingTransport
 
 
 class Recorder(asyncio.Transport):
