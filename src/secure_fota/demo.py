@@ -22,8 +22,8 @@ from rich.panel import Panel
 
 from secure_fota.author.release import ReleaseRequest, build_release
 from secure_fota.author.upload import Credentials, UploadTarget, upload_release
-from secure_fota.device.client import Device
 from secure_fota.device.provision import Provisioning, provision
+from secure_fota.device.updater import Device
 from secure_fota.errors import FotaError
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
 from secure_fota.keys.directory import load_author_keys

@@ -12,9 +12,9 @@ import pytest
 
 from secure_fota.author.release import ReleaseFiles, ReleaseRequest, build_release
 from secure_fota.author.upload import Credentials, UploadTarget, upload_release
-from secure_fota.device.client import Device, SelfTest
 from secure_fota.device.flash import FaultInjector
 from secure_fota.device.provision import Provisioning, provision
+from secure_fota.device.updater import Device, SelfTest
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
 from secure_fota.keys.directory import load_author_keys
 from secure_fota.keys.generate import generate_key_set

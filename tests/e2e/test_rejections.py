@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from secure_fota.author.release import ReleaseFiles
-from secure_fota.device.client import Device
+from secure_fota.device.updater import Device
 from tests.e2e.conftest import Fleet
 
 

@@ -17,14 +17,9 @@ from typing import Any
 from secure_fota.crypto.keyring import DeviceKeys
 from secure_fota.errors import ReleaseRejected
 from secure_fota.keys.directory import load_device_keys
-from secure_fota.limits import MAX_MANIFEST_SIZE, STREAM_CHUNK
+from secure_fota.limits import MAX_MANIFEST_SIZE
 from secure_fota.policy.decision import DeviceFacts, decide
-from secure_fota.policy.verifier import (
-    ImageCheck,
-    check_freshness,
-    check_signed_image,
-    open_checked,
-)
+from secure_fota.policy.verifier import check_freshness, check_image, open_checked
 
 __all__ = ["reference_verdict"]
 
@@ -77,13 +72,8 @@ def reference_verdict(
         )
         decide(claims, facts, now=now)
         if binary is not None:
-            check = ImageCheck(claims, keys)
-            plaintext = bytearray()
             with binary.open("rb") as handle:
-                while chunk := handle.read(STREAM_CHUNK):
-                    plaintext += check.update(chunk)
-            check.finish()
-            check_signed_image(bytes(plaintext), claims, keys)
+                check_image(handle, claims, keys)
     except ReleaseRejected as exc:
         verdict = {"accept": False, "reason": exc.reason.value, "claims": claims.to_dict()}
         return verdict | {"keyset": keyset}

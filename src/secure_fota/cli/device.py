@@ -10,7 +10,7 @@ import click
 from secure_fota.cli.output import console, echo_json
 
 if TYPE_CHECKING:
-    from secure_fota.device.client import CheckResult, SelfTest
+    from secure_fota.device.updater import CheckResult, SelfTest
 
 __all__ = ["device"]
 
@@ -139,7 +139,7 @@ def _self_test(mode: str) -> SelfTest:
 @json_option
 def check(state: Path, as_json: bool) -> None:
     """Poll the server and report whether an acceptable update exists (changes nothing)."""
-    from secure_fota.device.client import Device
+    from secure_fota.device.updater import Device
 
     _print(Device(state).check_for_update(), as_json)
 
@@ -161,7 +161,7 @@ def check(state: Path, as_json: bool) -> None:
 )
 def update(state: Path, as_json: bool, self_test: str, interrupt_after: int | None) -> None:
     """Check, and if there is an update: download, verify, install, reboot, self-test, confirm."""
-    from secure_fota.device.client import Device
+    from secure_fota.device.updater import Device
 
     result = Device(state, self_test=_self_test(self_test)).perform_update(
         interrupt_after=interrupt_after
@@ -174,7 +174,7 @@ def update(state: Path, as_json: bool, self_test: str, interrupt_after: int | No
 @json_option
 def status(state: Path, as_json: bool) -> None:
     """Running slot, installed release, version, anti-rollback eFuse and slot states."""
-    from secure_fota.device.client import Device
+    from secure_fota.device.updater import Device
 
     info = Device(state).status()
     if as_json:

@@ -7,11 +7,17 @@ the C core implements the same rules in the same order.
 """
 
 from secure_fota.policy.decision import DeviceFacts, decide
-from secure_fota.policy.verifier import ImageCheck, check_manifest, check_signed_image
+from secure_fota.policy.verifier import (
+    ImageCheck,
+    check_image,
+    check_manifest,
+    check_signed_image,
+)
 
 __all__ = [
     "DeviceFacts",
     "ImageCheck",
+    "check_image",
     "check_manifest",
     "check_signed_image",
     "decide",

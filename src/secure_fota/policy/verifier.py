@@ -9,7 +9,8 @@ attack). At :meth:`ImageCheck.finish` the checks run in this order: length, ``en
 header, key and GCM tag, ``image_sha256``. Because ``enc_sha256`` is signed, any change to
 the file is reported as ``enc_digest_mismatch`` before the weaker checks are consulted.
 Then :func:`check_signed_image` parses the plaintext image, compares it with the claims and
-verifies its secure-boot signature.
+verifies its secure-boot signature. :func:`check_image` runs both over a ``.bin`` read from
+a stream.
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ from secure_fota.crypto.keyring import DeviceKeys
 from secure_fota.crypto.manifest import OpenedManifest, open_manifest
 from secure_fota.crypto.secure_boot import verify_image
 from secure_fota.errors import FormatError, ReleaseRejected, VerificationError
-from secure_fota.formats.app_image import AppImage, parse_app_image
+from secure_fota.formats.app_image import AppImage, Readable, parse_app_image
 from secure_fota.formats.manifest import ManifestClaims
+from secure_fota.limits import STREAM_CHUNK
 from secure_fota.policy.decision import DeviceFacts, decide
 from secure_fota.reasons import Reason
 
 __all__ = [
     "ImageCheck",
     "check_freshness",
+    "check_image",
     "check_manifest",
     "check_signed_image",
     "open_checked",
@@ -99,12 +102,15 @@ def check_manifest(
     *,
     now: int | None,
     freshness: tuple[bytes | str | None, str] | None = None,
+    opened: OpenedManifest | None = None,
 ) -> OpenedManifest:
     """Open a manifest, check its freshness (when asked) and decide whether to update.
 
-    ``freshness`` is ``(statement, nonce)`` for devices that hold a freshness key.
+    ``freshness`` is ``(statement, nonce)`` for devices that hold a freshness key. ``opened``
+    is ``token`` already opened with ``keys`` (:func:`open_checked`): it is not opened again.
     """
-    opened = open_checked(token, keys)
+    if opened is None:
+        opened = open_checked(token, keys)
     if freshness is not None:
         statement, nonce = freshness
         check_freshness(
@@ -220,4 +226,18 @@ def check_signed_image(plaintext: bytes, claims: ManifestClaims, keys: DeviceKey
         raise ReleaseRejected(
             Reason.SECURE_BOOT_SIGNATURE_INVALID, "signature does not cover the whole image"
         )
+    return image
+
+
+def check_image(stream: Readable, claims: ManifestClaims, keys: DeviceKeys) -> bytes:
+    """Check a whole ``.bin`` read from ``stream`` against verified ``claims``: every byte
+    through :class:`ImageCheck`, then :func:`check_signed_image`; return the verified
+    plaintext image (what goes into the update slot)."""
+    check = ImageCheck(claims, keys)
+    plaintext = bytearray()
+    while chunk := stream.read(STREAM_CHUNK):
+        plaintext += check.update(chunk)
+    check.finish()
+    image = bytes(plaintext)
+    check_signed_image(image, claims, keys)
     return image

@@ -24,7 +24,7 @@ from secure_fota.errors import ReleaseRejected, TransportError
 from secure_fota.formats.manifest import ManifestClaims
 from secure_fota.keys.directory import commit_keyset, load_device_keys
 from secure_fota.limits import MAX_MANIFEST_SIZE, STREAM_CHUNK
-from secure_fota.policy import DeviceFacts, ImageCheck, check_manifest, check_signed_image
+from secure_fota.policy import DeviceFacts, check_image, check_manifest
 from secure_fota.reasons import Reason
 from secure_fota.wire import new_nonce
 
@@ -223,14 +223,8 @@ class Device:
         Nothing touches the flash until every check has passed, so a refused release leaves
         the device exactly as it was.
         """
-        check = ImageCheck(claims, self.keys)
-        plaintext = bytearray()
         with part.open("rb") as handle:
-            while chunk := handle.read(STREAM_CHUNK):
-                plaintext += check.update(chunk)
-        check.finish()
-        check_signed_image(bytes(plaintext), claims, self.keys)
-        return bytes(plaintext)
+            return check_image(handle, claims, self.keys)
 
     def _write_slot(self, slot: str, image: bytes) -> None:
         """``esp_ota_begin`` (erase) and ``esp_ota_write`` in flash-page-sized steps."""
