@@ -1,8 +1,10 @@
 """The exception hierarchy of secure-fota.
 
 Every error the project raises on purpose is a :class:`FotaError`. Each surface translates
-it exactly once: the CLI into one line and an exit status, the server into a status code and
-a JSON body, the device into a typed result. Anything else escaping a boundary is a bug.
+it exactly once: the CLI into one line and its ``exit_code``, the HTTP edges (the update
+server, the author's local service) into its ``http_status`` and the JSON body of
+:func:`secure_fota.wire.error_body`, the device into a typed result. Anything else escaping a
+boundary is a bug.
 
 Cryptographic failures never say *why* a check failed (padding, tag, key), only *which*
 check failed, so that the messages cannot serve as an oracle.
@@ -19,11 +21,13 @@ __all__ = [
     "FotaError",
     "InputError",
     "KeyMaterialError",
+    "MissingParameter",
     "NotFoundError",
     "ReleaseRejected",
     "StorageError",
     "TransportError",
     "VerificationError",
+    "required",
 ]
 
 
@@ -32,6 +36,8 @@ class FotaError(Exception):
 
     #: process exit status used by the CLI for this kind of error
     exit_code: int = 1
+    #: HTTP status an HTTP edge answers with (500: a fault of ours, its message not shown)
+    http_status: int = 500
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -48,11 +54,28 @@ class InputError(FotaError):
     """
 
     exit_code = 2
+    http_status = 422
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.detail = message
+
+
+class MissingParameter(InputError):
+    """A required parameter is absent (400; a present but malformed one is 422)."""
+
+    http_status = 400
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field, "is required")
+
+
+def required(field: str, value: str | None) -> str:
+    """``value``, or :class:`MissingParameter` for ``field`` when it is absent."""
+    if value is None:
+        raise MissingParameter(field)
+    return value
 
 
 class FormatError(FotaError):
@@ -61,6 +84,8 @@ class FormatError(FotaError):
     ``what`` names the format ("app image", "encrypted image header", "manifest", ...).
     ``reason`` is the device-facing reason code when the parser knows it.
     """
+
+    http_status = 422
 
     def __init__(self, what: str, message: str, *, reason: Reason | None = None) -> None:
         super().__init__(f"invalid {what}: {message}")
@@ -95,17 +120,26 @@ class ReleaseRejected(FotaError):
 class NotFoundError(FotaError):
     """A file, release or device type does not exist."""
 
+    http_status = 404
+
 
 class ConflictError(FotaError):
     """An operation contradicts what already exists (for example a different re-upload)."""
 
+    http_status = 409
+
 
 class StorageError(FotaError):
-    """Storing or reading a blob or a database row failed."""
+    """Storing or reading a blob or a database row failed (503: retry later)."""
+
+    http_status = 503
 
 
 class TransportError(FotaError):
-    """A network exchange failed (connection, TLS, time-out, unexpected status or size)."""
+    """A network exchange failed (connection, TLS, time-out, unexpected status or size); an
+    HTTP edge that depended on it answers 502."""
+
+    http_status = 502
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)

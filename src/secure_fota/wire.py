@@ -17,7 +17,7 @@ import secrets
 from typing import Final
 from urllib.parse import quote, urlencode
 
-from secure_fota.errors import InputError
+from secure_fota.errors import FotaError, InputError
 
 __all__ = [
     "API_V1",
@@ -49,6 +49,7 @@ __all__ = [
     "UPLOAD",
     "UPLOAD_FIELDS",
     "check_nonce",
+    "describe_error",
     "error_body",
     "new_nonce",
     "newest_binary_url",
@@ -132,6 +133,14 @@ def check_nonce(nonce: str | None) -> str | None:
 def error_body(message: str, field: str | None = None) -> dict[str, str | None]:
     """Every error answer's JSON: what is wrong, and the parameter, header or part at fault."""
     return {"error": message, "field": field}
+
+
+def describe_error(exc: FotaError) -> tuple[str, str | None]:
+    """The message and field an error answer gives for ``exc`` (an input error's message
+    starts with the field: ``deviceType must not contain path separators``)."""
+    if isinstance(exc, InputError):
+        return f"{exc.field} {exc.detail}", exc.field
+    return exc.message, None
 
 
 # -- URL builders (``base`` is a server's base URL, e.g. ``https://host:8443``) -----------------

@@ -8,6 +8,8 @@ bearer token), 403 (``firmwarePath`` outside the firmware directory), 404 (firmw
 found), 409 (the server holds a different release under that id), 422 (invalid parameter,
 invalid firmware image, or the configured key files cannot be loaded), 502 (the update server
 failed or refused the upload). It never answers 200 unless the server accepted the upload.
+Errors have the update server's body (:func:`secure_fota.wire.error_body`) and each error's
+``http_status``.
 """
 
 from __future__ import annotations
@@ -29,17 +31,24 @@ from secure_fota.author.release import ReleaseRequest, build_release
 from secure_fota.author.upload import UploadTarget, upload_release
 from secure_fota.crypto.keyring import AuthorKeys
 from secure_fota.errors import (
-    ConflictError,
-    FormatError,
     FotaError,
     InputError,
     KeyMaterialError,
+    MissingParameter,
     NotFoundError,
-    TransportError,
 )
 from secure_fota.formats.names import check_name, check_seq
 from secure_fota.keys.directory import load_author_keys
-from secure_fota.wire import DEVICE_TYPE, FIRMWARE_PATH, FW_NAME, HEALTH, ID, SERVICE_UPLOAD
+from secure_fota.wire import (
+    DEVICE_TYPE,
+    FIRMWARE_PATH,
+    FW_NAME,
+    HEALTH,
+    ID,
+    SERVICE_UPLOAD,
+    describe_error,
+    error_body,
+)
 
 __all__ = ["ServiceConfig", "create_service"]
 
@@ -62,24 +71,20 @@ class ServiceConfig:
 class _KeysUnavailable(FotaError):
     """The configured key files cannot be loaded (the seed's 422)."""
 
+    http_status = 422
+
+
+class _OutsideFirmwareDir(InputError):
+    """``firmwarePath`` leads out of the firmware directory (403: never read, never signed)."""
+
+    http_status = 403
+
+    def __init__(self) -> None:
+        super().__init__(FIRMWARE_PATH, "must be inside the firmware directory")
+
 
 def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": message}
-    if field:
-        body["field"] = field
-    return JSONResponse(body, status_code=status)
-
-
-def _status_of(exc: FotaError) -> int:
-    if isinstance(exc, _KeysUnavailable | InputError | FormatError):
-        return 422
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, ConflictError):
-        return 409
-    if isinstance(exc, TransportError):
-        return 502
-    return 500
+    return JSONResponse(error_body(message, field), status_code=status)
 
 
 class _Service:
@@ -108,7 +113,7 @@ class _Service:
             candidate = self._firmware_root / candidate
         resolved = candidate.resolve()
         if not resolved.is_relative_to(self._firmware_root):
-            raise PermissionError("firmwarePath must be inside the firmware directory")
+            raise _OutsideFirmwareDir
         if not resolved.is_file():
             raise NotFoundError(f"firmware file {text!r} not found")
         return resolved
@@ -152,6 +157,20 @@ async def _parameters(request: Request) -> dict[str, str]:
     return values
 
 
+def _release_parameters(values: dict[str, str]) -> tuple[int, str, str, str]:
+    """``id``, ``deviceType``, ``fwName`` and ``firmwarePath``, each given (else 400) and the
+    first three valid (else 422)."""
+    for name in (ID, DEVICE_TYPE, FW_NAME, FIRMWARE_PATH):
+        if not values.get(name):
+            raise MissingParameter(name)
+    return (
+        check_seq(ID, values[ID]),
+        check_name(DEVICE_TYPE, values[DEVICE_TYPE]),
+        check_name(FW_NAME, values[FW_NAME]),
+        values[FIRMWARE_PATH],
+    )
+
+
 def create_service(config: ServiceConfig) -> Starlette:
     """The local service as an ASGI app (run it with uvicorn on 127.0.0.1)."""
     service = _Service(config)
@@ -161,27 +180,15 @@ def create_service(config: ServiceConfig) -> Starlette:
         header = request.headers.get("authorization", "")
         supplied = header[7:].encode() if header.lower().startswith("bearer ") else b""
         if not hmac.compare_digest(supplied, expected):
-            return JSONResponse(
-                {"error": "a valid bearer token is required"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+            response = _error(401, "a valid bearer token is required")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
         try:
-            values = await _parameters(request)
-            for name in (ID, DEVICE_TYPE, FW_NAME, FIRMWARE_PATH):
-                if not values.get(name):
-                    return _error(400, "required parameter is missing", name)
-            seq = check_seq(ID, values[ID])
-            device_type = check_name(DEVICE_TYPE, values[DEVICE_TYPE])
-            fw_name = check_name(FW_NAME, values[FW_NAME])
-            firmware = service.firmware_path(values[FIRMWARE_PATH])
+            seq, device_type, fw_name, path = _release_parameters(await _parameters(request))
+            firmware = service.firmware_path(path)
             result = await run_in_threadpool(service.publish, seq, device_type, fw_name, firmware)
-        except PermissionError as exc:
-            return _error(403, str(exc), FIRMWARE_PATH)
-        except InputError as exc:
-            return _error(422, exc.detail, exc.field)
         except FotaError as exc:
-            return _error(_status_of(exc), str(exc))
+            return _error(exc.http_status, *describe_error(exc))
         except Exception as exc:  # noqa: BLE001 -- the seed's "5xx, see the log", but with a reason
             return _error(500, f"internal error ({type(exc).__name__})")
         return JSONResponse(result)

@@ -1,4 +1,5 @@
-"""Errors that only the server raises; each is a :class:`FotaError` mapped in ``http_errors``."""
+"""Errors that only the server raises, each a :class:`FotaError` with its ``http_status``
+(answered by ``http_errors``)."""
 
 from __future__ import annotations
 
@@ -8,26 +9,30 @@ __all__ = [
     "AuthenticationRequired",
     "BadRequest",
     "Forbidden",
-    "MissingParameter",
     "PayloadTooLarge",
     "RequestTimeout",
     "Throttled",
     "Unavailable",
     "UnsupportedMediaType",
-    "required",
 ]
 
 
 class PayloadTooLarge(InputError):
     """A request body, a file or a field exceeds its configured limit (413)."""
 
+    http_status = 413
+
 
 class UnsupportedMediaType(InputError):
     """The request body is not of a type the endpoint accepts (415)."""
 
+    http_status = 415
+
 
 class AuthenticationRequired(FotaError):
     """No credentials, or wrong ones (401). ``scheme`` goes into ``WWW-Authenticate``."""
+
+    http_status = 401
 
     def __init__(self, message: str = "authentication required", *, basic: bool = True) -> None:
         super().__init__(message)
@@ -37,9 +42,13 @@ class AuthenticationRequired(FotaError):
 class Forbidden(FotaError):
     """Valid credentials without the role the endpoint needs, or TLS missing (403)."""
 
+    http_status = 403
+
 
 class Throttled(FotaError):
     """Too many failed authentication attempts from one client or for one user (429)."""
+
+    http_status = 429
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"too many failed authentication attempts; retry in {retry_after} s")
@@ -53,20 +62,10 @@ class Unavailable(StorageError):
 class RequestTimeout(FotaError):
     """The request body did not arrive within the configured time (408)."""
 
-
-class MissingParameter(InputError):
-    """A required parameter is absent (400; a present but malformed one is 422)."""
-
-    def __init__(self, field: str) -> None:
-        super().__init__(field, "is required")
-
-
-def required(field: str, value: str | None) -> str:
-    """``value``, or :class:`MissingParameter` for ``field`` when it is absent."""
-    if value is None:
-        raise MissingParameter(field)
-    return value
+    http_status = 408
 
 
 class BadRequest(InputError):
     """The request is syntactically broken (malformed multipart body, ...) (400)."""
+
+    http_status = 400

@@ -1,4 +1,5 @@
-"""The one place where errors become HTTP answers: a status code and ``{"error", "field"}``.
+"""The one place where the server's errors become HTTP answers: each error's ``http_status``
+and ``{"error", "field"}`` (:func:`secure_fota.wire.error_body`).
 
 Client mistakes are 4xx with a message naming the field; backend outages are 503 with
 ``Retry-After``; anything unexpected is a bare 500 whose details go to the log only.
@@ -17,52 +18,14 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from secure_fota.errors import (
-    ConflictError,
-    FormatError,
-    FotaError,
-    InputError,
-    NotFoundError,
-    StorageError,
-)
-from secure_fota.server.errors import (
-    AuthenticationRequired,
-    BadRequest,
-    Forbidden,
-    MissingParameter,
-    PayloadTooLarge,
-    RequestTimeout,
-    Throttled,
-    UnsupportedMediaType,
-)
+from secure_fota.errors import FotaError
+from secure_fota.server.errors import AuthenticationRequired, Throttled
+from secure_fota.wire import describe_error, error_body
 
-__all__ = ["error_response", "index_routes", "install", "status_of"]
+__all__ = ["error_response", "index_routes", "install"]
 
 _log = logging.getLogger("secure_fota.server")
 _REALM: Final = 'realm="secure-fota"'
-#: most specific first
-_STATUS: Final[tuple[tuple[type[FotaError], int], ...]] = (
-    (PayloadTooLarge, 413),
-    (UnsupportedMediaType, 415),
-    (MissingParameter, 400),
-    (BadRequest, 400),
-    (InputError, 422),
-    (FormatError, 422),
-    (NotFoundError, 404),
-    (ConflictError, 409),
-    (AuthenticationRequired, 401),
-    (Forbidden, 403),
-    (Throttled, 429),
-    (RequestTimeout, 408),
-    (StorageError, 503),
-)
-
-
-def status_of(exc: FotaError) -> int:
-    for kind, status in _STATUS:
-        if isinstance(exc, kind):
-            return status
-    return 500
 
 
 def error_response(
@@ -70,7 +33,7 @@ def error_response(
 ) -> JSONResponse:
     all_headers = {"cache-control": "no-store"}
     all_headers.update(headers or {})
-    return JSONResponse({"error": message, "field": field}, status, headers=all_headers)
+    return JSONResponse(error_body(message, field), status, headers=all_headers)
 
 
 def _count(request: Request, kind: str, status: int) -> None:
@@ -81,13 +44,10 @@ def _count(request: Request, kind: str, status: int) -> None:
 
 async def _fota_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, FotaError)  # noqa: S101 -- registered for FotaError only
-    status = status_of(exc)
+    status = exc.http_status
     _count(request, type(exc).__name__, status)
     headers: dict[str, str] = {}
-    field = exc.field if isinstance(exc, InputError) else None
-    message = exc.detail if isinstance(exc, InputError) else exc.message
-    if isinstance(exc, InputError):
-        message = f"{exc.field} {exc.detail}"
+    message, field = describe_error(exc)
     if isinstance(exc, AuthenticationRequired):
         challenges = [f"Bearer {_REALM}"]
         if exc.basic:

@@ -17,17 +17,11 @@ from typing import Final
 
 from starlette.requests import Request
 
-from secure_fota.errors import FormatError, FotaError, InputError
+from secure_fota.errors import FormatError, FotaError, InputError, MissingParameter, required
 from secure_fota.formats.encrypted_image import HEADER_SIZE, EncryptedImageHeader
 from secure_fota.formats.names import check_name, check_seq
 from secure_fota.server.db.records import NewRelease
-from secure_fota.server.errors import (
-    BadRequest,
-    MissingParameter,
-    PayloadTooLarge,
-    RequestTimeout,
-    required,
-)
+from secure_fota.server.errors import BadRequest, PayloadTooLarge, RequestTimeout
 from secure_fota.server.multipart import MultipartReader, boundary_of
 from secure_fota.server.storage.base import BlobInfo, BlobStore, BlobTooLarge
 from secure_fota.wire import DEVICE_TYPE, FIRMWARE_FILE, FW_NAME, ID, MANIFEST_FILE, UPLOAD_FIELDS

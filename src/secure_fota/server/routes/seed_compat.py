@@ -9,8 +9,8 @@ from typing import Any, Final
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from secure_fota.errors import required
 from secure_fota.formats.names import check_name
-from secure_fota.server.errors import required
 from secure_fota.server.routes.common import (
     ERROR_RESPONSES,
     ID_SCHEMA,
