@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from secure_fota.bounded_read import read_bounded
 from secure_fota.errors import NotFoundError
 from secure_fota.formats.app_image import chip_id_for
 from secure_fota.formats.manifest import ManifestClaims
@@ -13,14 +14,6 @@ from secure_fota.policy import DeviceFacts, check_image, check_manifest
 from secure_fota.policy.verifier import open_checked
 
 __all__ = ["verify_release_files"]
-
-
-def _read_bounded(path: Path, limit: int) -> bytes:
-    try:
-        with path.open("rb") as handle:
-            return handle.read(limit + 1)
-    except FileNotFoundError:
-        raise NotFoundError(f"{path}: file not found") from None
 
 
 def verify_release_files(
@@ -36,7 +29,8 @@ def verify_release_files(
 ) -> ManifestClaims:
     """Open the manifest, apply the device policy and, if given, check the binary."""
     keys = load_device_keys(device_keys)
-    token = _read_bounded(manifest, MAX_MANIFEST_SIZE)
+    # an oversized manifest is the policy's to refuse (manifest_too_large), as on a device
+    token = read_bounded(manifest, MAX_MANIFEST_SIZE, what="file", truncate=True)
     opened = open_checked(token, keys)
     facts = DeviceFacts(
         device_type=device_type or opened.claims.device_type,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from secure_fota.bounded_read import read_bounded
 from secure_fota.crypto.key_rotation import KeySet
 from secure_fota.device.bootloader import BootResult, boot
 from secure_fota.device.flash import FACTORY, OTA_SLOTS, FaultInjector, Flash, ImageState
@@ -133,7 +134,8 @@ class Device:
         if answer.status == "none":
             return None, None
         if answer.status == "unchanged":
-            return cache.read_bytes()[: MAX_MANIFEST_SIZE + 1], answer.freshness
+            cached = read_bounded(cache, MAX_MANIFEST_SIZE, what="cached manifest", truncate=True)
+            return cached, answer.freshness
         return answer.body, answer.freshness
 
     def _remember_manifest(self, manifest: bytes) -> None:

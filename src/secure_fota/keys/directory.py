@@ -18,6 +18,7 @@ from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from secure_fota.bounded_read import read_bounded
 from secure_fota.crypto.jws import TrustedKeys
 from secure_fota.crypto.keyring import AuthorKeys, DeviceKeys
 from secure_fota.crypto.keys import (
@@ -117,16 +118,7 @@ def _trusted_signing_pub(kid: str) -> str:
 
 def read_key_file(path: Path) -> bytes:
     """Read a key file, with a clear error when it is missing, unreadable or oversized."""
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(_MAX_KEY_FILE + 1)
-    except FileNotFoundError:
-        raise NotFoundError(f"{path}: key file not found") from None
-    except OSError as exc:
-        raise KeyMaterialError(f"{path}: cannot read key file ({exc.strerror})") from None
-    if len(data) > _MAX_KEY_FILE:
-        raise KeyMaterialError(f"{path}: larger than {_MAX_KEY_FILE} bytes, not a key file")
-    return data
+    return read_bounded(path, _MAX_KEY_FILE, what="key file", error=KeyMaterialError)
 
 
 def write_key_file(path: Path, data: bytes, *, private: bool, force: bool) -> None:

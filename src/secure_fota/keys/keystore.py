@@ -17,8 +17,9 @@ from typing import Final
 from asn1crypto import pkcs12 as asn1_pkcs12
 from cryptography.hazmat.primitives.serialization import load_der_private_key, pkcs12
 
+from secure_fota.bounded_read import read_bounded
 from secure_fota.crypto.keys import PrivateKey, Role, check_private_key, secure_boot_role
-from secure_fota.errors import KeyMaterialError, NotFoundError
+from secure_fota.errors import KeyMaterialError
 from secure_fota.keys.directory import MANIFEST_SIGNING_KEY, SECURE_BOOT_SIGNING_KEY
 
 __all__ = ["DEFAULT_ALIASES", "keystore_entries", "load_keystore_keys"]
@@ -70,12 +71,7 @@ def load_keystore_keys(
     aliases: dict[str, tuple[str, ...]] | None = None,
 ) -> dict[str, PrivateKey]:
     """The secure-boot and manifest-signing keys from a keystore, keyed by key file name."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise NotFoundError(f"{path}: keystore not found") from None
-    except OSError as exc:
-        raise KeyMaterialError(f"{path}: cannot read keystore ({exc.strerror})") from None
+    data = read_bounded(path, _MAX_KEYSTORE, what="keystore", error=KeyMaterialError, truncate=True)
     entries = keystore_entries(data, password)
     wanted = aliases or DEFAULT_ALIASES
     roles = {

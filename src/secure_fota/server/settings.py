@@ -21,6 +21,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from secure_fota.bounded_read import read_bounded
 from secure_fota.errors import ConfigError
 from secure_fota.limits import MAX_MANIFEST_SIZE
 
@@ -186,15 +187,9 @@ class ServerSettings(BaseSettings):
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(_MAX_CONFIG_FILE + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: configuration file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read configuration file ({exc.strerror})") from None
-    if len(raw) > _MAX_CONFIG_FILE:
-        raise ConfigError(f"{path}: larger than {_MAX_CONFIG_FILE} bytes")
+    raw = read_bounded(
+        path, _MAX_CONFIG_FILE, what="configuration file", error=ConfigError, missing=ConfigError
+    )
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -3,6 +3,7 @@ spooling into ``blobs/staging`` (same filesystem), fsync, rename, fsync of the d
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import AsyncIterable, AsyncIterator
@@ -12,6 +13,7 @@ from typing import BinaryIO, Final
 import anyio
 
 from secure_fota.atomic_file import fsync_directory
+from secure_fota.bounded_read import read_bounded
 from secure_fota.errors import StorageError
 from secure_fota.limits import STREAM_CHUNK
 from secure_fota.server.errors import Unavailable
@@ -62,12 +64,18 @@ class LocalBlobStore:
 
     async def read(self, sha256: str, *, max_size: int) -> bytes:
         path = self.path_of(sha256)
-        try:
-            data = await anyio.to_thread.run_sync(_read_at_most, path, max_size + 1)
-        except FileNotFoundError:
-            raise BlobMissing(sha256) from None
-        except OSError as exc:
-            raise StorageError(f"cannot read a blob ({exc.strerror})") from None
+        data = await anyio.to_thread.run_sync(
+            functools.partial(
+                read_bounded,
+                path,
+                max_size,
+                what="a blob",
+                error=StorageError,
+                missing=lambda _: BlobMissing(sha256),
+                truncate=True,
+                show_path=False,  # the path is the server's business, not a client's
+            )
+        )
         if len(data) > max_size:
             raise StorageError(f"blob {sha256[:16]}... is larger than {max_size} bytes")
         return data
@@ -146,11 +154,6 @@ def _install(temp: Path, target: Path) -> None:
         return
     temp.replace(target)
     fsync_directory(target.parent)
-
-
-def _read_at_most(path: Path, limit: int) -> bytes:
-    with path.open("rb") as handle:
-        return handle.read(limit)
 
 
 def _probe(path: Path) -> None:
