@@ -59,10 +59,6 @@ class Scheme(StrEnum):
     V2_ECDSA256 = "v2-ecdsa256"
     V2_ECDSA384 = "v2-ecdsa384"
 
-    @property
-    def is_v2(self) -> bool:
-        return self is not Scheme.V1
-
 
 class EcdsaCurve(int, Enum):
     """Curve ids of V2 ECDSA blocks (P-192 exists in the format; we never sign with it)."""

@@ -158,10 +158,6 @@ class ServerSettings(BaseSettings):
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'fota.db').resolve()}"
 
-    @property
-    def tls_configured(self) -> bool:
-        return self.tls_cert_file is not None or self.tls_p12_file is not None
-
     def masked(self) -> dict[str, Any]:
         """Every setting, JSON-friendly, with secrets and URL passwords masked."""
         from sqlalchemy.engine import make_url
