@@ -9,6 +9,7 @@ anti-rollback eFuse) or rolls back.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -197,26 +198,20 @@ class Device:
             part.unlink(missing_ok=True)
             nvs.download = Download(seq=claims.seq, enc_sha256=claims.enc_sha256, url=url)
             self.state.save_nvs(nvs, "download start")
+        download = functools.partial(
+            client.download,
+            dest=part,
+            expected_size=claims.enc_size,
+            etag=claims.enc_sha256,
+            interrupt_after=interrupt_after,
+        )
         try:
-            self.last_resume_offset = client.download(
-                url,
-                part,
-                expected_size=claims.enc_size,
-                etag=claims.enc_sha256,
-                interrupt_after=interrupt_after,
-            )
+            self.last_resume_offset = download(url)
         except TransportError as exc:
             if exc.status_code != 404:
                 raise
             # a seed-compatible server has no by-id URL: take "newest" and let the digests judge
-            legacy = client.newest_binary_url(claims.device_type)
-            self.last_resume_offset = client.download(
-                legacy,
-                part,
-                expected_size=claims.enc_size,
-                etag=claims.enc_sha256,
-                interrupt_after=interrupt_after,
-            )
+            self.last_resume_offset = download(client.newest_binary_url(claims.device_type))
         return part
 
     def _verify_download(self, part: Path, claims: ManifestClaims) -> bytes:

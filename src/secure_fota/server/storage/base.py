@@ -8,13 +8,24 @@ leaves nothing visible.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from secure_fota.errors import FotaError, StorageError
+import anyio
 
-__all__ = ["SHA256_HEX", "BlobInfo", "BlobMissing", "BlobStore", "BlobTooLarge", "check_digest"]
+from secure_fota.errors import FotaError, StorageError
+from secure_fota.limits import STREAM_CHUNK
+
+__all__ = [
+    "SHA256_HEX",
+    "BlobInfo",
+    "BlobMissing",
+    "BlobStore",
+    "BlobTooLarge",
+    "check_digest",
+    "read_in_chunks",
+]
 
 SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
 
@@ -96,3 +107,21 @@ class BlobMissing(StorageError):
     def __init__(self, sha256: str) -> None:
         super().__init__(f"blob {sha256[:16]}... is missing from the store")
         self.sha256 = sha256
+
+
+async def read_in_chunks(
+    read: Callable[[int], bytes], close: Callable[[], object], sha256: str, length: int
+) -> AsyncIterator[bytes]:
+    """``length`` bytes of blob ``sha256`` from a blocking ``read(size)``, each piece (at most
+    :data:`STREAM_CHUNK`) read in a worker thread; ``close()`` at the end. A source that ends
+    early is a damaged blob."""
+    try:
+        remaining = length
+        while remaining > 0:
+            chunk = await anyio.to_thread.run_sync(read, min(STREAM_CHUNK, remaining))
+            if not chunk:
+                raise StorageError(f"blob {sha256[:16]}... is shorter than recorded")
+            remaining -= len(chunk)
+            yield chunk
+    finally:
+        close()

@@ -15,9 +15,14 @@ import anyio
 from secure_fota.atomic_file import fsync_directory
 from secure_fota.bounded_read import read_bounded
 from secure_fota.errors import StorageError
-from secure_fota.limits import STREAM_CHUNK
 from secure_fota.server.errors import Unavailable
-from secure_fota.server.storage.base import SHA256_HEX, BlobInfo, BlobMissing, check_digest
+from secure_fota.server.storage.base import (
+    SHA256_HEX,
+    BlobInfo,
+    BlobMissing,
+    check_digest,
+    read_in_chunks,
+)
 from secure_fota.server.storage.spool import clean_spool_dir, spool
 
 __all__ = ["LocalBlobStore"]
@@ -83,28 +88,12 @@ class LocalBlobStore:
     async def open(self, sha256: str, start: int, length: int) -> AsyncIterator[bytes]:
         path = self.path_of(sha256)
         try:
-            handle = await anyio.to_thread.run_sync(path.open, "rb")
+            handle = await anyio.to_thread.run_sync(_open_at, path, start)
         except FileNotFoundError:
             raise BlobMissing(sha256) from None
         except OSError as exc:
             raise StorageError(f"cannot read a blob ({exc.strerror})") from None
-        return self._chunks(handle, sha256, start, length)
-
-    @staticmethod
-    async def _chunks(
-        handle: BinaryIO, sha256: str, start: int, length: int
-    ) -> AsyncIterator[bytes]:
-        try:
-            await anyio.to_thread.run_sync(handle.seek, start)
-            remaining = length
-            while remaining > 0:
-                chunk = await anyio.to_thread.run_sync(handle.read, min(STREAM_CHUNK, remaining))
-                if not chunk:
-                    raise StorageError(f"blob {sha256[:16]}... is shorter than recorded")
-                remaining -= len(chunk)
-                yield chunk
-        finally:
-            handle.close()
+        return read_in_chunks(handle.read, handle.close, sha256, length)
 
     async def exists(self, sha256: str) -> bool:
         return self.path_of(sha256).is_file()
@@ -154,6 +143,16 @@ def _install(temp: Path, target: Path) -> None:
         return
     temp.replace(target)
     fsync_directory(target.parent)
+
+
+def _open_at(path: Path, start: int) -> BinaryIO:
+    handle = path.open("rb")
+    try:
+        handle.seek(start)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
 
 
 def _probe(path: Path) -> None:

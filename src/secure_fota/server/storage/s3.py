@@ -15,9 +15,14 @@ from typing import Any, Final, TypeVar
 import anyio
 
 from secure_fota.errors import StorageError
-from secure_fota.limits import STREAM_CHUNK
 from secure_fota.server.errors import Unavailable
-from secure_fota.server.storage.base import SHA256_HEX, BlobInfo, BlobMissing, check_digest
+from secure_fota.server.storage.base import (
+    SHA256_HEX,
+    BlobInfo,
+    BlobMissing,
+    check_digest,
+    read_in_chunks,
+)
 from secure_fota.server.storage.spool import clean_spool_dir, spool
 
 __all__ = ["S3BlobStore"]
@@ -133,7 +138,8 @@ class S3BlobStore:
             Key=self.key_of(sha256),
             Range=f"bytes={start}-{start + length - 1}",
         )
-        return _body_chunks(response["Body"], sha256, length)
+        body = response["Body"]
+        return read_in_chunks(_translated(body.read), body.close, sha256, length)
 
     async def exists(self, sha256: str) -> bool:
         try:
@@ -185,22 +191,16 @@ async def _empty() -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _body_chunks(body: Any, sha256: str, length: int) -> AsyncIterator[bytes]:
-    remaining = length
-    try:
-        while remaining > 0:
-            try:
-                chunk: bytes = await anyio.to_thread.run_sync(
-                    body.read, min(STREAM_CHUNK, remaining)
-                )
-            except Exception as exc:  # noqa: BLE001 -- translated, never swallowed
-                raise _translate(exc) from None
-            if not chunk:
-                raise StorageError(f"blob {sha256[:16]}... is shorter than recorded")
-            remaining -= len(chunk)
-            yield chunk
-    finally:
-        body.close()
+def _translated(read: Callable[[int], bytes]) -> Callable[[int], bytes]:
+    """``read``, its exceptions translated (an S3 body fails mid-stream like any request)."""
+
+    def translated(size: int) -> bytes:
+        try:
+            return read(size)
+        except Exception as exc:  # noqa: BLE001 -- translated, never swallowed
+            raise _translate(exc) from None
+
+    return translated
 
 
 def _translate(exc: Exception) -> StorageError:
