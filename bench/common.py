@@ -24,6 +24,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from secure_fota.devtools.harness import LocalServer, fota_command
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 WORK = ROOT / "build" / "bench"
@@ -41,18 +43,7 @@ def log(message: str) -> None:
 
 
 def fota(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        [str(BIN / "fota"), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
-    if result.returncode:
-        raise RuntimeError(f"fota {' '.join(args)}: {result.stderr}")
-    return result.stdout
+    return fota_command(*args, stdin=stdin, env=env, timeout=300)
 
 
 # ---- fixtures ------------------------------------------------------------------------------
@@ -107,12 +98,6 @@ def fixtures() -> Fixtures:
 
 
 # ---- processes -----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start(
@@ -250,24 +235,27 @@ def start_server(
     env = {"FOTA_FRESHNESS_KEY_FILE": str(fx.keys / "freshness_key.pem"), **(env or {})}
     if prepare:
         prepare_server_data(data, env)
-    port = port or free_port()
-    process = start(
-        [
-            str(BIN / "fota"), "server", "run", "--data-dir", str(data), "--host", "127.0.0.1",
-            "--port", str(port), "--workers", str(workers),
-            "--tls-cert", str(fx.tls / "server.pem"), "--tls-key", str(fx.tls / "server.key"),
-        ],
-        log_file=WORK / "logs" / f"server-{name}.log",
+    server = LocalServer(
+        data,
+        tls_cert=fx.tls / "server.pem",
+        tls_key=fx.tls / "server.key",
+        ca_file=fx.ca,
         env=env,
-    )  # fmt: skip
-    url = f"https://127.0.0.1:{port}"
-    wait_https(f"{url}/healthz", fx.ca, process=process)
+        workers=workers,
+        port=port,
+        log_file=WORK / "logs" / f"server-{name}.log",
+        new_session=True,  # its workers stop with it (stop() kills the group)
+    )
+    server.start(timeout=40)
+    process = server.process
+    assert process is not None
+    _started.append(process)
     if workers > 1:  # every worker must be up before we measure
         deadline = time.monotonic() + 30
         while len(descendants(process.pid)) < workers + 1 and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(1.0)
-    return Server(process=process, url=url, port=port, data=data)
+    return Server(process=process, url=server.url, port=server.port, data=data)
 
 
 def upload(fx: Fixtures, url: str, manifest: Path, seq: int = 1) -> None:

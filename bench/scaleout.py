@@ -33,6 +33,8 @@ import rate as rate_client
 from common import BIN, MB, WORK, log, median
 from server import POLL_PATH, wrk
 
+from secure_fota.devtools.harness import free_port
+
 
 def psql(statement: str) -> None:
     subprocess.run(
@@ -75,7 +77,7 @@ def balancer(name: str, ports: list[int], fx: common.Fixtures, workers: int) -> 
     return common.start_nginx(
         name, "nginx-lb.conf",
         {
-            "workers": str(workers), "port": str(common.free_port()), "upstreams": upstreams,
+            "workers": str(workers), "port": str(free_port()), "upstreams": upstreams,
             "cert": str(fx.tls / "server.pem"), "key": str(fx.tls / "server.key"),
         },
         ca=None,
@@ -98,7 +100,7 @@ def main() -> None:
     psql(f"CREATE DATABASE {database}")
     try:
         with common.cleanup():
-            s3_port = common.free_port()
+            s3_port = free_port()
             moto = common.start(
                 [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
                 log_file=WORK / "logs" / "moto.log",
@@ -128,7 +130,7 @@ def main() -> None:
                         raise
                     time.sleep(0.2)
             common.prepare_server_data(WORK / "servers" / "scaleout-a", env)
-            ports = [common.free_port(), common.free_port()]
+            ports = [free_port(), free_port()]
             instances = [
                 start_instance(f"scaleout-{n}", p, env) for n, p in zip("ab", ports, strict=True)
             ]

@@ -37,6 +37,8 @@ import common
 import rate as rate_client
 from common import MB, log, median
 
+from secure_fota.devtools.harness import free_port
+
 ALL_TESTS = [
     "poll-200", "poll-304", "poll-nonce", "newconn", "newconn-s", "resume", "download", "range",
     "latency",
@@ -139,7 +141,7 @@ def s_time(
 def start_granian(fx: common.Fixtures, server: common.Server, workers: int, env: dict[str, str]):  # type: ignore[no-untyped-def]
     """The same app (same data directory) as users run it under granian:
     `fota server run --http-server granian` (pip install 'secure-fota[granian]')."""
-    port = common.free_port()
+    port = free_port()
     process = common.start(
         [
             str(common.BIN / "fota"), "server", "run", "--http-server", "granian",
@@ -261,7 +263,7 @@ def main() -> None:
             nginx = common.start_nginx(
                 f"{args.name}-{workers}w", "nginx-static.conf",
                 {
-                    "workers": str(workers), "port": str(common.free_port()),
+                    "workers": str(workers), "port": str(free_port()),
                     "cert": str(fx.tls / "server.pem"), "key": str(fx.tls / "server.key"),
                     "manifest": str(manifest), "binary": str(binary),
                     "device_type": common.DEVICE_TYPE, "seq": "1",

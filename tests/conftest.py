@@ -1,13 +1,21 @@
 """Shared fixtures: the ../shared fixtures (skipped visibly when absent), a session key set,
-and valid app images built in memory."""
+valid app images built in memory, and ``fota`` run in this process.
+
+Running ``fota`` in a child process, and servers (a child ``fota server run``, or an app
+under uvicorn in a thread), come from :mod:`secure_fota.devtools.harness`."""
 
 from __future__ import annotations
 
+import io
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
+from secure_fota.cli.main import main
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
 from secure_fota.keys.generate import generate_key_set
 
@@ -43,3 +51,29 @@ def firmware(tmp_path: Path, image_v1: bytes) -> Path:
     path = tmp_path / "app.bin"
     path.write_bytes(image_v1)
     return path
+
+
+class CliResult(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def fota_main(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., CliResult]:
+    """``fota ARGS`` in this process (its ``main``, exit status included), ``stdin`` as its
+    standard input."""
+
+    def run(*args: str, stdin: str = "") -> CliResult:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+
+    return run

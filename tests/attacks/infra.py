@@ -8,28 +8,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import ipaddress
 import json
 import os
-import signal
 import sqlite3
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 
-from tests.asgi_server import free_port
+from secure_fota.crypto.keys import private_pem
+from secure_fota.devtools.harness import LocalServer, free_port
+from secure_fota.keys.directory import write_key_file
+from secure_fota.keys.tls import CertificateAuthority
+from secure_fota.tls_client import client_context
 
 REPO = Path(__file__).resolve().parents[2]
 HOST_TOOL = Path(os.environ.get("SECURE_OTA_HOST", REPO / "build/esp32-host/secure_ota_host"))
@@ -42,43 +40,14 @@ class Authority:
     """A CA whose private key we keep (unlike `fota keys tls`, which discards it)."""
 
     name: str
-    key: ec.EllipticCurvePrivateKey
-    cert: x509.Certificate
+    ca: CertificateAuthority
 
     @classmethod
     def create(cls, name: str) -> Authority:
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=False,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(key, hashes.SHA256())
-        )
-        return cls(name, key, cert)
+        return cls(name, CertificateAuthority.create(name, days=30))
 
     def write_ca(self, path: Path) -> Path:
-        path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        path.write_bytes(self.ca.certificate_pem())
         return path
 
     def issue(
@@ -87,39 +56,13 @@ class Authority:
         """A server certificate for ``hosts`` (valid now, or ``expired`` yesterday); returns
         (cert.pem, key.pem)."""
         directory.mkdir(parents=True, exist_ok=True)
-        key = ec.generate_private_key(ec.SECP256R1())
-        names: list[x509.GeneralName] = []
-        for host in hosts:
-            try:
-                names.append(x509.IPAddress(ipaddress.ip_address(host)))
-            except ValueError:
-                names.append(x509.DNSName(host))
         now = datetime.datetime.now(datetime.UTC)
         if expired:
             now -= datetime.timedelta(days=31)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
+        cert, key = self.ca.issue(hosts, days=30, now=now)
         cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}.key"
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        key_path.chmod(0o600)
+        write_key_file(key_path, private_pem(key), private=True, force=True)
         return cert_path, key_path
 
 
@@ -129,22 +72,9 @@ UPLOADER, UPLOADER_PASSWORD = "uploader", "uploader-password-123"
 ADMIN, ADMIN_PASSWORD = "admin", "admin-password-123"
 
 
-def fota(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "secure_fota.cli.main", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
-    assert done.returncode == 0, f"fota {' '.join(args)}: {done.stderr}"
-    return done.stdout
-
-
-class ServerProcess:
-    """`fota server run` over TLS in its own process (SQLite and local blobs in ``data``)."""
+class ServerProcess(LocalServer):
+    """`fota server run` over TLS in its own process (SQLite and local blobs in ``data``), with
+    what an insider on its host can reach: its database and its blob files."""
 
     def __init__(
         self,
@@ -157,91 +87,32 @@ class ServerProcess:
         preexec: Callable[[], None] | None = None,
         port: int | None = None,
     ) -> None:
+        super().__init__(
+            root / "server-data",
+            tls_cert=cert,
+            tls_key=key,
+            ca_file=ca,
+            env={"FOTA_CACHE_TTL": "0.05", "FOTA_LOG_LEVEL": "warning", **(env or {})},
+            port=port,
+            log_file=root / "server.log",
+            preexec=preexec,
+        )
         self.root = root
-        self.data = root / "server-data"
-        self.cert, self.key, self.ca = cert, key, ca
-        self.env = {"FOTA_CACHE_TTL": "0.05", "FOTA_LOG_LEVEL": "warning", **(env or {})}
-        self.preexec = preexec
-        self.port = port or free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-        self.tokens: dict[str, str] = {}
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
+        self.data = self.data_dir
 
     def setup(self) -> ServerProcess:
-        common = ["--data-dir", str(self.data)]
-        fota("server", "db", "upgrade", *common, env=self.env)
         for user, password, role in (
             (UPLOADER, UPLOADER_PASSWORD, "uploader"),
             (ADMIN, ADMIN_PASSWORD, "admin"),
         ):
-            fota(
-                "server", "user", "add", user, "--role", role, "--password-stdin", "--replace",
-                *common, stdin=password + "\n", env=self.env,
-            )  # fmt: skip
+            self.add_user(user, password, role)
         return self
 
-    def start(self) -> ServerProcess:
-        log = (self.root / "server.log").open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "secure_fota.cli.main",
-                "server",
-                "run",
-                "--data-dir",
-                str(self.data),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--tls-cert",
-                str(self.cert),
-                "--tls-key",
-                str(self.key),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env},
-            preexec_fn=self.preexec,  # noqa: PLW1509 -- only setrlimit, before exec
-        )
-        log.close()
-        deadline = time.monotonic() + 60
-        context = ssl.create_default_context(cafile=str(self.ca))
-        while True:
-            assert self.process.poll() is None, self.log()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", verify=context, timeout=1).status_code == 200:
-                    return self
-            assert time.monotonic() < deadline, "server did not start:\n" + self.log()
-            time.sleep(0.1)
-
-    def log(self) -> str:
-        path = self.root / "server.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+    def start(self, timeout: float = 60) -> Self:
+        return super().start(timeout)
 
     def kill9(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        self.kill()
 
     def rss_kib(self) -> int:
         """Resident memory of the server process (VmRSS, KiB)."""
@@ -251,8 +122,9 @@ class ServerProcess:
         raise AssertionError("no VmRSS")
 
     def http(self, **options: Any) -> httpx.Client:
-        context = ssl.create_default_context(cafile=str(self.ca))
-        return httpx.Client(base_url=self.url, verify=context, timeout=30, **options)
+        return httpx.Client(
+            base_url=self.url, verify=client_context(self.ca_file), timeout=30, **options
+        )
 
     # -- what an insider with access to the database and the storage can do -----------------
     @contextlib.contextmanager

@@ -59,7 +59,7 @@ def test_schemathesis_against_openapi(server: ServerProcess, tmp_path: Path) -> 
             "--url",
             server.url,
             "--tls-verify",
-            str(server.ca),
+            str(server.ca_file),
             "--auth",
             f"{ADMIN}:{ADMIN_PASSWORD}",
             "--max-examples",

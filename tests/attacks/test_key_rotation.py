@@ -7,8 +7,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from secure_fota.devtools.harness import fota_command
 from tests.attacks.conftest import Lab, refused
-from tests.attacks.infra import fota
 
 
 def author_copy(lab: Lab) -> Path:
@@ -18,7 +18,7 @@ def author_copy(lab: Lab) -> Path:
 
 
 def rotate(keys: Path, *extra: str) -> None:
-    out = fota("keys", "rotate", "--keys", str(keys), *extra)
+    out = fota_command("keys", "rotate", "--keys", str(keys), *extra)
     assert "key set version" in out
 
 

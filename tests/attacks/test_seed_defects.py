@@ -11,8 +11,8 @@ import pytest
 
 from secure_fota.author.service import ServiceConfig, create_service
 from secure_fota.author.upload import Credentials, UploadTarget
+from secure_fota.devtools.harness import ThreadedServer
 from secure_fota.errors import TransportError
-from tests.asgi_server import serving
 from tests.attacks.conftest import Lab, refused
 from tests.attacks.infra import UPLOADER, UPLOADER_PASSWORD, Forward, Mitm, Request, Response
 
@@ -93,8 +93,8 @@ def author_service(lab: Lab) -> tuple[str, Path, Path]:
         ),
         token="service-token-0123456789",
     )
-    with serving(create_service(config)) as url:
-        yield url, out, secret
+    with ThreadedServer(create_service(config)) as service:
+        yield service.url, out, secret
 
 
 @pytest.mark.parametrize("path", ["/etc/passwd", "../secret.bin", "link.bin", "//etc/shadow"])

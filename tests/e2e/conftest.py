@@ -15,18 +15,14 @@ from secure_fota.author.upload import Credentials, UploadTarget, upload_release
 from secure_fota.device.flash import FaultInjector
 from secure_fota.device.provision import Provisioning, provision
 from secure_fota.device.updater import Device, SelfTest
+from secure_fota.devtools.harness import LocalServer
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
 from secure_fota.keys.directory import load_author_keys
 from secure_fota.keys.generate import generate_key_set
 from secure_fota.keys.tls import generate_tls
-from secure_fota.local_server import LocalServer, fota_command
 
 DEVICE_TYPE = "e2e-sensor"
 USER, PASSWORD = "e2e-uploader", "e2e-password-123"
-
-
-def fota(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
-    return fota_command(*args, stdin=stdin, env=env)
 
 
 @dataclass

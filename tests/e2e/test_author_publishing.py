@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
 from secure_fota.author.service import ServiceConfig, create_service
 from secure_fota.author.upload import Credentials, UploadTarget
+from secure_fota.devtools.harness import ThreadedServer, fota_command, run_fota
 from secure_fota.tls_client import client_context
-from tests.asgi_server import serving
-from tests.e2e.conftest import DEVICE_TYPE, PASSWORD, USER, Fleet, fota
+from tests.e2e.conftest import DEVICE_TYPE, PASSWORD, USER, Fleet
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "secure_fota.cli.main", "author", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, **env},
-    )
+    return run_fota("author", *args, env=env)
 
 
 def newest_release(fleet: Fleet) -> str:
@@ -70,7 +61,9 @@ def test_publish_with_basic_auth_then_upload_with_a_token(fleet: Fleet, tmp_path
     assert fleet.device().perform_update().result == "updated"
 
     token = (
-        fota("server", "token", "create", "ci", "--role", "uploader", "--data-dir", str(fleet.data))
+        fota_command(
+            "server", "token", "create", "ci", "--role", "uploader", "--data-dir", str(fleet.data)
+        )
         .strip()
         .split()[-1]
     )
@@ -160,7 +153,8 @@ def test_local_service_builds_and_uploads(fleet: Fleet, tmp_path: Path) -> None:
         target=UploadTarget(fleet.url, Credentials(user=USER, password=PASSWORD), ca_file=fleet.ca),
         token="local-token",
     )
-    with serving(create_service(config)) as url:
+    with ThreadedServer(create_service(config)) as service:
+        url = service.url
         response = httpx.post(
             f"{url}/upload",
             headers={"Authorization": "Bearer local-token"},

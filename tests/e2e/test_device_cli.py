@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+from secure_fota.devtools.harness import run_fota
 from tests.e2e.conftest import DEVICE_TYPE, Fleet
 
 
 def device(*args: str) -> tuple[int, dict[str, object] | None, str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "secure_fota.cli.main", "device", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_fota("device", *args)
     output = json.loads(result.stdout) if result.stdout.strip().startswith("{") else None
     return result.returncode, output, result.stderr
 

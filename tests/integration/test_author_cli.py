@@ -12,20 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from secure_fota.cli.main import main
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
 from secure_fota.keys.directory import load_device_keys
 from secure_fota.policy.verifier import ImageCheck, check_signed_image, open_checked
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def release_args(firmware: Path, keys: Path, out: Path, *extra: str) -> list[str]:
@@ -47,9 +36,9 @@ def release_args(firmware: Path, keys: Path, out: Path, *extra: str) -> list[str
     ]
 
 
-def test_keys_generate_layout_and_permissions(tmp_path: Path, capsys) -> None:
+def test_keys_generate_layout_and_permissions(tmp_path: Path, fota_main) -> None:
     out = tmp_path / "keys"
-    code, _stdout, _ = run(capsys, "keys", "generate", "--out", str(out))
+    code, _stdout, _ = fota_main("keys", "generate", "--out", str(out))
     assert code == 0
     names = sorted(p.name for p in out.iterdir())
     for required in (
@@ -73,23 +62,23 @@ def test_keys_generate_layout_and_permissions(tmp_path: Path, capsys) -> None:
         assert stat.S_IMODE((out / private).stat().st_mode) == 0o600
     assert len((out / "flash_encryption_key.bin").read_bytes()) == 32
     before = (out / "manifest_signing_key.pem").read_bytes()
-    code, _, err = run(capsys, "keys", "generate", "--out", str(out))
+    code, _, err = fota_main("keys", "generate", "--out", str(out))
     assert code == 1
     assert "never overwritten without --force" in err
     assert (out / "manifest_signing_key.pem").read_bytes() == before
-    code, _, _ = run(
-        capsys, "keys", "generate", "--out", str(out), "--force", "--secure-boot", "v2-rsa3072"
+    code, _, _ = fota_main(
+        "keys", "generate", "--out", str(out), "--force", "--secure-boot", "v2-rsa3072"
     )
     assert code == 0
     assert (out / "manifest_signing_key.pem").read_bytes() != before
 
 
-def test_tls_files_form_a_chain(tmp_path: Path, capsys) -> None:
+def test_tls_files_form_a_chain(tmp_path: Path, fota_main) -> None:
     from cryptography import x509
     from cryptography.x509.verification import PolicyBuilder, Store
 
-    code, _, _ = run(
-        capsys, "keys", "tls", "--out", str(tmp_path), "--host", "localhost", "--host", "127.0.0.1"
+    code, _, _ = fota_main(
+        "keys", "tls", "--out", str(tmp_path), "--host", "localhost", "--host", "127.0.0.1"
     )
     assert code == 0
     ca = x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes())
@@ -106,11 +95,11 @@ def test_tls_files_form_a_chain(tmp_path: Path, capsys) -> None:
     assert server.public_key().curve.name == "secp256r1"
 
 
-def test_release_then_verify(tmp_path: Path, key_dir: Path, firmware: Path, capsys) -> None:
+def test_release_then_verify(tmp_path: Path, key_dir: Path, firmware: Path, fota_main) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    code, stdout, err = run(
-        capsys, *release_args(firmware, key_dir, out, "--expires", "30d", "--json")
+    code, stdout, err = fota_main(
+        *release_args(firmware, key_dir, out, "--expires", "30d", "--json")
     )
     assert code == 0, err
     result = json.loads(stdout)
@@ -121,8 +110,7 @@ def test_release_then_verify(tmp_path: Path, key_dir: Path, firmware: Path, caps
     )
     manifest, binary = out / "app-3.manifest", out / "app-3.bin"
 
-    code, stdout, _ = run(
-        capsys,
+    code, stdout, _ = fota_main(
         "author",
         "verify",
         str(manifest),
@@ -134,8 +122,7 @@ def test_release_then_verify(tmp_path: Path, key_dir: Path, firmware: Path, caps
     assert code == 0
     assert json.loads(stdout)["accept"] is True
 
-    code, stdout, _ = run(
-        capsys,
+    code, stdout, _ = fota_main(
         "author",
         "verify",
         str(manifest),
@@ -149,8 +136,7 @@ def test_release_then_verify(tmp_path: Path, key_dir: Path, firmware: Path, caps
     assert code == 3
     assert json.loads(stdout)["reason"] == "wrong_device_type"
 
-    code, _, err = run(
-        capsys,
+    code, _, err = fota_main(
         "author",
         "verify",
         str(manifest),
@@ -165,8 +151,7 @@ def test_release_then_verify(tmp_path: Path, key_dir: Path, firmware: Path, caps
     tampered = bytearray(binary.read_bytes())
     tampered[-1] ^= 1
     binary.write_bytes(bytes(tampered))
-    code, stdout, _ = run(
-        capsys,
+    code, stdout, _ = fota_main(
         "author",
         "verify",
         str(manifest),
@@ -180,9 +165,9 @@ def test_release_then_verify(tmp_path: Path, key_dir: Path, firmware: Path, caps
 
 
 def test_released_image_checks_out_in_the_device_policy(
-    tmp_path: Path, key_dir: Path, firmware: Path, capsys
+    tmp_path: Path, key_dir: Path, firmware: Path, fota_main
 ) -> None:
-    code, _, err = run(capsys, *release_args(firmware, key_dir, tmp_path))
+    code, _, err = fota_main(*release_args(firmware, key_dir, tmp_path))
     assert code == 0, err
     keys = load_device_keys(key_dir)
     claims = open_checked((tmp_path / "app-3.manifest").read_bytes(), keys).claims
@@ -194,22 +179,19 @@ def test_released_image_checks_out_in_the_device_policy(
     assert plaintext[image.length :][:4] == b"\0\0\0\0"  # the V1 block follows the image
 
 
-def test_v2_release(tmp_path: Path, capsys) -> None:
+def test_v2_release(tmp_path: Path, fota_main) -> None:
     keys = tmp_path / "keys"
-    assert (
-        run(capsys, "keys", "generate", "--out", str(keys), "--secure-boot", "v2-ecdsa384")[0] == 0
-    )
+    assert fota_main("keys", "generate", "--out", str(keys), "--secure-boot", "v2-ecdsa384")[0] == 0
     image = tmp_path / "c3.bin"
     image.write_bytes(build_app_image(ImageSpec(chip="esp32c3", size=20_000)))
-    code, stdout, err = run(
-        capsys, *release_args(image, keys, tmp_path, "--secure-boot", "v2", "--json")
+    code, stdout, err = fota_main(
+        *release_args(image, keys, tmp_path, "--secure-boot", "v2", "--json")
     )
     assert code == 0, err
     claims = json.loads(stdout)["claims"]
     assert claims["secure_boot"] == "v2-ecdsa384"
     assert claims["image_size"] % 4096 == 0
-    code, stdout, _ = run(
-        capsys,
+    code, stdout, _ = fota_main(
         "author",
         "verify",
         str(tmp_path / "app-3.manifest"),
@@ -221,11 +203,11 @@ def test_v2_release(tmp_path: Path, capsys) -> None:
     assert code == 0, stdout
 
 
-def test_legacy_manifest(tmp_path: Path, key_dir: Path, firmware: Path, capsys) -> None:
+def test_legacy_manifest(tmp_path: Path, key_dir: Path, firmware: Path, fota_main) -> None:
     from secure_fota.crypto.keys import Role, load_private_key, load_public_key
     from secure_fota.crypto.legacy_manifest import open_legacy_manifest
 
-    code, _, err = run(capsys, *release_args(firmware, key_dir, tmp_path, "--legacy-manifest"))
+    code, _, err = fota_main(*release_args(firmware, key_dir, tmp_path, "--legacy-manifest"))
     assert code == 0
     assert "does not stop downgrades" in err
     legacy = (tmp_path / "app-3.legacy-manifest").read_bytes()
@@ -274,13 +256,13 @@ def test_legacy_manifest(tmp_path: Path, key_dir: Path, firmware: Path, capsys) 
     ],
 )
 def test_bad_firmware_writes_nothing(
-    tmp_path: Path, key_dir: Path, capsys, make_input, extra, message, code
+    tmp_path: Path, key_dir: Path, fota_main, make_input, extra, message, code
 ) -> None:
     firmware = tmp_path / "fw.bin"
     make_input(firmware)
     out = tmp_path / "out"
     out.mkdir()
-    got, _stdout, err = run(capsys, *release_args(firmware, key_dir, out, *extra))
+    got, _stdout, err = fota_main(*release_args(firmware, key_dir, out, *extra))
     assert got == code
     assert message in err
     assert err.startswith("error: ") and err.count("\n") == 1
@@ -301,7 +283,7 @@ def test_bad_firmware_writes_nothing(
     ],
 )
 def test_bad_arguments_write_nothing(
-    tmp_path: Path, key_dir: Path, firmware: Path, capsys, args, message
+    tmp_path: Path, key_dir: Path, firmware: Path, fota_main, args, message
 ) -> None:
     out = tmp_path / "out"
     out.mkdir()
@@ -312,13 +294,15 @@ def test_bad_arguments_write_nothing(
             base += args[flag_index : flag_index + 2]
         else:
             base[position + 1] = args[flag_index + 1]
-    code, _, err = run(capsys, *base)
+    code, _, err = fota_main(*base)
     assert code == 2
     assert message in err
     assert list(out.iterdir()) == []
 
 
-def test_wrong_key_types_are_named(tmp_path: Path, key_dir: Path, firmware: Path, capsys) -> None:
+def test_wrong_key_types_are_named(
+    tmp_path: Path, key_dir: Path, firmware: Path, fota_main
+) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -332,21 +316,21 @@ def test_wrong_key_types_are_named(tmp_path: Path, key_dir: Path, firmware: Path
     )
     out = tmp_path / "out"
     out.mkdir()
-    code, _, err = run(capsys, *release_args(firmware, keys, out))
+    code, _, err = fota_main(*release_args(firmware, keys, out))
     assert code == 1
     assert "pre-encryption needs an RSA-3072 key" in err and "RSA-2048" in err
     assert list(out.iterdir()) == []
     (keys / "pre_encryption_pub.pem").write_bytes(b"garbage")
-    code, _, err = run(capsys, *release_args(firmware, keys, out))
+    code, _, err = fota_main(*release_args(firmware, keys, out))
     assert "cannot load a PEM public key" in err
     (keys / "manifest_signing_key.pem").unlink()
-    code, _, err = run(capsys, *release_args(firmware, keys, out))
+    code, _, err = fota_main(*release_args(firmware, keys, out))
     assert code == 1 and "key file not found" in err
 
 
 @pytest.mark.skipif(shutil.which("keytool") is None, reason="Java keytool is not installed")
 def test_keys_from_a_java_keystore(
-    tmp_path: Path, key_dir: Path, firmware: Path, capsys, monkeypatch
+    tmp_path: Path, key_dir: Path, firmware: Path, fota_main, monkeypatch
 ) -> None:
     store = tmp_path / "author.p12"
     for alias, algorithm in (
@@ -380,13 +364,12 @@ def test_keys_from_a_java_keystore(
     monkeypatch.setenv("FOTA_KEYSTORE_PASSWORD", "s3cret-pw")
     out = tmp_path / "out"
     out.mkdir()
-    code, stdout, err = run(
-        capsys, *release_args(firmware, key_dir, out, "--keystore", str(store), "--json")
+    code, stdout, err = fota_main(
+        *release_args(firmware, key_dir, out, "--keystore", str(store), "--json")
     )
     assert code == 0, err
     # the manifest is signed by the keystore's key, which the key directory's devices do not trust
-    code, stdout, _ = run(
-        capsys,
+    code, stdout, _ = fota_main(
         "author",
         "verify",
         str(out / "app-3.manifest"),
@@ -396,7 +379,7 @@ def test_keys_from_a_java_keystore(
     )
     assert json.loads(stdout)["reason"] == "unknown_key"
     monkeypatch.setenv("FOTA_KEYSTORE_PASSWORD", "wrong")
-    code, _, err = run(capsys, *release_args(firmware, key_dir, tmp_path, "--keystore", str(store)))
+    code, _, err = fota_main(*release_args(firmware, key_dir, tmp_path, "--keystore", str(store)))
     assert code == 1 and "wrong password" in err
 
 

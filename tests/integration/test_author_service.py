@@ -12,7 +12,7 @@ import pytest
 
 from secure_fota.author.service import ServiceConfig, create_service
 from secure_fota.author.upload import Credentials, UploadTarget
-from tests.asgi_server import free_port, serving
+from secure_fota.devtools.harness import ThreadedServer, free_port
 
 TOKEN = "service-token-for-tests"
 
@@ -34,8 +34,8 @@ def service(tmp_path: Path, key_dir: Path, image_v1: bytes):
     config = ServiceConfig(
         keys_dir=key_dir, firmware_dir=firmware_dir, out_dir=out, target=target, token=TOKEN
     )
-    with serving(create_service(config)) as url:
-        yield url, out, tmp_path
+    with ThreadedServer(create_service(config)) as server:
+        yield server.url, out, tmp_path
 
 
 def post(url: str, token: str | None = TOKEN, **params: str) -> httpx.Response:
@@ -104,8 +104,8 @@ def test_unloadable_keys_are_422(service, tmp_path: Path) -> None:
         target=UploadTarget(server="https://127.0.0.1:1", credentials=Credentials(token="t")),
         token=TOKEN,
     )
-    with serving(create_service(config)) as other:
-        response = post(other, **GOOD)
+    with ThreadedServer(create_service(config)) as other:
+        response = post(other.url, **GOOD)
     assert response.status_code == 422
     assert "key files cannot be loaded" in response.json()["error"]
 

@@ -18,6 +18,6 @@ __all__ = ["demo"]
 def demo(workspace: Path | None) -> None:
     """Generate keys, start a TLS update server, release 1.0.0 and 1.1.0, update a simulated
     ESP32 (with an interrupted download), then show three attacks failing."""
-    from secure_fota.demo import run_demo
+    from secure_fota.devtools.demo import run_demo
 
     run_demo(workspace)

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
-import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,10 +20,11 @@ import httpx
 import pytest
 
 from secure_fota.author.release import ReleaseRequest, build_release
+from secure_fota.devtools.harness import ThreadedServer, free_port
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
 from secure_fota.formats.encrypted_image import EncryptedImageHeader
 from secure_fota.keys.directory import load_author_keys
-from secure_fota.keys.tls import generate_tls
+from secure_fota.keys.tls import CA_FILE, CERT_FILE, KEY_FILE, generate_tls
 from secure_fota.server.auth import hash_password, new_token, token_digest
 from secure_fota.server.settings import ServerSettings, load_settings
 from secure_fota.wire import DEVICE_TYPE, FIRMWARE_FILE, FW_NAME, ID, MANIFEST_FILE, UPLOAD
@@ -96,12 +94,6 @@ def fresh_database(kind: str, directory: Path) -> Iterator[str]:
 
 
 # S3 (moto's standalone server) -------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -245,51 +237,30 @@ def provision(settings: ServerSettings, device_tokens: dict[str, tuple[str, bool
     return credentials
 
 
-class RunningServer:
-    """uvicorn serving ``create_app(settings)`` in a thread, on a pre-bound socket."""
+class RunningServer(ThreadedServer):
+    """``create_app(settings)`` under uvicorn in a thread (TLS with the files in ``tls``)."""
 
     def __init__(self, settings: ServerSettings, tls: Path | None) -> None:
-        import uvicorn
-
         from secure_fota.server.app import create_app
 
         self.settings = settings
         self.tls = tls
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = int(self.sock.getsockname()[1])
-        options: dict[str, Any] = {"log_level": "critical", "ws": "none", "lifespan": "on"}
-        if tls is not None:
-            options["ssl_certfile"] = str(tls / "server.pem")
-            options["ssl_keyfile"] = str(tls / "server.key")
-        self.app = create_app(settings)
-        self.server = uvicorn.Server(uvicorn.Config(self.app, **options))
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        super().__init__(
+            create_app(settings),
+            certfile=None if tls is None else tls / CERT_FILE,
+            keyfile=None if tls is None else tls / KEY_FILE,
+            log_level="critical",
+            ws="none",
+            lifespan="on",
         )
 
     @property
     def base_url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        return self.url
 
     @property
     def ca(self) -> Path | None:
-        return None if self.tls is None else self.tls / "ca.pem"
-
-    def start(self) -> RunningServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start (see its log)")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-        self.sock.close()
+        return None if self.tls is None else self.tls / CA_FILE
 
     def client(self, **options: Any) -> httpx.Client:
         verify: Any = ssl.create_default_context(cafile=str(self.ca)) if self.ca else False
@@ -420,19 +391,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return predicate()
-
-
-def fota_command(*args: str, env: dict[str, str] | None = None, **options: Any) -> Any:
-    """Run ``fota`` in a subprocess with this interpreter."""
-    return subprocess.run(
-        [sys.executable, "-m", "secure_fota.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-        check=False,
-        **options,
-    )
 
 
 def spy_answers(monkeypatch: pytest.MonkeyPatch, answerer: type) -> list[bool]:

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import signal
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -20,20 +14,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from secure_fota.cli.main import main
+from secure_fota.devtools.harness import LocalServer, run_fota
 from secure_fota.server.settings import load_settings
-from tests.integration.server.conftest import (
-    fake_release,
-    fota_command,
-    free_port,
-    harness,
-    seed_upload,
-    wait_until,
-)
+from tests.integration.server.conftest import fake_release, harness, seed_upload
 
 
 def test_fota_lists_server_and_stays_lazy():
-    result = fota_command("--help")
+    result = run_fota("--help")
     assert result.returncode == 0
     assert "server" in result.stdout
     code = (
@@ -57,7 +44,7 @@ def test_config_show_masks_secrets_and_layers_sources(tmp_path: Path):
         "port = 9000\n"
         'database_url = "postgresql://fota:file-password@db.example/fota"\n'
     )
-    result = fota_command(
+    result = run_fota(
         "server",
         "config",
         "show",
@@ -77,46 +64,27 @@ def test_config_show_masks_secrets_and_layers_sources(tmp_path: Path):
     assert values["s3_bucket"] == "from-file"
     assert values["port"] == 9100  # environment beats the file
     assert values["data_dir"] == str(tmp_path / "d")  # the option beats both
-    text = fota_command("server", "config", "show", "--data-dir", str(tmp_path / "d"))
+    text = run_fota("server", "config", "show", "--data-dir", str(tmp_path / "d"))
     assert "device_auth" in text.stdout
 
 
 def test_bad_configuration_is_one_line(tmp_path: Path):
     config = tmp_path / "bad.toml"
     config.write_text("max_upload_size = 'big'\nunknown_setting = 1\n")
-    result = fota_command("server", "config", "show", "--config", str(config))
+    result = run_fota("server", "config", "show", "--config", str(config))
     assert result.returncode == 1
     assert result.stderr.startswith("error: invalid server configuration")
     assert "unknown_setting" in result.stderr
     assert "Traceback" not in result.stderr
-    result = fota_command("server", "config", "show", "--config", str(tmp_path / "missing.toml"))
+    result = run_fota("server", "config", "show", "--config", str(tmp_path / "missing.toml"))
     assert result.returncode == 1
     assert "not found" in result.stderr
 
 
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def test_users_and_tokens(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-):
+def test_users_and_tokens(tmp_path: Path, fota_main):
     data = ["--data-dir", str(tmp_path)]
 
-    def fota_command(*args: str, input: str | None = None) -> Result:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(input or ""))
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    result = fota_command(
+    result = fota_main(
         "server",
         "user",
         "add",
@@ -125,10 +93,10 @@ def test_users_and_tokens(
         "admin",
         "--password-stdin",
         *data,
-        input="a-long-password\n",
+        stdin="a-long-password\n",
     )
     assert result.returncode == 0, result.stderr
-    result = fota_command(
+    result = fota_main(
         "server",
         "user",
         "add",
@@ -137,11 +105,11 @@ def test_users_and_tokens(
         "admin",
         "--password-stdin",
         *data,
-        input="a-long-password\n",
+        stdin="a-long-password\n",
     )
     assert result.returncode == 1
     assert "already exists" in result.stderr
-    result = fota_command(
+    result = fota_main(
         "server",
         "user",
         "add",
@@ -150,10 +118,10 @@ def test_users_and_tokens(
         "uploader",
         "--password-stdin",
         *data,
-        input="short\n",
+        stdin="short\n",
     )
     assert result.returncode == 2
-    result = fota_command(
+    result = fota_main(
         "server",
         "user",
         "add",
@@ -162,39 +130,39 @@ def test_users_and_tokens(
         "uploader",
         "--password-stdin",
         *data,
-        input="a-long-password\n",
+        stdin="a-long-password\n",
     )
     assert result.returncode == 2
-    listing = fota_command("server", "user", "list", *data).stdout
+    listing = fota_main("server", "user", "list", *data).stdout
     assert listing.split() == ["alice", "admin"]
     assert "argon2" not in listing
 
-    result = fota_command("server", "token", "create", "ci", "--role", "uploader", *data)
+    result = fota_main("server", "token", "create", "ci", "--role", "uploader", *data)
     assert result.returncode == 0
     token = result.stdout.strip()
     assert token.startswith("fota_")
     assert len(token) > 40
     assert "shown only this once" in result.stderr
-    result = fota_command("server", "token", "create", "unit", "--role", "device", *data)
+    result = fota_main("server", "token", "create", "unit", "--role", "device", *data)
     assert result.returncode == 2  # a device token needs --device-type
-    result = fota_command(
+    result = fota_main(
         "server", "token", "create", "unit", "--role", "device", "--device-type", "s1", *data
     )
     assert result.returncode == 0
-    listing = fota_command("server", "token", "list", *data).stdout
+    listing = fota_main("server", "token", "list", *data).stdout
     assert token not in listing
     assert "unit\tdevice\ts1 (device)" in listing
-    assert fota_command("server", "token", "revoke", "ci", *data).returncode == 0
-    assert "ci\tuploader\t-\trevoked" in fota_command("server", "token", "list", *data).stdout
-    assert fota_command("server", "user", "remove", "alice", *data).returncode == 0
-    assert fota_command("server", "user", "remove", "alice", *data).returncode == 1
-    result = fota_command("server", "db", "upgrade", *data)
+    assert fota_main("server", "token", "revoke", "ci", *data).returncode == 0
+    assert "ci\tuploader\t-\trevoked" in fota_main("server", "token", "list", *data).stdout
+    assert fota_main("server", "user", "remove", "alice", *data).returncode == 0
+    assert fota_main("server", "user", "remove", "alice", *data).returncode == 1
+    result = fota_main("server", "db", "upgrade", *data)
     assert result.returncode == 0
     assert "revision 0001" in result.stdout
 
 
 def test_run_refuses_plain_http_off_loopback(tmp_path: Path):
-    result = fota_command(
+    result = run_fota(
         "server",
         "run",
         "--data-dir",
@@ -205,33 +173,13 @@ def test_run_refuses_plain_http_off_loopback(tmp_path: Path):
     )
     assert result.returncode == 1
     assert "refusing plain HTTP" in result.stderr
-    result = fota_command(
+    result = run_fota(
         "server", "run", "--data-dir", str(tmp_path), env={"FOTA_TLS_DEV_CERTIFICATE": "false"}
     )
     assert result.returncode == 1
     assert "no TLS certificate configured" in result.stderr
-    result = fota_command("server", "run", "--data-dir", str(tmp_path), "--tls-cert", "x.pem")
+    result = run_fota("server", "run", "--data-dir", str(tmp_path), "--tls-cert", "x.pem")
     assert result.returncode == 2
-
-
-@contextmanager
-def served(args: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "secure_fota.cli.main", "server", "run", *args],
-        env={**os.environ, "FOTA_LOG_LEVEL": "warning", **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        yield process
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _get(url: str, verify: ssl.SSLContext | bool) -> int | None:
@@ -243,14 +191,12 @@ def _get(url: str, verify: ssl.SSLContext | bool) -> int | None:
 
 @pytest.mark.slow
 def test_run_with_development_certificate_then_p12(tmp_path: Path, tls_dir: Path):
-    port = free_port()
     data = tmp_path / "data"
-    with served(["--data-dir", str(data), "--port", str(port)]):
-        ca = data / "tls" / "ca.pem"
-        assert wait_until(ca.exists, 30)
-        verify = ssl.create_default_context(cafile=str(ca))
-        assert wait_until(lambda: _get(f"https://127.0.0.1:{port}/healthz", verify) == 200, 30)
-        assert _get(f"https://localhost:{port}/readyz", verify) == 200
+    quiet = {"FOTA_LOG_LEVEL": "warning"}
+    # ready once /healthz answers over TLS, trusting the development CA the server made
+    with LocalServer(data, ca_file=data / "tls" / "ca.pem", env=quiet) as server:
+        verify = ssl.create_default_context(cafile=str(server.ca_file))
+        assert _get(f"https://localhost:{server.port}/readyz", verify) == 200
 
     key = serialization.load_pem_private_key((tls_dir / "server.key").read_bytes(), None)
     cert = x509.load_pem_x509_certificate((tls_dir / "server.pem").read_bytes())
@@ -260,13 +206,14 @@ def test_run_with_development_certificate_then_p12(tmp_path: Path, tls_dir: Path
             b"fota", key, cert, None, serialization.BestAvailableEncryption(b"p12-password")
         )
     )
-    port = free_port()
-    with served(
-        ["--data-dir", str(data), "--port", str(port), "--tls-p12", str(p12)],
-        env={"FOTA_TLS_P12_PASSWORD": "p12-password"},
-    ):
+    with LocalServer(
+        data,
+        ca_file=tls_dir / "ca.pem",
+        extra_args=["--tls-p12", str(p12)],
+        env={**quiet, "FOTA_TLS_P12_PASSWORD": "p12-password"},
+    ) as server:
         verify = ssl.create_default_context(cafile=str(tls_dir / "ca.pem"))
-        assert wait_until(lambda: _get(f"https://127.0.0.1:{port}/healthz", verify) == 200, 30)
+        assert _get(f"{server.url}/healthz", verify) == 200
 
 
 def test_credentials_over_plain_http_are_refused(request: pytest.FixtureRequest, tmp_path: Path):

@@ -6,10 +6,7 @@ and a poll that starts after an upload was acknowledged never sees an older newe
 from __future__ import annotations
 
 import hashlib
-import os
 import ssl
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,14 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from secure_fota.devtools.harness import LocalServer
 from secure_fota.server.settings import load_settings
+from secure_fota.wire import READY
 from tests.integration.server.conftest import (
     fake_release,
-    free_port,
     fresh_database,
     provision,
     seed_upload,
-    wait_until,
 )
 
 UPLOADS = 20
@@ -52,48 +49,21 @@ def two_workers(
         data_dir = tmp_path / "data"
         settings = load_settings(None, data_dir=data_dir, database_url=url)
         credentials = provision(settings, {})
-        port = free_port()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "secure_fota.cli.main",
-                "server",
-                "run",
-                "--data-dir",
-                str(data_dir),
-                "--port",
-                str(port),
-                "--workers",
-                "2",
-                "--tls-cert",
-                str(tls_dir / "server.pem"),
-                "--tls-key",
-                str(tls_dir / "server.key"),
-            ],
-            env={**os.environ, "FOTA_DATABASE_URL": url, "FOTA_LOG_LEVEL": "warning"},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        server = LocalServer(
+            data_dir,
+            tls_cert=tls_dir / "server.pem",
+            tls_key=tls_dir / "server.key",
+            ca_file=tls_dir / "ca.pem",
+            workers=2,
+            env={"FOTA_DATABASE_URL": url, "FOTA_LOG_LEVEL": "warning"},
+            ready_path=READY,
         )
         verify = ssl.create_default_context(cafile=str(tls_dir / "ca.pem"))
-        base = f"https://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            try:
-                return httpx.get(base + "/readyz", verify=verify).status_code == 200
-            except httpx.TransportError:
-                return False
-
+        server.start(timeout=60)
         try:
-            assert wait_until(ready, 60), "server did not start"
-            yield base, verify, credentials.uploader_token
+            yield server.url, verify, credentials.uploader_token
         finally:
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            server.stop(timeout=20)
 
 
 def check_polls(

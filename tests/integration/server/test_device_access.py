@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from secure_fota.crypto.freshness import open_statement
+from secure_fota.devtools.harness import run_fota
 from secure_fota.keys.directory import load_device_keys
 from secure_fota.policy.verifier import check_freshness, open_checked
 from secure_fota.wire import FRESHNESS_HEADER
@@ -19,7 +20,6 @@ from tests.integration.server.conftest import (
     Harness,
     RealRelease,
     fake_release,
-    fota_command,
     harness,
     seed_upload,
     unique_type,
@@ -193,7 +193,7 @@ def test_per_device_tokens_and_revocation(
         assert api.http.get(url, params=params, headers=shared).status_code == 403
         assert api.http.get(url, params=params, headers=own).status_code == 200
         # revoke through the CLI, against the same database, while the server runs
-        result = fota_command(
+        result = run_fota(
             "server",
             "token",
             "revoke",

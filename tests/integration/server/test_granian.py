@@ -4,12 +4,9 @@ workers; the request-head deadline (slowloris); a clear error without granian.""
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
-import os
 import socket
 import ssl
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -23,10 +20,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from secure_fota.cli.main import cli
+from secure_fota.devtools.harness import LocalServer
 from secure_fota.errors import ConfigError
-from secure_fota.local_server import LocalServer
 from secure_fota.server.hosting import granian_version
-from tests.integration.server.conftest import RealRelease, free_port, wait_until
+from tests.integration.server.conftest import RealRelease
 from tests.slow_clients import closed_by_server, tls_socket
 
 pytest.importorskip("granian", reason="granian is not installed (pip install '.[granian]')")
@@ -72,7 +69,7 @@ def test_granian_serves_the_update_api(
 ) -> None:
     device_type = real_release.device_type
     with granian_server(tmp_path, tls_dir, key_dir, workers=workers) as server:
-        assert "granian" in server.log.read_text()  # the start line names the server
+        assert "granian" in server.log_file.read_text()  # the start line names the server
         with _client(server) as http:
             assert http.get("/healthz").json() == {"status": "ok"}
             assert http.get("/readyz").status_code == 200
@@ -184,7 +181,6 @@ def test_granian_with_an_encrypted_key_and_with_pkcs12(tmp_path: Path, tls_dir: 
             b"fota", key, cert, None, serialization.BestAvailableEncryption(b"p12-password")
         )
     )
-    verify = ssl.create_default_context(cafile=str(tls_dir / "ca.pem"))
     for tls_args, env in (
         (
             ["--tls-cert", str(tls_dir / "server.pem"), "--tls-key", str(encrypted)],
@@ -192,29 +188,14 @@ def test_granian_with_an_encrypted_key_and_with_pkcs12(tmp_path: Path, tls_dir: 
         ),
         (["--tls-p12", str(p12)], {"FOTA_TLS_P12_PASSWORD": "p12-password"}),
     ):
-        port = free_port()
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "secure_fota.cli.main", "server", "run", "--http-server",
-                "granian", "--data-dir", str(tmp_path / "data"), "--port", str(port), *tls_args,
-            ],
-            env={**os.environ, "FOTA_LOG_LEVEL": "warning", **env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            url = f"https://127.0.0.1:{port}/healthz"
-            assert wait_until(functools.partial(_status, url, verify), 60)
-        finally:
-            process.terminate()
-            assert process.wait(20) == 0  # a clean shutdown on SIGTERM
-
-
-def _status(url: str, verify: ssl.SSLContext) -> bool:
-    try:
-        return httpx.get(url, verify=verify, timeout=5).status_code == 200
-    except httpx.TransportError:
-        return False
+        server = LocalServer(
+            tmp_path / "data",
+            ca_file=tls_dir / "ca.pem",  # ready once /healthz answers over TLS
+            extra_args=["--http-server", "granian", *tls_args],
+            env={"FOTA_LOG_LEVEL": "warning", **env},
+        )
+        server.start(timeout=60)
+        assert server.stop(timeout=20) == 0  # a clean shutdown on SIGTERM
 
 
 def test_without_granian_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from secure_fota.devtools.harness import fota_argv
 from secure_fota.server.db.engine import create_engine
 from secure_fota.server.db.migrate import current_revision, head_revision, upgrade
 from secure_fota.server.db.models import Base
@@ -51,16 +51,7 @@ def test_concurrent_upgrades_from_several_processes(database: str, tmp_path: Pat
         env_url = url
         processes = [
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "secure_fota.cli.main",
-                    "server",
-                    "db",
-                    "upgrade",
-                    "--data-dir",
-                    str(tmp_path / "data"),
-                ],
+                fota_argv("server", "db", "upgrade", "--data-dir", str(tmp_path / "data")),
                 env={"FOTA_DATABASE_URL": env_url, "PATH": "/usr/bin:/bin"},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -5,12 +5,8 @@ nothing visible either, and its leftovers are removed at the next start."""
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import ssl
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from secure_fota.devtools.harness import LocalServer, free_port
 from secure_fota.server.settings import load_settings
 from tests.integration.server.conftest import (
     PG_ADMIN,
     fake_release,
-    free_port,
     fresh_database,
     harness,
     provision,
@@ -198,41 +194,16 @@ def test_server_killed_mid_upload(tmp_path: Path, tls_dir: Path):
     data_dir = tmp_path / "data"
     settings = load_settings(None, data_dir=data_dir)
     credentials = provision(settings, {})
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "secure_fota.cli.main",
-        "server",
-        "run",
-        "--data-dir",
-        str(data_dir),
-        "--port",
-        str(port),
-        "--tls-cert",
-        str(tls_dir / "server.pem"),
-        "--tls-key",
-        str(tls_dir / "server.key"),
-    ]
-    env = {**os.environ, "FOTA_LOG_LEVEL": "warning"}
+    server = LocalServer(
+        data_dir,
+        tls_cert=tls_dir / "server.pem",
+        tls_key=tls_dir / "server.key",
+        ca_file=tls_dir / "ca.pem",
+        env={"FOTA_LOG_LEVEL": "warning"},
+    )
     verify = ssl.create_default_context(cafile=str(tls_dir / "ca.pem"))
-    base = f"https://127.0.0.1:{port}"
-
-    def start() -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-
-        def up() -> bool:
-            try:
-                return httpx.get(base + "/healthz", verify=verify).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        assert wait_until(up, 30), "server did not start"
-        return process
-
-    process = start()
+    base, port = server.url, server.port
+    server.start()
     staging = data_dir / "blobs" / "staging"
     device_type = unique_type()
     manifest, binary = fake_release(1, size=900_000)
@@ -256,14 +227,13 @@ def test_server_killed_mid_upload(tmp_path: Path, tls_dir: Path):
             + body[: len(body) // 2]
         )
         assert wait_until(lambda: any(staging.glob("*.part")), 10), "upload did not start"
-        process.send_signal(signal.SIGKILL)
-        process.wait(10)
+        server.kill()
         sock.close()
         leftovers = list(staging.glob("*.part"))
         assert leftovers  # the crash left a partial file behind...
         # a stranger's file in the staging directory is not ours to remove
         (staging / "unrelated.txt").write_text("keep")
-        process = start()
+        server.start()  # same data directory and port
         assert not any(staging.glob("*.part"))  # ...which the next start removed
         assert (staging / "unrelated.txt").exists()
         with httpx.Client(base_url=base, verify=verify) as http:
@@ -283,12 +253,7 @@ def test_server_killed_mid_upload(tmp_path: Path, tls_dir: Path):
                 == binary
             )
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.stop()
 
 
 def test_trickling_upload_times_out_with_408(

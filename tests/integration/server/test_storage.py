@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from secure_fota.devtools.harness import run_fota
 from tests.integration.server.conftest import (
     Harness,
     fake_release,
-    fota_command,
     harness,
     seed_upload,
     unique_type,
@@ -86,12 +86,10 @@ def test_content_addressing_and_garbage_collection(
         )
         assert response.status_code == 204
         # within the grace period nothing is removed (an upload may be between blob and row)
-        result = fota_command(
-            "server", "gc", "--data-dir", str(api.settings.data_dir), env=_env(api)
-        )
+        result = run_fota("server", "gc", "--data-dir", str(api.settings.data_dir), env=_env(api))
         assert result.returncode == 0, result.stderr
         assert "removed 0" in result.stdout
-        result = fota_command(
+        result = run_fota(
             "server", "gc", "--grace", "0", "--data-dir", str(api.settings.data_dir), env=_env(api)
         )
         assert result.returncode == 0, result.stderr

@@ -24,12 +24,12 @@ from secure_fota.author.release import ReleaseRequest, build_release
 from secure_fota.author.upload import Credentials, UploadTarget, upload_release
 from secure_fota.device.provision import Provisioning, provision
 from secure_fota.device.updater import Device
+from secure_fota.devtools.harness import LocalServer
 from secure_fota.errors import FotaError
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
-from secure_fota.keys.directory import load_author_keys
+from secure_fota.keys.directory import FRESHNESS_KEY, load_author_keys
 from secure_fota.keys.generate import generate_key_set
-from secure_fota.keys.tls import generate_tls
-from secure_fota.local_server import LocalServer
+from secure_fota.keys.tls import CA_FILE, CERT_FILE, KEY_FILE, generate_tls
 
 __all__ = ["DemoFailed", "run_demo"]
 
@@ -55,6 +55,10 @@ class _Workspace:
         return self.root / "tls"
 
     @property
+    def ca(self) -> Path:
+        return self.tls / CA_FILE
+
+    @property
     def releases(self) -> Path:
         return self.root / "releases"
 
@@ -71,11 +75,11 @@ class _Workspace:
 def _server(ws: _Workspace) -> Iterator[str]:
     server = LocalServer(
         ws.server,
-        tls_cert=ws.tls / "server.pem",
-        tls_key=ws.tls / "server.key",
-        ca_file=ws.tls / "ca.pem",
-        env={"FOTA_FRESHNESS_KEY_FILE": str(ws.keys / "freshness_key.pem")},
-        log=ws.root / "server.log",
+        tls_cert=ws.tls / CERT_FILE,
+        tls_key=ws.tls / KEY_FILE,
+        ca_file=ws.ca,
+        env={"FOTA_FRESHNESS_KEY_FILE": str(ws.keys / FRESHNESS_KEY)},
+        log_file=ws.root / "server.log",
     )
     server.add_user(UPLOADER, PASSWORD)
     with server:
@@ -177,9 +181,7 @@ def _run(ws: _Workspace, story: _Story) -> None:
     )
     with _server(ws) as url:
         story.ok(f"listening on {url}")
-        target = UploadTarget(
-            url, Credentials(user=UPLOADER, password=PASSWORD), ca_file=ws.tls / "ca.pem"
-        )
+        target = UploadTarget(url, Credentials(user=UPLOADER, password=PASSWORD), ca_file=ws.ca)
 
         story.step("Build two real ESP32 app images: 1.0.0 and 1.1.0")
         v1, v2 = ws.root / "app-1.0.0.bin", ws.root / "app-1.1.0.bin"
@@ -215,7 +217,7 @@ def _run(ws: _Workspace, story: _Story) -> None:
                 chip="esp32",
                 keys=ws.keys,
                 server=url,
-                ca=ws.tls / "ca.pem",
+                ca=ws.ca,
                 firmware=v1,
                 seq=1,
             )
