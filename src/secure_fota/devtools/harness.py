@@ -99,7 +99,28 @@ def _answers(url: str, verify: Any) -> bool:
         return False
 
 
-class LocalServer:
+class _Running:
+    """Started on entering a ``with`` block, stopped on leaving it."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> object:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class LocalServer(_Running):
     """``fota server run`` on 127.0.0.1 in a child process, with its own data directory.
 
     ``tls_cert``/``tls_key`` are given as options (or other TLS options in ``extra_args``);
@@ -214,19 +235,8 @@ class LocalServer:
             return ""
         return self.log_file.read_text(errors="replace")[-size:]
 
-    def __enter__(self) -> Self:
-        return self.start()
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class ThreadedServer:
+class ThreadedServer(_Running):
     """``app`` under uvicorn in a thread of this process, on a 127.0.0.1 port bound before it
     starts; https with ``certfile``/``keyfile``. ``options`` go to ``uvicorn.Config``."""
 
@@ -268,14 +278,3 @@ class ThreadedServer:
         self.server.should_exit = True
         self._thread.join(15)
         self._sock.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
