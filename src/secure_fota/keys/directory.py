@@ -214,19 +214,19 @@ def load_author_keys(
     come from it instead of ``secure_boot_signing_key.pem`` and ``manifest_signing_key.pem``;
     the public keys still come from ``directory``.
     """
-    overrides: dict[str, PrivateKey] = {}
+    from_keystore: dict[str, PrivateKey] = {}
     if keystore is not None:
         # asn1crypto is loaded only by authors who keep their keys in a keystore
         from secure_fota.keys.keystore import load_keystore_keys
 
-        overrides = load_keystore_keys(
+        from_keystore = load_keystore_keys(
             keystore, keystore_password.encode(), secure_boot_version=secure_boot_version
         )
     warnings = []
 
-    def private(name: str, role: Role) -> PrivateKey:
-        if name in overrides:
-            return overrides[name]
+    def private(purpose: str, name: str, role: Role) -> PrivateKey:
+        if purpose in from_keystore:
+            return from_keystore[purpose]
         path = directory / name
         key = load_private_key_file(role, path)
         warning = _warn_if_readable(path)
@@ -235,8 +235,10 @@ def load_author_keys(
         return key
 
     return AuthorKeys(
-        secure_boot=private(SECURE_BOOT_SIGNING_KEY, secure_boot_role(secure_boot_version)),
-        manifest_signing=private(MANIFEST_SIGNING_KEY, Role.MANIFEST_SIGNING),
+        secure_boot=private(
+            "secure_boot", SECURE_BOOT_SIGNING_KEY, secure_boot_role(secure_boot_version)
+        ),
+        manifest_signing=private("manifest_signing", MANIFEST_SIGNING_KEY, Role.MANIFEST_SIGNING),
         manifest_encryption=_rsa_public(
             Role.MANIFEST_ENCRYPTION, directory / MANIFEST_ENCRYPTION_PUB
         ),

@@ -20,15 +20,14 @@ from cryptography.hazmat.primitives.serialization import load_der_private_key, p
 from secure_fota.bounded_read import read_bounded
 from secure_fota.crypto.keys import PrivateKey, Role, check_private_key, secure_boot_role
 from secure_fota.errors import KeyMaterialError
-from secure_fota.keys.directory import MANIFEST_SIGNING_KEY, SECURE_BOOT_SIGNING_KEY
 
 __all__ = ["DEFAULT_ALIASES", "keystore_entries", "load_keystore_keys"]
 
 _MAX_KEYSTORE: Final = 1024 * 1024
-#: key file name -> aliases tried in order
+#: the author's private keys (named as in AuthorKeys) -> aliases tried in order
 DEFAULT_ALIASES: Final = {
-    SECURE_BOOT_SIGNING_KEY: ("secure_boot_signing_key",),
-    MANIFEST_SIGNING_KEY: ("manifest_signing_key", "private_manifest_signing_key"),
+    "secure_boot": ("secure_boot_signing_key",),
+    "manifest_signing": ("manifest_signing_key", "private_manifest_signing_key"),
 }
 
 
@@ -70,20 +69,20 @@ def load_keystore_keys(
     secure_boot_version: str,
     aliases: dict[str, tuple[str, ...]] | None = None,
 ) -> dict[str, PrivateKey]:
-    """The secure-boot and manifest-signing keys from a keystore, keyed by key file name."""
+    """The ``secure_boot`` and ``manifest_signing`` keys of a keystore."""
     data = read_bounded(path, _MAX_KEYSTORE, what="keystore", error=KeyMaterialError, truncate=True)
     entries = keystore_entries(data, password)
     wanted = aliases or DEFAULT_ALIASES
     roles = {
-        SECURE_BOOT_SIGNING_KEY: secure_boot_role(secure_boot_version),
-        MANIFEST_SIGNING_KEY: Role.MANIFEST_SIGNING,
+        "secure_boot": secure_boot_role(secure_boot_version),
+        "manifest_signing": Role.MANIFEST_SIGNING,
     }
     found: dict[str, PrivateKey] = {}
-    for file_name, names in wanted.items():
+    for purpose, names in wanted.items():
         for alias in names:
             if alias in entries:
-                found[file_name] = check_private_key(
-                    roles[file_name], entries[alias], f"{path} alias {alias!r}"
+                found[purpose] = check_private_key(
+                    roles[purpose], entries[alias], f"{path} alias {alias!r}"
                 )
                 break
         else:
