@@ -1,1 +1,2 @@
-"""The firmware author's side: key generation, release building, publishing, local service."""
+"""The firmware author's side: release building, checking, uploading, the local service (keys
+live in :mod:`secure_fota.keys`)."""
