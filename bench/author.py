@@ -68,7 +68,7 @@ def whole_process(fx: common.Fixtures, sizes: list[int], runs: int) -> dict[str,
                 target = work / f"r{i}"
                 target.mkdir()
                 t_ours, _ = run_timed([
-                    *FOTA, "author", "release", str(image), "--id", "1",
+                    *FOTA, "author", "release", str(image), "--seq", "1",
                     "--device-type", common.DEVICE_TYPE, "--name", "app",
                     "--keys", str(fx.keys), "--out", str(target),
                 ])  # fmt: skip
@@ -226,7 +226,7 @@ def memory(fx: common.Fixtures, sizes: list[int]) -> dict[str, dict[str, float]]
                 target = Path(tmp) / f"{size}-{i}"
                 target.mkdir()
                 ours.append(_max_rss_kib([
-                    *FOTA, "author", "release", str(image), "--id", "1",
+                    *FOTA, "author", "release", str(image), "--seq", "1",
                     "--device-type", common.DEVICE_TYPE, "--name", "app",
                     "--keys", str(fx.keys), "--out", str(target),
                 ]))  # fmt: skip

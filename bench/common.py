@@ -76,7 +76,7 @@ class Fixtures:
         if not manifest.exists():
             out.mkdir(parents=True, exist_ok=True)
             fota(
-                "author", "release", str(self.image(size)), "--id", str(seq),
+                "author", "release", str(self.image(size)), "--seq", str(seq),
                 "--device-type", DEVICE_TYPE, "--name", "app", "--keys", str(self.keys),
                 "--out", str(out),
             )  # fmt: skip
@@ -260,7 +260,7 @@ def start_server(
 
 def upload(fx: Fixtures, url: str, manifest: Path, seq: int = 1) -> None:
     fota(
-        "author", "upload", str(manifest.parent), "--id", str(seq), "--device-type", DEVICE_TYPE,
+        "author", "upload", str(manifest.parent), "--seq", str(seq), "--device-type", DEVICE_TYPE,
         "--name", "app", "--server", url, "--user", USER, "--ca", str(fx.ca),
         env={"FOTA_UPLOAD_PASSWORD": PASSWORD},
     )  # fmt: skip

@@ -128,7 +128,7 @@ def main() -> None:
                         "--devices", str(devices), "--duration", str(duration),
                         "--poll-interval", f"{interval:.3f}", "--keys", str(fx.keys),
                         "--installed-seq", "1", "--max-connections", str(devices),
-                        "--json-out", str(out),
+                        "--out", str(out),
                     ],
                     capture_output=True, text=True, check=False, timeout=duration + 300,
                 )  # fmt: skip

@@ -44,7 +44,7 @@ def test_publish_with_basic_auth_then_upload_with_a_token(fleet: Fleet, tmp_path
     result = cli(
         "publish",
         str(fleet.image("1.1.0")),
-        "--id",
+        "--seq",
         "2",
         "--keys",
         str(fleet.keys),
@@ -70,7 +70,7 @@ def test_publish_with_basic_auth_then_upload_with_a_token(fleet: Fleet, tmp_path
     fota_out = cli(
         "release",
         str(fleet.image("1.2.0")),
-        "--id",
+        "--seq",
         "3",
         "--keys",
         str(fleet.keys),
@@ -84,7 +84,14 @@ def test_publish_with_basic_auth_then_upload_with_a_token(fleet: Fleet, tmp_path
     )
     assert fota_out.returncode == 0, fota_out.stderr
     result = cli(
-        "upload", str(out), "--id", "3", *common, "--token-env", "CI_TOKEN", env={"CI_TOKEN": token}
+        "upload",
+        str(out),
+        "--seq",
+        "3",
+        *common,
+        "--token-env",
+        "CI_TOKEN",
+        env={"CI_TOKEN": token},
     )
     assert result.returncode == 0, result.stderr
     assert newest_release(fleet) == "3"
@@ -92,7 +99,7 @@ def test_publish_with_basic_auth_then_upload_with_a_token(fleet: Fleet, tmp_path
 
 def test_upload_failures_are_reported(fleet: Fleet, tmp_path: Path) -> None:
     files = fleet.release(fleet.image("1.1.0"), 2, out=tmp_path)
-    common = ["--id", "2", "--device-type", DEVICE_TYPE, "--name", "app", "--server", fleet.url]
+    common = ["--seq", "2", "--device-type", DEVICE_TYPE, "--name", "app", "--server", fleet.url]
     wrong = cli(
         "upload",
         str(tmp_path),
@@ -113,7 +120,7 @@ def test_upload_failures_are_reported(fleet: Fleet, tmp_path: Path) -> None:
     plain = cli(
         "upload",
         str(tmp_path),
-        "--id",
+        "--seq",
         "2",
         "--device-type",
         DEVICE_TYPE,

@@ -22,7 +22,7 @@ def release_args(firmware: Path, keys: Path, out: Path, *extra: str) -> list[str
         "author",
         "release",
         str(firmware),
-        "--id",
+        "--seq",
         "3",
         "--device-type",
         "sensor",
@@ -115,7 +115,7 @@ def test_release_then_verify(tmp_path: Path, key_dir: Path, firmware: Path, fota
         "verify",
         str(manifest),
         str(binary),
-        "--device-keys",
+        "--keys",
         str(key_dir),
         "--json",
     )
@@ -127,7 +127,7 @@ def test_release_then_verify(tmp_path: Path, key_dir: Path, firmware: Path, fota
         "verify",
         str(manifest),
         str(binary),
-        "--device-keys",
+        "--keys",
         str(key_dir),
         "--device-type",
         "other",
@@ -140,7 +140,7 @@ def test_release_then_verify(tmp_path: Path, key_dir: Path, firmware: Path, fota
         "author",
         "verify",
         str(manifest),
-        "--device-keys",
+        "--keys",
         str(key_dir),
         "--installed-seq",
         "5",
@@ -156,7 +156,7 @@ def test_release_then_verify(tmp_path: Path, key_dir: Path, firmware: Path, fota
         "verify",
         str(manifest),
         str(binary),
-        "--device-keys",
+        "--keys",
         str(key_dir),
         "--json",
     )
@@ -196,7 +196,7 @@ def test_v2_release(tmp_path: Path, fota_main) -> None:
         "verify",
         str(tmp_path / "app-3.manifest"),
         str(tmp_path / "app-3.bin"),
-        "--device-keys",
+        "--keys",
         str(keys),
         "--json",
     )
@@ -272,10 +272,10 @@ def test_bad_firmware_writes_nothing(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--id", "0"], "must be positive"),
-        (["--id", "-4"], "must be positive"),
-        (["--id", "1.5"], "must be an integer"),
-        (["--id", "seven"], "must be an integer"),
+        (["--seq", "0"], "must be positive"),
+        (["--seq", "-4"], "must be positive"),
+        (["--seq", "1.5"], "must be an integer"),
+        (["--seq", "seven"], "must be an integer"),
         (["--name", "../evil"], "separators"),
         (["--name", "x" * 65], "65 characters"),
         (["--device-type", "a\x01b"], "control characters"),
@@ -373,7 +373,7 @@ def test_keys_from_a_java_keystore(
         "author",
         "verify",
         str(out / "app-3.manifest"),
-        "--device-keys",
+        "--keys",
         str(key_dir),
         "--json",
     )
@@ -391,7 +391,7 @@ def test_console_script_prints_one_line_without_traceback(tmp_path: Path, key_di
             "author",
             "release",
             str(tmp_path / "missing.bin"),
-            "--id",
+            "--seq",
             "1",
             "--device-type",
             "t",
@@ -411,3 +411,41 @@ def test_console_script_prints_one_line_without_traceback(tmp_path: Path, key_di
     assert result.returncode == 1
     assert result.stderr == f"error: {tmp_path / 'missing.bin'}: firmware file not found\n"
     assert "Traceback" not in result.stderr
+
+
+def test_out_folder_is_created(tmp_path: Path, key_dir: Path, firmware: Path, fota_main) -> None:
+    out = tmp_path / "dist" / "nested"
+    code, stdout, err = fota_main(*release_args(firmware, key_dir, out))
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["app-3.bin", "app-3.manifest"]
+    assert "sensor/3" in stdout
+
+
+def test_out_that_is_a_file_is_one_error_line(
+    tmp_path: Path, key_dir: Path, firmware: Path, fota_main
+) -> None:
+    out = tmp_path / "taken"
+    out.write_text("x")
+    code, _stdout, err = fota_main(*release_args(firmware, key_dir, out))
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "'--out'" in err and "is a file" in err and "--help" in err
+
+
+def test_retired_spellings_still_work_and_warn(
+    tmp_path: Path, key_dir: Path, firmware: Path, fota_main
+) -> None:
+    out = tmp_path / "out"
+    args = release_args(firmware, key_dir, out)
+    args[args.index("--seq")] = "--id"
+    code, _stdout, err = fota_main(*args)
+    assert code == 0, err
+    assert "warning: --id is deprecated; use --seq" in err
+    manifest, binary = out / "app-3.manifest", out / "app-3.bin"
+    code, stdout, err = fota_main(
+        "author", "verify", str(manifest), str(binary), f"--device-keys={key_dir}"
+    )
+    assert code == 0, err
+    assert "warning: --device-keys is deprecated; use --keys" in err
+    assert "accepted: sensor/3 (app)" in stdout
+    assert " UTC" in stdout  # iat as a date, not an epoch number

@@ -36,7 +36,7 @@ def test_bad_names(bad: str, message: str) -> None:
 
 @pytest.mark.parametrize("good", [1, "1", " 42 ", 2**31 - 1])
 def test_good_seq(good: object) -> None:
-    assert check_seq("--id", good) == int(str(good).strip())
+    assert check_seq("--seq", good) == int(str(good).strip())
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ def test_good_seq(good: object) -> None:
 )
 def test_bad_seq(bad: object) -> None:
     with pytest.raises(InputError):
-        check_seq("--id", bad)
+        check_seq("--seq", bad)
 
 
 @given(st.text(max_size=80))

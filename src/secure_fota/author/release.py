@@ -175,8 +175,12 @@ def build_release(request: ReleaseRequest, keys: AuthorKeys, *, now: int) -> Rel
     request = request.validated()
     scheme = secure_boot_scheme_of(keys.secure_boot, request.secure_boot)
     signer = SecureBootSigner(keys.secure_boot, scheme)
-    if not request.out_dir.is_dir():
+    if request.out_dir.exists() and not request.out_dir.is_dir():
         raise InputError("--out", f"{request.out_dir} is not a directory")
+    try:
+        request.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError("--out", f"cannot create {request.out_dir}: {exc.strerror}") from None
     manifest_path, binary_path = release_paths(request.out_dir, request.fw_name, request.seq)
 
     temps: list[Path] = []

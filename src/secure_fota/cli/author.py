@@ -9,6 +9,17 @@ from typing import TYPE_CHECKING
 
 import click
 
+from secure_fota.cli.options import (
+    FotaGroup,
+    ca_option,
+    human_time,
+    installed_seq_option,
+    json_option,
+    keys_option,
+    out_option,
+    seq_option,
+    token_env_option,
+)
 from secure_fota.cli.output import console, echo_json
 
 if TYPE_CHECKING:
@@ -21,7 +32,7 @@ __all__ = ["author"]
 _KEYSTORE_PASSWORD_ENV = "FOTA_KEYSTORE_PASSWORD"  # noqa: S105 -- a variable name
 
 
-@click.group()
+@click.group(cls=FotaGroup)
 def author() -> None:
     """Build, verify, upload and serve releases (the firmware author's side)."""
 
@@ -64,34 +75,16 @@ def release_options(function: click.decorators.FC) -> click.decorators.FC:
     for decorator in reversed(
         [
             click.argument("firmware", type=click.Path(path_type=Path)),
-            click.option(
-                "--id",
-                "seq",
-                required=True,
-                type=str,
-                help="Release sequence number (positive integer; highest is newest).",
-            ),
+            seq_option(),
             click.option("--device-type", required=True, help="Device type the release is for."),
             click.option(
                 "--name",
                 "fw_name",
                 required=True,
-                help="Firmware name (files are NAME-ID.manifest and NAME-ID.bin).",
+                help="Firmware name (files are NAME-SEQ.manifest and NAME-SEQ.bin).",
             ),
-            click.option(
-                "--keys",
-                "keys_dir",
-                required=True,
-                type=click.Path(path_type=Path, file_okay=False),
-                help="Key directory from `fota keys generate`.",
-            ),
-            click.option(
-                "--out",
-                "out_dir",
-                required=True,
-                type=click.Path(path_type=Path, file_okay=False),
-                help="Directory for the two release files.",
-            ),
+            keys_option(),
+            out_option("Folder for the two release files (created if missing)."),
             click.option(
                 "--secure-boot",
                 type=click.Choice(["v1", "v2"]),
@@ -132,7 +125,7 @@ def _build(
 
     request = ReleaseRequest(
         firmware=firmware,
-        seq=check_seq("--id", seq),
+        seq=check_seq("--seq", seq),
         device_type=check_name("--device-type", device_type),
         fw_name=check_name("--name", fw_name),
         out_dir=out_dir,
@@ -162,10 +155,11 @@ def _summary(files: ReleaseFiles, as_json: bool) -> None:
             }
         )
         return
+    expiry = f", expires {human_time(claims.exp)}" if claims.exp is not None else ""
     click.echo(
-        f"release {claims.fw_name} #{claims.seq} for {claims.device_type}: "
+        f"release {claims.device_type}/{claims.seq} ({claims.fw_name}): "
         f"{claims.project} {claims.version} ({files.image.chip}, secure_version "
-        f"{claims.secure_version}, secure boot {claims.secure_boot})\n"
+        f"{claims.secure_version}, secure boot {claims.secure_boot}{expiry})\n"
         f"  {files.manifest}\n"
         f"  {files.binary}  {claims.enc_size} bytes, sha256 {claims.enc_sha256}"
         + (f"\n  {files.legacy_manifest}  (legacy)" if files.legacy_manifest else "")
@@ -174,13 +168,14 @@ def _summary(files: ReleaseFiles, as_json: bool) -> None:
 
 @author.command("release")
 @release_options
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@json_option
 def release(as_json: bool, **options: object) -> None:
     """Turn an ESP-IDF app image into a signed, encrypted release.
 
     Validates FIRMWARE, signs it for secure boot, encrypts it in Espressif's
-    esp_encrypted_img format and writes OUT/NAME-ID.bin with its signed-then-encrypted
-    manifest OUT/NAME-ID.manifest. Nothing is written if any step fails.
+    esp_encrypted_img format and writes OUT/NAME-SEQ.bin with its signed-then-encrypted
+    manifest OUT/NAME-SEQ.manifest (OUT is created if missing). Nothing is written if any
+    step fails.
     """
     _summary(_build(**options), as_json)  # type: ignore[arg-type]
 
@@ -188,21 +183,13 @@ def release(as_json: bool, **options: object) -> None:
 @author.command("verify")
 @click.argument("manifest", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("binary", type=click.Path(path_type=Path, dir_okay=False), required=False)
-@click.option(
-    "--device-keys",
-    required=True,
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Directory with the device's keys (a key set or a device bundle).",
+@keys_option(
+    "Key folder with the device's keys (a key set or a device bundle).",
+    old_names=("--device-keys",),
 )
 @click.option("--device-type", help="Device type to judge for (default: the manifest's).")
 @click.option("--chip", help="Chip of the device (default: the manifest's).")
-@click.option(
-    "--installed-seq",
-    type=click.IntRange(0),
-    default=0,
-    show_default=True,
-    help="Release the device runs.",
-)
+@installed_seq_option()
 @click.option(
     "--secure-version",
     type=click.IntRange(0),
@@ -210,11 +197,11 @@ def release(as_json: bool, **options: object) -> None:
     show_default=True,
     help="Device's anti-rollback eFuse value.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the decision as one JSON object.")
+@json_option
 def verify(
     manifest: Path,
     binary: Path | None,
-    device_keys: Path,
+    keys_dir: Path,
     device_type: str | None,
     chip: str | None,
     installed_seq: int,
@@ -232,7 +219,7 @@ def verify(
         claims = verify_release_files(
             manifest,
             binary,
-            device_keys,
+            keys_dir,
             device_type=device_type,
             chip=chip,
             installed_seq=installed_seq,
@@ -248,9 +235,10 @@ def verify(
         echo_json({"accept": True, "reason": None, "claims": claims.to_dict()})
         return
     out = console()
-    out.print(f"[green]accepted[/green]: {claims.fw_name} #{claims.seq} for {claims.device_type}")
+    out.print(f"[green]accepted[/green]: {claims.device_type}/{claims.seq} ({claims.fw_name})")
     for key, value in claims.to_dict().items():
-        out.print(f"  {key:15} {value}")
+        shown = human_time(value) if key in ("iat", "exp") else value
+        out.print(f"  {key:15} {shown}")
 
 
 def upload_options(function: click.decorators.FC) -> click.decorators.FC:
@@ -263,15 +251,10 @@ def upload_options(function: click.decorators.FC) -> click.decorators.FC:
                 "--user",
                 help="Uploader user (HTTP Basic); password from FOTA_UPLOAD_PASSWORD or a prompt.",
             ),
-            click.option(
-                "--token-env", help="Environment variable holding an uploader bearer token."
+            token_env_option(
+                "Environment variable holding an uploader bearer token (instead of --user)."
             ),
-            click.option(
-                "--ca",
-                "ca_file",
-                type=click.Path(path_type=Path, dir_okay=False, exists=True),
-                help="CA certificate to trust for the server (default: system CAs).",
-            ),
+            ca_option(),
             click.option(
                 "--insecure-http",
                 is_flag=True,
@@ -334,13 +317,13 @@ def _upload(target: UploadTarget, out_dir: Path, fw_name: str, seq: int, device_
 
 @author.command("upload")
 @click.argument("out_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--id", "seq", required=True, type=str, help="Release sequence number.")
+@seq_option()
 @click.option("--device-type", required=True, help="Device type of the release.")
 @click.option(
     "--name",
     "fw_name",
     required=True,
-    help="Firmware name (files NAME-ID.manifest / NAME-ID.bin in OUT_DIR).",
+    help="Firmware name (files NAME-SEQ.manifest / NAME-SEQ.bin in OUT_DIR).",
 )
 @upload_options
 def upload(
@@ -354,21 +337,21 @@ def upload(
     ca_file: Path | None,
     insecure_http: bool,
 ) -> None:
-    """Upload OUT_DIR/NAME-ID.manifest and .bin to the update server (POST /uploadFile)."""
+    """Upload OUT_DIR/NAME-SEQ.manifest and .bin to the update server (POST /uploadFile)."""
     from secure_fota.formats.names import check_name, check_seq
 
-    number = check_seq("--id", seq)
+    number = check_seq("--seq", seq)
     check_name("--name", fw_name)
     check_name("--device-type", device_type)
     target = _target(server, user, token_env, ca_file, insecure_http)
     answer = _upload(target, out_dir, fw_name, number, device_type)
-    click.echo(f"uploaded {fw_name}-{number} for {device_type}: server answered {answer}")
+    click.echo(f"uploaded {device_type}/{number} ({fw_name}): server answered {answer}")
 
 
 @author.command("publish")
 @release_options
 @upload_options
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@json_option
 def publish(
     server: str,
     user: str | None,
@@ -389,28 +372,22 @@ def publish(
 
 
 @author.command("serve")
-@click.option(
-    "--keys",
-    "keys_dir",
-    required=True,
-    type=click.Path(path_type=Path, file_okay=False, exists=True),
-    help="Key directory (or public keys with --keystore).",
-)
+@keys_option("Key folder (or only the public keys, with --keystore).", exists=True)
 @click.option(
     "--firmware-dir",
     required=True,
     type=click.Path(path_type=Path, file_okay=False, exists=True),
     help="The only directory firmwarePath may point into.",
 )
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Where release files are written.",
-)
+@out_option("Folder the release files are written to (created if missing).")
 @upload_options
-@click.option("--secure-boot", type=click.Choice(["v1", "v2"]), default="v1", show_default=True)
+@click.option(
+    "--secure-boot",
+    type=click.Choice(["v1", "v2"]),
+    default="v1",
+    show_default=True,
+    help="Secure boot signature version (v2 scheme follows the key type).",
+)
 @click.option("--expires", help="Manifest lifetime for every release, e.g. 30d.")
 @click.option(
     "--host",
@@ -419,7 +396,13 @@ def publish(
     show_default=True,
     help="Address to bind (keep it on loopback: this service holds signing keys).",
 )
-@click.option("--port", default=8081, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--port",
+    default=8081,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port to listen on.",
+)
 @click.option(
     "--service-token-env",
     default="FOTA_SERVICE_TOKEN",

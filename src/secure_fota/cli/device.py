@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from secure_fota.cli.options import FotaGroup, ca_option, json_option, keys_option, seq_option
 from secure_fota.cli.output import console, echo_json
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ __all__ = ["device"]
 _EXIT = {"rejected": 3, "rolled-back": 1}
 
 
-@click.group()
+@click.group(cls=FotaGroup)
 def device() -> None:
     """A simulated ESP32 running the secure-fota client (state kept in a directory)."""
 
@@ -29,36 +30,29 @@ state_option = click.option(
     type=click.Path(path_type=Path, file_okay=False),
     help="The device's state directory.",
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 
 
 @device.command("init")
 @state_option
 @click.option("--device-type", required=True, help="The device's type.")
 @click.option("--chip", default="esp32", show_default=True, help="Chip (esp32, esp32c3, ...).")
-@click.option(
-    "--keys",
-    "keys_dir",
-    required=True,
-    type=click.Path(path_type=Path, file_okay=False, exists=True),
-    help="Key directory; the device takes only what a device holds.",
-)
+@keys_option("Key folder; the device takes only what a device holds.", exists=True)
 @click.option("--server", required=True, help="Update server base URL.")
-@click.option(
-    "--ca",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="CA certificate the device trusts (default: system CAs).",
-)
+@ca_option("CA certificate (PEM) the device trusts (default: the system's CAs).")
 @click.option(
     "--firmware",
     required=True,
     type=click.Path(path_type=Path, dir_okay=False),
     help="Factory app image (signed here with the secure boot key).",
 )
+@seq_option("Release number of the factory image.", old_names=())
 @click.option(
-    "--seq", required=True, type=str, help="Release sequence number of the factory image."
+    "--secure-boot",
+    type=click.Choice(["v1", "v2"]),
+    default="v1",
+    show_default=True,
+    help="Secure boot version the device's bootloader checks (v2 scheme follows the key).",
 )
-@click.option("--secure-boot", type=click.Choice(["v1", "v2"]), default="v1", show_default=True)
 @click.option(
     "--slot-size",
     type=click.IntRange(4096),
@@ -76,7 +70,7 @@ def init(
     chip: str,
     keys_dir: Path,
     server: str,
-    ca: Path | None,
+    ca_file: Path | None,
     firmware: Path,
     seq: str,
     secure_boot: str,
@@ -95,7 +89,7 @@ def init(
             chip=chip,
             keys=keys_dir,
             server=server,
-            ca=ca,
+            ca=ca_file,
             firmware=firmware,
             seq=check_seq("--seq", seq),
             secure_boot=secure_boot,
@@ -105,7 +99,8 @@ def init(
         )
     )
     click.echo(
-        f"device {device_type} ({chip}) provisioned in {state}: factory release {seq}, "
+        f"device {device_type} ({chip}) provisioned in {state}: factory release "
+        f"{device_type}/{seq}, "
         f"secure boot {config.secure_boot}, "
         f"freshness {'required' if config.require_freshness else 'off'}"
     )
@@ -119,7 +114,7 @@ def _print(result: CheckResult, as_json: bool) -> None:
         claims = result.claims
         line = result.result
         if claims is not None:
-            line += f": {claims.fw_name} #{claims.seq} {claims.version}"
+            line += f": {claims.device_type}/{claims.seq} ({claims.fw_name} {claims.version})"
         if result.reason:
             line += f" ({result.reason.value})"
         if result.detail:
@@ -182,11 +177,10 @@ def status(state: Path, as_json: bool) -> None:
         return
     out = console()
     out.print(
-        f"{info['device_type']}: release {info['seq']} ({info['version']}) "
-        f"on {info['running_slot']}, "
+        f"{info['device_type']}: release {info['device_type']}/{info['seq']} "
+        f"({info['version']}) on {info['running_slot']}, "
         f"eFuse secure_version {info['secure_version']}"
     )
     for name, slot in info["slots"].items():
-        out.print(
-            f"  {name:8} {slot['state'] or '-':15} seq {slot['seq']}  {slot.get('version') or ''}"
-        )
+        held = "empty" if slot["seq"] is None else f"seq {slot['seq']}"
+        out.print(f"  {name:8} {slot['state'] or '-':15} {held:10} {slot.get('version') or ''}")

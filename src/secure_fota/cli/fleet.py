@@ -7,12 +7,19 @@ from pathlib import Path
 
 import click
 
+from secure_fota.cli.options import (
+    FotaGroup,
+    ca_option,
+    installed_seq_option,
+    keys_option,
+    out_option,
+)
 from secure_fota.cli.output import console
 
 __all__ = ["fleet"]
 
 
-@click.group()
+@click.group(cls=FotaGroup)
 def fleet() -> None:
     """Simulate a fleet of devices against an update server."""
 
@@ -22,7 +29,13 @@ def fleet() -> None:
     "--server", required=True, help="Update server base URL (loopback unless --allow-remote)."
 )
 @click.option("--device-type", required=True, help="Device type every simulated device has.")
-@click.option("--devices", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option(
+    "--devices",
+    type=click.IntRange(1, 100_000),
+    default=100,
+    show_default=True,
+    help="Number of simulated devices.",
+)
 @click.option(
     "--duration",
     type=click.FloatRange(0.1, 3600),
@@ -37,25 +50,13 @@ def fleet() -> None:
     show_default=True,
     help="Seconds between one device's polls.",
 )
-@click.option(
-    "--ca",
-    "ca_file",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="CA certificate to trust.",
+@ca_option()
+@keys_option(
+    "Device keys: verify manifests and freshness like real devices (default: protocol only).",
+    required=False,
+    exists=True,
 )
-@click.option(
-    "--keys",
-    "keys_dir",
-    type=click.Path(path_type=Path, file_okay=False, exists=True),
-    help="Device keys: verify manifests and freshness like real devices (default: protocol only).",
-)
-@click.option(
-    "--installed-seq",
-    type=click.IntRange(0),
-    default=0,
-    show_default=True,
-    help="Release every device starts on.",
-)
+@installed_seq_option("Release number every device starts on (0: none).")
 @click.option(
     "--max-requests",
     type=click.IntRange(1),
@@ -68,12 +69,21 @@ def fleet() -> None:
     is_flag=True,
     help="Open a new TLS connection for every poll, as a sleeping ESP32 does.",
 )
-@click.option("--max-connections", type=click.IntRange(1, 10_000), default=512, show_default=True)
-@click.option("--allow-remote", is_flag=True, help="Allow a non-loopback server (you must own it).")
 @click.option(
-    "--json-out",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Also write the summary as JSON to this file.",
+    "--max-connections",
+    type=click.IntRange(1, 10_000),
+    default=512,
+    show_default=True,
+    help="Most TLS connections open at once.",
+)
+@click.option("--allow-remote", is_flag=True, help="Allow a non-loopback server (you must own it).")
+@out_option(
+    "Also write the summary as JSON to this file.",
+    dest="json_out",
+    required=False,
+    file_okay=True,
+    dir_okay=False,
+    old_names=("--json-out",),
 )
 def simulate(json_out: Path | None, **options: object) -> None:
     """Run N devices on one asyncio loop; print polls, 304s, updates, errors and latency."""
@@ -85,6 +95,7 @@ def simulate(json_out: Path | None, **options: object) -> None:
     report = asyncio.run(run(FleetConfig(**options)))  # type: ignore[arg-type]
     summary = report.summary()
     if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(summary, indent=2))
     latency = summary["latency_ms"]
     console().print(

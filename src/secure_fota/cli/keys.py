@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
+from secure_fota.cli.options import FotaGroup, keys_option
 from secure_fota.cli.output import console
 
 __all__ = ["keys"]
 
 
-@click.group()
+@click.group(cls=FotaGroup)
 def keys() -> None:
     """Generate the key set and development TLS files."""
 
@@ -94,13 +95,7 @@ def tls(out: Path, hosts: tuple[str, ...], days: int, force: bool) -> None:
 
 
 @keys.command("rotate")
-@click.option(
-    "--keys",
-    "keys_dir",
-    required=True,
-    type=click.Path(path_type=Path, file_okay=False, exists=True),
-    help="The key directory whose manifest-signing key is replaced.",
-)
+@keys_option("The key folder whose manifest-signing key is replaced.", exists=True)
 @click.option(
     "--kind",
     type=click.Choice(["rsa3072", "ecdsa256"]),

@@ -89,8 +89,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         _report("aborted")
         sys.exit(1)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "fota"
+        _report(f"{exc.format_message()} (see '{command} --help')")
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        _report(exc.format_message())
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from secure_fota.cli.options import FotaGroup
 from secure_fota.cli.output import echo_json
 from secure_fota.errors import InputError
 
@@ -64,7 +65,7 @@ def _with_repository(settings: ServerSettings, action: Callable[[Repository], Aw
     return asyncio.run(main())
 
 
-@click.group()
+@click.group(cls=FotaGroup)
 def server() -> None:
     """Run the update server and manage its users, tokens and database.
 
@@ -239,7 +240,12 @@ def _read_password(from_stdin: bool) -> str:
 @user_group.command("add")
 @common_options
 @click.argument("name")
-@click.option("--role", type=click.Choice(["uploader", "admin"]), required=True)
+@click.option(
+    "--role",
+    type=click.Choice(["uploader", "admin"]),
+    required=True,
+    help="uploader: upload and list releases; admin: also yank, unyank and delete.",
+)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--replace", is_flag=True, help="Replace an existing user's password and role.")
 def user_add(
@@ -300,7 +306,12 @@ def token_group() -> None:
 @token_group.command("create")
 @common_options
 @click.argument("name")
-@click.option("--role", type=click.Choice(["uploader", "admin", "device"]), required=True)
+@click.option(
+    "--role",
+    type=click.Choice(["uploader", "admin", "device"]),
+    required=True,
+    help="uploader / admin (as for users) or device (polls and downloads for --device-type).",
+)
 @click.option("--device-type", default=None, help="Device type a device token is valid for.")
 @click.option(
     "--shared",

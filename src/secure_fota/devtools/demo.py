@@ -199,7 +199,7 @@ def _run(ws: _Workspace, story: _Story) -> None:
 
         story.step(
             "Release and upload 1.0.0 as release #1",
-            f"fota author publish app-1.0.0.bin --id 1 --device-type {DEVICE_TYPE} ...",
+            f"fota author publish app-1.0.0.bin --seq 1 --device-type {DEVICE_TYPE} ...",
         )
         _release(ws, v1, 1)
         _upload(target, ws, 1)
