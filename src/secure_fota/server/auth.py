@@ -4,8 +4,10 @@ repeated failures.
 
 Tokens are 256-bit random secrets; only their SHA-256 is stored (a fast hash is enough for
 secrets of that entropy, and keeps device polls cheap). Passwords are Argon2id. Failed
-attempts are counted per client address and per user name; past the limit the answer is 429
-with ``Retry-After`` until the lock-out ends (per worker process).
+attempts are counted per client address (the TCP peer, or the address a configured proxy
+forwarded) and per account (the stored user name; names compare exactly on every database);
+past the limit the answer is 429 with ``Retry-After`` until the lock-out ends (per worker
+process).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from secure_fota.errors import InputError
 from secure_fota.formats.names import check_name
+from secure_fota.server.db.records import UserInfo
 from secure_fota.server.db.repository import Repository
 from secure_fota.server.errors import AuthenticationRequired, Forbidden, Throttled
 from secure_fota.server.generation import GenerationWatcher
@@ -195,8 +198,7 @@ class Authenticator:
         tokens[digest] = _CachedToken(principal)
         return principal
 
-    async def _password(self, name: str, password: str) -> Principal | None:
-        user = await self._repository.user(name)
+    async def _password(self, user: UserInfo | None, password: str) -> Principal | None:
         stored = user.password_hash if user is not None and not user.disabled else _DUMMY_HASH
         ok = await anyio.to_thread.run_sync(_verify, stored, password)
         if not ok or user is None or user.disabled:
@@ -219,9 +221,14 @@ class Authenticator:
             keys = [client_key]
         else:
             name, password = _decode_basic(credentials)
-            keys = [client_key, f"user:{name}"]
+            user = await self._repository.user(name)
+            if user is not None and user.name != name:
+                user = None  # a database that still folds case: names compare exactly here too
+            # the account's counter (its stored name); a name no account has is counted as
+            # given, so that a lock-out does not tell which names exist
+            keys = [client_key, f"user:{name if user is None else user.name}"]
             self._throttle.check(keys)
-            principal = await self._password(name, password)
+            principal = await self._password(user, password)
         if principal is None:
             self._throttle.failure(keys)
             raise AuthenticationRequired("wrong user name, password or token")

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 
 from secure_fota.devtools.harness import fota_argv
 from secure_fota.server.db.engine import create_engine
 from secure_fota.server.db.migrate import current_revision, head_revision, upgrade
-from secure_fota.server.db.models import Base
+from secure_fota.server.db.models import BINARY_COLLATION, Base
 from secure_fota.server.db.repository import Repository
 from tests.integration.server.conftest import DATABASES, fresh_database
 
@@ -73,3 +74,35 @@ def test_concurrent_upgrades_from_several_processes(database: str, tmp_path: Pat
                 await engine.dispose()
 
         asyncio.run(check())
+
+
+def test_every_string_column_is_binary_on_mariadb(tmp_path: Path):
+    """Names compare exactly (issue 14): MariaDB's default collations fold case and accents,
+    so every table (and so every column a later revision adds) must be utf8mb4_bin."""
+    with fresh_database("mariadb", tmp_path) as url:
+
+        async def run() -> list[tuple[str, str, str]]:
+            engine = create_engine(url)
+            try:
+                await upgrade(engine)
+                async with engine.connect() as connection:
+                    columns = await connection.execute(
+                        text(
+                            "SELECT table_name, column_name, collation_name"
+                            " FROM information_schema.columns WHERE table_schema = DATABASE()"
+                            " AND collation_name IS NOT NULL AND table_name != 'alembic_version'"
+                        )
+                    )
+                    tables = await connection.execute(
+                        text(
+                            "SELECT table_name, '', table_collation FROM information_schema.tables"
+                            " WHERE table_schema = DATABASE() AND table_name != 'alembic_version'"
+                        )
+                    )
+                    return [tuple(row) for row in [*columns, *tables]]
+            finally:
+                await engine.dispose()
+
+        found = asyncio.run(run())
+    assert found
+    assert [row for row in found if row[2] != BINARY_COLLATION] == []
