@@ -10,6 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 help:
 	@echo "make test    - create .venv, install, lint, type-check and run every test"
 	@echo "make demo    - create .venv, install, and run the end-to-end demo (fota demo)"
+	@echo "make tour    - run the README's tour as written (tests/e2e/test_readme_tour.py)"
 	@echo "make install - create .venv and install secure-fota with its test extras"
 	@echo "make lint    - ruff"
 	@echo "make clean   - remove build and test leftovers (keeps .venv)"
@@ -51,9 +52,12 @@ attacks: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m tests.attacks.soak --long
 
-.PHONY: demo
+.PHONY: demo tour
 demo: $(STAMP)
 	$(BIN)/fota demo
+
+tour: $(STAMP)
+	$(BIN)/pytest tests/e2e/test_readme_tour.py -v
 
 # ---- ESP32 C core on the host (esp32/host): cmake + ctest, libFuzzer ----------------------
 HOST_BUILD   := build/esp32-host

@@ -22,10 +22,16 @@ from secure_fota.keys.generate import generate_key_set
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("FOTA_SHARED_DIR", REPO.parent / "shared"))
 FIXTURES = SHARED / "fixtures"
+#: fixtures committed with the repository (permissively licensed; see its SOURCES.md)
+REPO_FIXTURES = REPO / "tests" / "fixtures"
 
 
 def shared_fixture(*parts: str) -> Path:
-    """Path of a file under ../shared/fixtures, or skip the test saying why."""
+    """Path of a fixture: committed under tests/fixtures, else under ../shared/fixtures, else
+    skip the test saying why."""
+    committed = REPO_FIXTURES.joinpath(*parts)
+    if committed.exists():
+        return committed
     path = FIXTURES.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"{path} is absent (../shared is not on this machine)")

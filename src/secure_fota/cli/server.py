@@ -100,6 +100,13 @@ def server() -> None:
     help="PKCS#12 file with key and certificate (password: FOTA_TLS_P12_PASSWORD).",
 )
 @click.option(
+    "--freshness-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="freshness_key.pem from `fota keys generate`: sign a freshness statement for every "
+    "device poll (devices require them by default). Setting freshness_key_file.",
+)
+@click.option(
     "--http-server",
     type=click.Choice(["uvicorn", "granian"]),
     default=None,
@@ -122,6 +129,7 @@ def run(
     tls_cert: Path | None,
     tls_key: Path | None,
     tls_p12: Path | None,
+    freshness_key: Path | None,
     http_server: str | None,
     insecure: bool,
 ) -> None:
@@ -142,6 +150,7 @@ def run(
         tls_cert_file=tls_cert,
         tls_key_file=tls_key,
         tls_p12_file=tls_p12,
+        freshness_key_file=freshness_key,
         http_server=http_server,
         allow_insecure_http=True if insecure else None,
     )

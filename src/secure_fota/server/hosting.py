@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import datetime
 import os
 import shutil
 import ssl
@@ -31,6 +32,7 @@ from secure_fota.keys.directory import write_key_file
 from secure_fota.keys.tls import CA_FILE, CERT_FILE, KEY_FILE, generate_tls
 from secure_fota.loopback import is_loopback
 from secure_fota.server.metrics import MULTIPROC_ENV
+from secure_fota.server.preflight import check_tls_pair, freshness_warnings
 from secure_fota.server.settings import SETTINGS_ENV, ServerSettings
 
 __all__ = ["granian_version", "serve"]
@@ -58,8 +60,16 @@ def serve(settings: ServerSettings) -> None:
     """Run the update server with ``settings`` until it is stopped."""
     if settings.http_server == "granian":
         granian_version()  # a clear error before anything is created
+    for line in freshness_warnings(settings.freshness_key_file):
+        _say(line)
     with contextlib.ExitStack() as cleanup:
         tls = _tls_files(settings, cleanup)
+        if tls is not None:
+            password = settings.tls_key_password if settings.tls_p12_file is None else None
+            secret = password.get_secret_value() if password is not None else None
+            now = datetime.datetime.now(datetime.UTC)
+            for line in check_tls_pair(tls[0], tls[1], secret, now=now):
+                _say(line)
         if settings.http_server == "granian":
             _serve_granian(settings, tls, cleanup)
         else:
