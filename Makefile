@@ -19,6 +19,7 @@ help:
 	@echo "make bench   - the cheap benchmarks (author, server vs nginx, C core, fleet), ~2 minutes"
 	@echo "make attacks - only the attack suite (tests/attacks, docs/SECURITY.md)"
 	@echo "make soak    - the long soak: 2,000 simulated devices for 5 minutes"
+	@echo "make esp32-qemu, esp32-idf-check, esp32-qemu-probe, esp32-qemu-e2e - ESP-IDF build and QEMU runs (esp32/README.md; need the snapshots)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -125,3 +126,17 @@ else
 	@echo "SKIPPED C core benchmark: missing $(HOST_MISSING)"
 endif
 	$(BIN)/python bench/fleet.py --devices 1000 --duration 15
+
+# ---- ESP-IDF build and Espressif QEMU (esp32/qemu, esp32/README.md "ESP-IDF and QEMU") --------
+# Not part of `make test`/CI: they need git snapshots of ESP-IDF, newlib-esp32, Espressif's QEMU
+# ... under ESP_MIRROR and build into ESP_LAB (outside the repository; cached, stamps per step).
+ESP_MIRROR ?= /work/.mirror
+ESP_LAB    ?= /work/esp32-lab
+ESP_ENV    := ESP_MIRROR=$(ESP_MIRROR) ESP_LAB=$(ESP_LAB)
+.PHONY: esp32-qemu esp32-idf-check
+
+esp32-qemu:
+	$(ESP_ENV) esp32/qemu/build.sh
+
+esp32-idf-check: esp32-qemu
+	$(ESP_ENV) python3 esp32/qemu/idf_check.py
