@@ -133,10 +133,17 @@ endif
 ESP_MIRROR ?= /work/.mirror
 ESP_LAB    ?= /work/esp32-lab
 ESP_ENV    := ESP_MIRROR=$(ESP_MIRROR) ESP_LAB=$(ESP_LAB)
-.PHONY: esp32-qemu esp32-idf-check
+.PHONY: esp32-qemu esp32-idf-check esp32-qemu-probe esp32-qemu-e2e
 
 esp32-qemu:
 	$(ESP_ENV) esp32/qemu/build.sh
 
 esp32-idf-check: esp32-qemu
 	$(ESP_ENV) python3 esp32/qemu/idf_check.py
+
+# proof logs committed under esp32/qemu/ come from these targets (see esp32/README.md)
+esp32-qemu-probe: esp32-qemu
+	$(ESP_ENV) python3 esp32/qemu/probe.py --log $(ESP_LAB)/probe/report.txt
+
+esp32-qemu-e2e: esp32-qemu $(STAMP)
+	$(ESP_ENV) $(BIN)/python esp32/qemu/e2e.py --log $(ESP_LAB)/e2e-report.txt

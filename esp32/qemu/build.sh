@@ -232,7 +232,8 @@ do_idf() {
   # Mbed TLS: IDF pins espressif/mbedtls (not in its snapshot): the upstream release of the same version
   local U V F P=$D/components/mbedtls/mbedtls
   U=$(snap Mbed-TLS+mbedtls)
-  V=$(git -C "$D" log --format=%s -- components/mbedtls/mbedtls | grep -m1 -o -E '(version|to|v)[ ]?[0-9]+\.[0-9]+\.[0-9]+' | grep -o -E '[0-9]+\.[0-9]+\.[0-9]+')
+  V=$(git -C "$D" log --format=%s -- components/mbedtls/mbedtls | grep -o -E '(version|to|v)[ ]?[0-9]+\.[0-9]+\.[0-9]+' | head -1 | grep -o -E '[0-9]+\.[0-9]+\.[0-9]+' || true)
+  [ -n "$V" ] || { echo "cannot tell the Mbed TLS version of $T"; return 1; }
   rm -rf "$P"; mkdir -p "$P"; git -C "$U" archive "v$V" -- . ':!tests' | tar -x -C "$P" || true
   F=$(git -C "$U" ls-tree "v$V" framework | awk '{print $3}')
   if [ -n "$F" ]; then
