@@ -1,0 +1,442 @@
+"""End-to-end secure update on an emulated ESP32-C3 (`make esp32-qemu-e2e`).
+
+The real `fota server` runs on the host; the example firmware runs in Espressif's QEMU and
+reaches it through QEMU user networking (the host is 10.0.2.2 for the guest). Between the two
+sits a small TLS relay of ours (the "network"): it passes traffic through, logs each request,
+and for the attack steps tampers with, replays or redirects it, as an attacker on the path who
+holds the server's TLS key could.
+
+Steps, each asserted by the device's serial log (QEMU -icount: guest time does not depend on
+the host's load; log lines carry the device's own milliseconds):
+
+  1. first boot of 1.0.0 on virgin eFuses: the bootloader burns the Secure Boot V2 key digest
+     and a flash-encryption key and encrypts the flash in place, as on a chip;
+  2. 1.1.0 released with `fota author publish`; the device checks, downloads (Range requests,
+     the pre-encrypted image) and QEMU is killed mid-download;
+  3. restarted, the device resumes after the bytes already in the slot, verifies, reboots into
+     1.1.0, passes its self-test and confirms it;
+  4. a tampered binary, a replayed manifest answer and a release for another device type are
+     refused, the device still on 1.1.0;
+  5. 1.2.0, whose self-test fails (it trusts another CA, so it cannot reach the server), is
+     installed, fails its self-test and is rolled back to 1.1.0.
+
+    e2e.py [--log FILE] [--keep-going]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from esplab import (
+    LAB,
+    REPO,
+    LabError,
+    Qemu,
+    blank_efuses,
+    build_idf_project,
+    espsecure,
+    fresh_dir,
+    idf_env,
+    merge_flash,
+)
+
+DEVICE_TYPE = "qemu-c3"
+OTHER_TYPE = "qemu-c3-other"
+RELAY_PORT = 18443  # baked into the firmware: https://10.0.2.2:18443
+POLL_S = 20
+SEQ_110, SEQ_120, SEQ_OTHER = 10, 11, 20
+KILL_AFTER_BYTES = 200 * 1024  # binary bytes relayed before QEMU is killed (checkpoints: 64 KiB)
+FOTA = REPO / ".venv" / "bin" / "fota"
+APP = "secure_ota_app"
+# what the device may never print during the run
+FATAL = r"Guru Meditation|abort\(\) was called|assert failed|task_wdt: Task watchdog got triggered"
+
+
+# ---- the relay ---------------------------------------------------------------------------------
+@dataclass
+class Relay:
+    """TLS relay device <-> fota server, HTTP/1.1 aware (Content-Length bodies, keep-alive)."""
+
+    server_port: int
+    cert: Path
+    key: Path
+    ca: Path
+    mode: str = "pass"  # pass | tamper | replay | wrong-type
+    log: list[str] = field(default_factory=list)
+    binary_bytes: int = 0
+    recorded_manifest: bytes | None = None
+    ranges: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(self.cert, self.key)
+            srv = self.loop.run_until_complete(
+                asyncio.start_server(self.handle, "127.0.0.1", RELAY_PORT, ssl=ctx)
+            )
+            self.srv = srv
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        if not ready.wait(10):
+            raise LabError("relay did not start")
+
+    def note(self, text: str) -> None:
+        with self.lock:
+            self.log.append(f"{time.strftime('%H:%M:%S')} relay[{self.mode}] {text}")
+
+    @staticmethod
+    async def read_head(reader: asyncio.StreamReader) -> bytes | None:
+        try:
+            return await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+
+    @staticmethod
+    def content_length(head: bytes) -> int:
+        m = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.IGNORECASE)
+        return int(m.group(1)) if m else 0
+
+    async def read_body(self, reader: asyncio.StreamReader, head: bytes) -> bytes:
+        if not re.search(rb"\r\ntransfer-encoding:\s*chunked", head, re.IGNORECASE):
+            return await reader.readexactly(self.content_length(head))
+        raw = b""
+        while True:  # relayed as received (chunk framing kept)
+            size_line = await reader.readuntil(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            raw += size_line + await reader.readexactly(size + 2)
+            if size == 0:
+                return raw
+
+    async def handle(self, dev_r: asyncio.StreamReader, dev_w: asyncio.StreamWriter) -> None:
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        try:
+            up_r, up_w = await asyncio.open_connection(
+                "127.0.0.1", self.server_port, ssl=ctx, server_hostname="127.0.0.1"
+            )
+        except OSError as e:
+            self.note(f"upstream connect failed: {e}")
+            dev_w.close()
+            return
+        try:
+            while True:
+                head = await self.read_head(dev_r)
+                if head is None:
+                    break
+                body = await dev_r.readexactly(self.content_length(head))
+                line = head.split(b"\r\n", 1)[0].decode("latin-1")
+                rng = re.search(rb"\r\nrange:\s*([^\r]*)", head, re.IGNORECASE)
+                is_manifest = "/update/newest/manifest" in line
+                if is_manifest and self.mode == "wrong-type":
+                    head = head.replace(
+                        f"deviceType={DEVICE_TYPE}".encode(), f"deviceType={OTHER_TYPE}".encode(), 1
+                    )
+                    line = head.split(b"\r\n", 1)[0].decode("latin-1")
+                if is_manifest and self.mode == "replay" and self.recorded_manifest:
+                    dev_w.write(self.recorded_manifest)
+                    await dev_w.drain()
+                    self.note(f"{line} -> replayed the answer recorded earlier")
+                    continue
+                up_w.write(head + body)
+                await up_w.drain()
+                rhead = await self.read_head(up_r)
+                if rhead is None:
+                    break
+                rbody = await self.read_body(up_r, rhead)
+                status = rhead.split(b"\r\n", 1)[0].decode("latin-1")
+                if is_manifest and self.mode == "pass" and b" 200 " in rhead[:16]:
+                    self.recorded_manifest = rhead + rbody
+                if "/binary" in line:
+                    self.binary_bytes += len(rbody)
+                    if rng:
+                        self.ranges.append(rng.group(1).decode())
+                    if self.mode == "tamper" and len(rbody) > 1000:
+                        flipped = bytearray(rbody)
+                        flipped[len(flipped) // 2] ^= 0x01
+                        rbody = bytes(flipped)
+                        status += " (one bit flipped)"
+                self.note(
+                    f"{line}{' Range: ' + rng.group(1).decode() if rng else ''} -> {status}, {len(rbody)} B"
+                )
+                dev_w.write(rhead + rbody)
+                await dev_w.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as e:
+            self.note(f"connection ended: {type(e).__name__}")
+        finally:
+            for w in (dev_w, up_w):
+                try:
+                    w.close()
+                except Exception:  # noqa: BLE001 - closing a broken connection
+                    pass
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.srv.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+# ---- host side: keys, server, firmware ----------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fota(args: list[str | Path], log: Path, env: dict[str, str] | None = None, stdin: str | None = None) -> None:
+    with log.open("a") as f:
+        f.write(f"$ fota {' '.join(map(str, args))}\n")
+        f.flush()
+        r = subprocess.run(
+            [str(FOTA), *map(str, args)], input=stdin, text=True, stdout=f, stderr=subprocess.STDOUT, env=env, check=False
+        )
+    if r.returncode:
+        raise LabError(f"fota {args[0]} {args[1]} failed (rc={r.returncode}), see {log}")
+
+
+class Run:
+    def __init__(self, work: Path, report: list[str]) -> None:
+        self.work = work
+        self.report = report
+        self.t0 = time.monotonic()
+        self.tools_log = work / "tools.log"
+        self.env = idf_env()
+
+    def step(self, text: str) -> None:
+        line = f"[{time.monotonic() - self.t0:7.1f} s host] {text}"
+        self.report.append(line)
+        print(line, flush=True)
+
+    def device(self, q: Qemu, pattern: str, timeout: float, what: str) -> re.Match[str]:
+        m = q.wait_for(pattern, timeout, fail=FATAL)
+        line = q.lines[q.pos - 1][1]
+        dev = re.match(r"[IWE] \((\d+)\)", line)
+        stamp = f"{int(dev.group(1)) / 1000:8.2f} s dev" if dev else "      boot   "
+        self.report.append(f"[{time.monotonic() - self.t0:7.1f} s host | {stamp}] {what}: {line.strip()}")
+        print(self.report[-1], flush=True)
+        return m
+
+    # ---- setup ----
+    def keys_and_server(self) -> None:
+        w = self.work
+        fota(["keys", "generate", "--out", w / "keys", "--secure-boot", "v2-rsa3072"], self.tools_log)
+        fota(["keys", "tls", "--out", w / "tls", "--host", "10.0.2.2", "--host", "127.0.0.1"], self.tools_log)
+        fota(["keys", "tls", "--out", w / "other-tls", "--host", "10.0.2.2"], self.tools_log)
+        fota(
+            ["server", "user", "add", "ci", "--role", "uploader", "--data-dir", w / "data", "--password-stdin"],
+            self.tools_log,
+            stdin="e2e-password-123\n",
+        )
+        self.server_port = free_port()
+        env = dict(os.environ, FOTA_FRESHNESS_KEY_FILE=str(w / "keys" / "freshness_key.pem"))
+        self.server_log = (w / "server.log").open("w")
+        self.server = subprocess.Popen(
+            [str(FOTA), "server", "run", "--data-dir", str(w / "data"), "--host", "127.0.0.1",
+             "--port", str(self.server_port), "--tls-cert", str(w / "tls" / "server.pem"),
+             "--tls-key", str(w / "tls" / "server.key")],
+            stdout=self.server_log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.server_port), 1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.server.poll() is not None:
+                    raise LabError(f"fota server did not start, see {w / 'server.log'}") from None
+                time.sleep(0.5)
+        self.relay = Relay(self.server_port, w / "tls" / "server.pem", w / "tls" / "server.key", w / "tls" / "ca.pem")
+        self.relay.start()
+        self.step(f"fota server on 127.0.0.1:{self.server_port}, relay on :{RELAY_PORT} (device: https://10.0.2.2:{RELAY_PORT})")
+
+    def firmware(self) -> dict[str, Path]:
+        """1.0.0, 1.1.0 and 1.2.0 (trusting another CA), built incrementally in one build dir."""
+        src = LAB / "e2e-src"
+        app = src / "esp32" / "examples" / "secure_ota_app"
+        if src.exists():
+            shutil.rmtree(src / "esp32" / "components")
+            shutil.copytree(REPO / "esp32" / "components", src / "esp32" / "components")
+            shutil.copytree(REPO / "esp32" / "examples" / "secure_ota_app" / "main", app / "main", dirs_exist_ok=True)
+            for f in ("CMakeLists.txt", "partitions.csv", "sdkconfig.defaults"):
+                shutil.copy2(REPO / "esp32" / "examples" / "secure_ota_app" / f, app / f)
+        else:
+            shutil.copytree(REPO / "esp32", src / "esp32", ignore=shutil.ignore_patterns("build*", "host"))
+        keys = self.work / "keys"
+        for f in ("manifest_encryption_key", "pre_encryption_key", "manifest_signing_pub", "freshness_pub", "secure_boot_signing_pub"):
+            shutil.copy2(keys / f"{f}.pem", app / "keys" / f"{f}.pem")
+        e2e_defaults = src / "e2e.defaults"
+        e2e_defaults.write_text(
+            f'CONFIG_SECURE_OTA_SERVER_URL="https://10.0.2.2:{RELAY_PORT}"\n'
+            f'CONFIG_SECURE_OTA_DEVICE_TYPE="{DEVICE_TYPE}"\n'
+            f"CONFIG_SECURE_OTA_POLL_INTERVAL_S={POLL_S}\n"
+        )
+        defaults = [app / "sdkconfig.defaults", REPO / "esp32" / "qemu" / "sdkconfig.qemu", e2e_defaults]
+        build = LAB / "e2e-build"
+        out: dict[str, Path] = {}
+        for version, ca in (("1.0.0", "tls"), ("1.1.0", "tls"), ("1.2.0", "other-tls")):
+            shutil.copy2(self.work / ca / "ca.pem", app / "keys" / "ca_cert.pem")
+            (app / "version.txt").write_text(version + "\n")
+            t = time.monotonic()
+            build_idf_project(app, build, defaults, self.env, LAB / "logs" / "e2e-build.log")
+            d = fresh_dir(self.work / "fw" / version)
+            for f in (f"{APP}.bin", f"{APP}.elf", "bootloader/bootloader.bin", "partition_table/partition-table.bin", "ota_data_initial.bin"):
+                shutil.copy2(build / f, d / Path(f).name)
+            out[version] = d
+            self.step(f"firmware {version} built ({time.monotonic() - t:.0f} s, {(d / f'{APP}.bin').stat().st_size} B, CA: {ca})")
+        return out
+
+    def publish(self, binary: Path, seq: int, device_type: str) -> None:
+        env = dict(os.environ, FOTA_UPLOAD_PASSWORD="e2e-password-123")
+        w = self.work
+        fota(
+            ["author", "publish", binary, "--id", str(seq), "--device-type", device_type, "--name", "app",
+             "--keys", w / "keys", "--out", w / "dist", "--secure-boot", "v2",
+             "--server", f"https://127.0.0.1:{self.server_port}", "--user", "ci", "--ca", w / "tls" / "ca.pem"],
+            self.tools_log, env=env,
+        )
+        self.step(f"published {binary.parent.name} as {device_type}/{seq} (fota author publish)")
+
+    def flash_image(self, fw: Path) -> tuple[Path, Path]:
+        w = self.work
+        sb = w / "keys" / "secure_boot_signing_key.pem"
+        for f in ("bootloader", APP):
+            espsecure(["sign_data", "--version", "2", "--keyfile", sb, "--output", fw / f"{f}-signed.bin", fw / f"{f}.bin"], self.env, self.tools_log)
+        flash, efuse = w / "flash.bin", w / "efuse.bin"
+        merge_flash(
+            flash,
+            [(0x0, fw / "bootloader-signed.bin"), (0xD000, fw / "partition-table.bin"),
+             (0x14000, fw / "ota_data_initial.bin"), (0x20000, fw / f"{APP}-signed.bin")],
+            self.env, self.tools_log,
+        )
+        blank_efuses(efuse)
+        return flash, efuse
+
+    def qemu(self, flash: Path, efuse: Path, n: int) -> Qemu:
+        return Qemu(
+            self.env, flash, efuse, self.work / f"serial-{n}.log", icount=3,
+            nic=f"user,model=open_eth,net=10.0.2.0/24,host=10.0.2.2",
+        )
+
+
+def scenario(r: Run) -> None:
+    r.keys_and_server()
+    fw = r.firmware()
+    r.publish(fw["1.1.0"] / f"{APP}.bin", SEQ_110, DEVICE_TYPE)
+    flash, efuse = r.flash_image(fw["1.0.0"])
+    r.step("flash image: signed bootloader + 1.0.0 in ota_0, plaintext; eFuses virgin")
+
+    # 1. first boot: provisioning as on a chip
+    q = r.qemu(flash, efuse, 1)
+    try:
+        r.device(q, r"secure_boot_v2: Burning public key hash to eFuse", 600, "secure boot provisioning")
+        r.device(q, r"secure_boot_v2: Secure boot permanently enabled", 600, "secure boot provisioning")
+        r.device(q, r"Flash encryption completed", 600, "flash encryption provisioning")
+        r.device(q, r"App version:\s+1\.0\.0", 600, "boots 1.0.0")
+        r.device(q, r"secure_ota_app: metrics check_us=|update available: .*\(seq %d" % SEQ_110, 900, "first check")
+        r.device(q, r"update available: .*\(seq %d, \d+ bytes\)" % SEQ_110, 900, "release found")
+        r.device(q, r"downloading release %d into ota_1" % SEQ_110, 300, "download starts")
+        deadline = time.monotonic() + 900
+        while r.relay.binary_bytes < KILL_AFTER_BYTES:
+            if time.monotonic() > deadline or q.proc.poll() is not None:
+                raise LabError(f"download stalled at {r.relay.binary_bytes} bytes")
+            time.sleep(0.5)
+        r.step(f"QEMU killed mid-download after {r.relay.binary_bytes} binary bytes relayed ({len(r.relay.ranges)} Range requests)")
+    finally:
+        q.kill()
+
+    # 2. resume, install, confirm
+    q = r.qemu(flash, efuse, 2)
+    try:
+        r.device(q, r"App version:\s+1\.0\.0", 600, "boots 1.0.0 again")
+        m = r.device(q, r"resuming after (\d+) bytes already in the slot", 900, "resume")
+        if int(m.group(1)) <= 0:
+            raise LabError("resumed from 0")
+        r.device(q, r"release %d verified and selected for the next boot" % SEQ_110, 900, "verified")
+        r.device(q, r"App version:\s+1\.1\.0", 600, "boots 1.1.0")
+        r.device(q, r"self-test passed: keeping this image", 600, "self-test")
+        r.device(q, r"release %d is installed" % SEQ_110, 300, "confirmed")
+        r.device(q, r"up to date \(seq %d\)" % SEQ_110, 900, "next check")
+
+        # 3. attacks: the device stays on 1.1.0
+        r.publish(fw["1.2.0"] / f"{APP}.bin", SEQ_120, DEVICE_TYPE)
+        r.publish(fw["1.1.0"] / f"{APP}.bin", SEQ_OTHER, OTHER_TYPE)
+        r.relay.mode = "tamper"
+        r.step("relay: flip one bit in each binary response")
+        r.device(q, r"downloading release %d" % SEQ_120, 900, "tampered download starts")
+        r.device(q, r"binary refused: \w+|update failed: \w+", 900, "tampered binary refused")
+        r.relay.mode = "replay"
+        r.step("relay: answer manifest polls with the answer recorded in step 1")
+        r.device(q, r"newest release refused: \w+", 900, "replayed manifest refused")
+        r.relay.mode = "wrong-type"
+        r.step(f"relay: ask the server for {OTHER_TYPE}'s newest release instead")
+        r.device(q, r"newest release refused: \w+", 900, "other device type refused")
+        if q.seen(r"App version:\s+1\.2\.0") or q.seen(r"restarting into the new image"):
+            raise LabError("the device left 1.1.0 during the attacks")
+        r.step("device still on 1.1.0 (no restart, no new image selected)")
+
+        # 4. rollback: 1.2.0 installs, fails its self-test, 1.1.0 comes back
+        r.relay.mode = "pass"
+        r.step("relay: pass traffic again (release 11 = 1.2.0, which trusts another CA)")
+        r.device(q, r"release %d verified and selected for the next boot" % SEQ_120, 1200, "1.2.0 verified")
+        r.device(q, r"App version:\s+1\.2\.0", 600, "boots 1.2.0")
+        r.device(q, r"self-test failed: rolling back", 900, "self-test fails")
+        r.device(q, r"App version:\s+1\.1\.0", 600, "rolled back to 1.1.0")
+        r.device(q, r"release %d did not boot \(rolled back\); not recorded" % SEQ_120, 600, "rollback noticed")
+    finally:
+        q.kill()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--log", type=Path, help="write the run's report (with timings) here")
+    args = parser.parse_args()
+    work = fresh_dir(LAB / "e2e")
+    report: list[str] = [f"esp32/qemu/e2e.py on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"]
+    r = Run(work, report)
+    ok = False
+    try:
+        scenario(r)
+        ok = True
+    except LabError as e:
+        report.append(f"FAILED: {e}")
+    finally:
+        if hasattr(r, "relay"):
+            r.relay.stop()
+            report.append("relay log:")
+            report += ["  " + line for line in r.relay.log]
+        if hasattr(r, "server"):
+            os.killpg(r.server.pid, 9)
+            r.server.wait()
+        metrics = []
+        for log in sorted(work.glob("serial-*.log")):
+            metrics += [line.split("] ", 1)[-1] for line in log.read_text().splitlines() if " metrics " in line]
+        report.append("device metrics lines:")
+        report += ["  " + m for m in metrics]
+        report.append(f"e2e: {'PASSED' if ok else 'FAILED'} in {time.monotonic() - r.t0:.0f} s host time")
+        text = "\n".join(report) + "\n"
+        (work / "report.txt").write_text(text)
+        if args.log:
+            args.log.write_text(text)
+        print(report[-1])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
