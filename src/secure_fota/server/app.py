@@ -19,7 +19,7 @@ from secure_fota.errors import FotaError
 from secure_fota.server import http_errors
 from secure_fota.server.context import ServerContext, build_context
 from secure_fota.server.fastpath import PollAnswerer, is_poll
-from secure_fota.server.fastpath_binary import BinaryAnswerer, is_binary_by_id
+from secure_fota.server.fastpath_binary import BinaryAnswerer, is_binary
 from secure_fota.server.metrics import Metrics, MetricsMiddleware
 from secure_fota.server.releases import collect_garbage
 from secure_fota.server.routes import ops, seed_compat, v1
@@ -55,7 +55,7 @@ class FotaApp(FastAPI):
         if is_poll(scope):
             if await self._answer_poll(self.state.context, scope, send):
                 return
-        elif is_binary_by_id(scope) and await self._answer_binary(
+        elif is_binary(scope) and await self._answer_binary(
             self.state.context, scope, receive, send
         ):
             return

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Final
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
@@ -17,6 +18,7 @@ from secure_fota.server.ranges import Unsatisfiable, etag_matches, if_range_allo
 from secure_fota.wire import FRESHNESS_HEADER, RELEASE_HEADER
 
 __all__ = [
+    "MAX_MEMORY_BODY",
     "BinaryPart",
     "binary_answer",
     "manifest_answer",
@@ -28,7 +30,7 @@ __all__ = [
 
 _OCTETS = "application/octet-stream"
 #: bytes per body message when an image is served from memory
-_MEMORY_SLICE = 256 * 1024
+MAX_MEMORY_BODY: Final = 256 * 1024
 
 
 def manifest_headers(release: ReleaseInfo) -> dict[str, str]:
@@ -170,7 +172,7 @@ def binary_answer(
 def memory_answer(context: ServerContext, part: BinaryPart, data: bytes) -> Response | None:
     """``part`` of the image ``data`` held in memory as one body message, or ``None`` when it
     is too long for one (it is then streamed in slices)."""
-    if part.length > _MEMORY_SLICE:
+    if part.length > MAX_MEMORY_BODY:
         return None
     context.metrics.bytes_served_binary.inc(part.length)
     return Response(
@@ -220,5 +222,5 @@ async def _slices(data: bytes, start: int, length: int) -> AsyncIterator[bytes]:
     each connection holds while the client reads."""
     view = memoryview(data)
     end = start + length
-    for offset in range(start, end, _MEMORY_SLICE):
-        yield bytes(view[offset : min(end, offset + _MEMORY_SLICE)])
+    for offset in range(start, end, MAX_MEMORY_BODY):
+        yield bytes(view[offset : min(end, offset + MAX_MEMORY_BODY)])

@@ -1,6 +1,7 @@
-"""The fast path for images by release id (secure_fota.server.fastpath_binary): over a real
-socket it answers exactly what the route answers (status, every header but Date, in order,
-and body), and hands every request it is unsure about to the route."""
+"""The fast path for images by release id and the seed's newest image
+(secure_fota.server.fastpath_binary): over a real socket it answers exactly what the route
+answers (status, every header but Date, in order, and body), and hands every request it is
+unsure about to the route."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from secure_fota.server import app as app_module
 from secure_fota.server.fastpath_binary import BINARY_TEMPLATE
+from secure_fota.wire import NEWEST_BINARY
 from tests.integration.server.conftest import (
     Harness,
     fake_release,
@@ -34,6 +36,19 @@ def url(seq: int, device_type: str = DEVICE_TYPE) -> str:
     return f"/api/v1/device-types/{device_type}/releases/{seq}/binary"
 
 
+def newest_type(seq: int) -> str:
+    """A device type whose only (so newest) release is RELEASES[seq]."""
+    return f"newest-{seq}"
+
+
+def newest_url(device_type: str) -> str:
+    return f"{NEWEST_BINARY}?deviceType={device_type}"
+
+
+def image_url(kind: str, seq: int) -> str:
+    return url(seq) if kind == "id" else newest_url(newest_type(seq))
+
+
 def etag(seq: int) -> str:
     return f'"{hashlib.sha256(RELEASES[seq][1]).hexdigest()}"'
 
@@ -44,15 +59,16 @@ def fast(
 ) -> Iterator[Harness]:
     with harness(request, tmp_path_factory.mktemp("fastpath-binary"), tls=tls_dir) as h:
         for seq, (manifest, binary) in RELEASES.items():
-            response = seed_upload(
-                h.http,
-                h.credentials.uploader,
-                seq=seq,
-                device_type=DEVICE_TYPE,
-                manifest=manifest,
-                binary=binary,
-            )
-            assert response.status_code == 200, response.text
+            for device_type in (DEVICE_TYPE, newest_type(seq)):
+                response = seed_upload(
+                    h.http,
+                    h.credentials.uploader,
+                    seq=seq,
+                    device_type=device_type,
+                    manifest=manifest,
+                    binary=binary,
+                )
+                assert response.status_code == 200, response.text
             assert h.http.get(url(seq)).content == binary  # the route loads it into memory
         yield h
 
@@ -127,16 +143,19 @@ def cases(seq: int) -> list[tuple[str, list[tuple[str, str]]]]:
     return found
 
 
+@pytest.mark.parametrize("kind", ["id", "newest"])
 @pytest.mark.parametrize("seq", [SMALL_ID, LARGE_ID])
 def test_answers_like_the_route(
-    fast: Harness, answered: list[bool], monkeypatch: pytest.MonkeyPatch, seq: int
+    fast: Harness, answered: list[bool], monkeypatch: pytest.MonkeyPatch, seq: int, kind: str
 ):
     binary = RELEASES[seq][1]
-    for method, headers in cases(seq):
+    path = image_url(kind, seq)
+    # twice: the second time plain ranged GETs are answered from what the first remembered
+    for method, headers in cases(seq) + cases(seq):
         answered.clear()
-        fast_answer = fast.http.request(method, url(seq), headers=headers)
-        route_answer = routed(monkeypatch, fast, method, url(seq), headers)
-        what = (seq, method, headers)
+        fast_answer = fast.http.request(method, path, headers=headers)
+        route_answer = routed(monkeypatch, fast, method, path, headers)
+        what = (kind, seq, method, headers)
         assert len(answered) == 1, what
         assert fast_answer.status_code == route_answer.status_code, what
         assert _headers(fast_answer) == _headers(route_answer), what
@@ -152,13 +171,17 @@ def test_answers_like_the_route(
         assert answered == [expected], what
 
 
-def test_the_esp32_resumable_download(fast: Harness, answered: list[bool]):
-    """secure_ota_resume.c's default: the whole image as 16 KiB ranges by release id."""
+@pytest.mark.parametrize("kind", ["id", "newest"])
+def test_the_esp32_resumable_download(fast: Harness, answered: list[bool], kind: str):
+    """secure_ota_resume.c's default: the whole image as 16 KiB ranges by release id (and
+    the same over the seed's URL)."""
     binary = RELEASES[LARGE_ID][1]
     pieces = []
     for start in range(0, len(binary), CHUNK):
         end = min(start + CHUNK, len(binary)) - 1
-        response = fast.http.get(url(LARGE_ID), headers={"range": f"bytes={start}-{end}"})
+        response = fast.http.get(
+            image_url(kind, LARGE_ID), headers={"range": f"bytes={start}-{end}"}
+        )
         assert response.status_code == 206
         assert response.headers["content-range"] == f"bytes {start}-{end}/{len(binary)}"
         pieces.append(response.content)
@@ -175,6 +198,11 @@ def test_the_esp32_resumable_download(fast: Harness, answered: list[bool]):
         ("/api/v1/device-types/range-sensor/releases/abc/binary", 422),
         ("/api/v1/device-types/a..b/releases/1/binary", 422),
         ("/api/v1/device-types/range-sensor/releases/1/extra/binary", 404),
+        (newest_url("no-such-type"), 404),
+        (newest_url("a..b"), 422),
+        (NEWEST_BINARY, 400),
+        (NEWEST_BINARY + "?devicetype=range-sensor", 400),
+        (newest_url("range-sensor") + "&deviceType=no-such-type", 404),  # repeated: the route's
     ],
 )
 def test_hands_anything_else_to_the_route(
@@ -193,11 +221,14 @@ def _metric(h: Harness, name: str, *labels: str) -> float:
     return 0.0
 
 
+@pytest.mark.parametrize(("kind", "template"), [("id", BINARY_TEMPLATE), ("newest", NEWEST_BINARY)])
 def test_counted_like_the_route(
-    fast: Harness, answered: list[bool], monkeypatch: pytest.MonkeyPatch
+    fast: Harness, answered: list[bool], monkeypatch: pytest.MonkeyPatch, kind: str, template: str
 ):
+    path = image_url(kind, LARGE_ID)
+
     def counts() -> tuple[float, ...]:
-        route = f'route="{BINARY_TEMPLATE}"'
+        route = f'route="{template}"'
         return (
             _metric(fast, "fota_http_requests_total", route, 'method="GET"', 'status="206"'),
             _metric(fast, "fota_http_requests_total", route, 'method="GET"', 'status="416"'),
@@ -208,21 +239,49 @@ def test_counted_like_the_route(
 
     requests = [
         ("GET", {"range": "bytes=0-16383"}),
+        ("GET", {"range": "bytes=0-16383"}),  # the second time from the remembered part
         ("GET", {"range": "bytes=999999999-"}),
         ("HEAD", {"range": "bytes=0-9"}),
         ("GET", {"if-none-match": etag(LARGE_ID)}),
     ]
     deltas = []
     for send in (
-        lambda method, headers: fast.http.request(method, url(LARGE_ID), headers=headers),
-        lambda method, headers: routed(monkeypatch, fast, method, url(LARGE_ID), headers),
+        lambda method, headers: fast.http.request(method, path, headers=headers),
+        lambda method, headers: routed(monkeypatch, fast, method, path, headers),
     ):
         before = counts()
         for method, headers in requests:
             send(method, headers)
         deltas.append([after - was for after, was in zip(counts(), before, strict=True)])
     assert answered == [True] * len(requests)
-    assert deltas[0] == deltas[1] == [1, 1, 1, 16384, 1]
+    assert deltas[0] == deltas[1] == [2, 1, 1, 2 * 16384, 1]
+
+
+def test_newest_follows_a_new_release(fast: Harness, answered: list[bool]):
+    """A remembered part belongs to one release: once a newer one is visible, the same
+    Range of the newest image is the new image's bytes, and its headers name it."""
+    device_type = "newest-moves"
+    ranged = {"range": "bytes=100-199"}
+    for seq in (1, 2):
+        manifest, binary = fake_release(seq, 64 * 1024)
+        response = seed_upload(
+            fast.http,
+            fast.credentials.uploader,
+            seq=seq,
+            device_type=device_type,
+            manifest=manifest,
+            binary=binary,
+        )
+        assert response.status_code == 200, response.text
+        time.sleep(2 * fast.settings.cache_ttl)  # visible everywhere within cache_ttl
+        fast.http.get(newest_url(device_type))  # the route loads it into memory
+        for _ in range(2):
+            answered.clear()
+            response = fast.http.get(newest_url(device_type), headers=ranged)
+            assert (response.status_code, answered) == (206, [True])
+            assert response.content == binary[100:200]
+            assert response.headers["x-fota-release"] == str(seq)
+            assert response.headers["etag"] == f'"{hashlib.sha256(binary).hexdigest()}"'
 
 
 def test_yanked_or_deleted_releases_are_not_served(fast: Harness, answered: list[bool]):
