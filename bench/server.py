@@ -13,12 +13,20 @@ interleaved, --repeats times, and reports medians and the median of the per-repe
 * resume       a new connection per poll, TLS session resumption        openssl s_time -reuse
 * download     1 MiB binary, keep-alive                                 wrk -t1 -c4 (MB/s)
 * range        4 KiB Range requests of the binary by release id         wrk -t1 -cC
+* range16      16 KiB Range requests by release id, chunk after chunk   wrk -t1 -cC -s range16.lua
+               through the whole image (the ESP32 component's resumable download)
+* newest-range16  the same on the seed's /update/newest/binary?deviceType=T
+* newest-download the whole image from /update/newest/binary, keep-alive wrk -t1 -c4 (MB/s)
 * latency      p50/p99 of 304 polls at a fixed offered rate             bench/rate.py
 
 Any non-2xx/3xx answer, socket error or timeout is counted as an error and reported.
 
     .venv/bin/python bench/server.py [--workers 1,2] [--duration 10] [--repeats 3]
         [--tests poll-200,poll-304,...] [--rate 1000] [--access-log]
+        [--http-server default|uvicorn|granian[,...]]
+
+``--http-server`` lists the HTTP servers `fota server run` is measured with, each a target of
+its own on the same data (default: only what `fota server run` uses without the option).
 """
 
 from __future__ import annotations
@@ -41,11 +49,15 @@ from secure_fota.devtools.harness import free_port
 
 ALL_TESTS = [
     "poll-200", "poll-304", "poll-nonce", "newconn", "newconn-s", "resume", "download", "range",
-    "latency",
+    "range16", "newest-range16", "newest-download", "latency",
 ]  # fmt: skip
 NONCE = "0123456789abcdef0123456789abcdef"
 BINARY_PATH = f"/api/v1/device-types/{common.DEVICE_TYPE}/releases/1/binary"
+NEWEST_BINARY_PATH = f"/update/newest/binary?deviceType={common.DEVICE_TYPE}"
 POLL_PATH = f"/update/newest/manifest?deviceType={common.DEVICE_TYPE}"
+#: wrk script: 16 KiB Range requests, one chunk after the other through an image of args[1]
+#: bytes, as a device downloads it (each connection starts at another chunk)
+RANGE16_LUA = Path(__file__).resolve().parent / "range16.lua"
 _UNITS = {
     "": 1,
     "k": 1e3,
@@ -67,8 +79,14 @@ def _number(text: str) -> float:
 
 
 def wrk(
-    url: str, *, duration: float, connections: int, headers: list[str] = (), threads: int = 1
-) -> dict[str, float]:  # type: ignore[assignment]
+    url: str,
+    *,
+    duration: float,
+    connections: int,
+    headers: list[str] = (),  # type: ignore[assignment]
+    threads: int = 1,
+    script: tuple[Path, list[str]] | None = None,
+) -> dict[str, float]:
     argv = [
         "wrk",
         f"-t{threads}",
@@ -80,8 +98,12 @@ def wrk(
     ]
     for header in headers:
         argv += ["-H", header]
+    tail: list[str] = []
+    if script is not None:
+        argv += ["-s", str(script[0])]
+        tail = ["--", *script[1]]
     out = subprocess.run(
-        [*argv, url], capture_output=True, text=True, check=True, timeout=duration + 60
+        [*argv, url, *tail], capture_output=True, text=True, check=True, timeout=duration + 60
     ).stdout
     result = {
         "rps": 0.0,
@@ -138,18 +160,19 @@ def s_time(
     return {"rps": total, "errors": errors}
 
 
-def start_granian(fx: common.Fixtures, server: common.Server, workers: int, env: dict[str, str]):  # type: ignore[no-untyped-def]
-    """The same app (same data directory) as users run it under granian:
-    `fota server run --http-server granian` (pip install 'secure-fota[granian]')."""
+def start_more(
+    fx: common.Fixtures, server: common.Server, http_server: str, workers: int, env: dict[str, str]
+):  # type: ignore[no-untyped-def]
+    """Another `fota server run --http-server HTTP_SERVER` on the same data directory."""
     port = free_port()
     process = common.start(
         [
-            str(common.BIN / "fota"), "server", "run", "--http-server", "granian",
+            str(common.BIN / "fota"), "server", "run", "--http-server", http_server,
             "--data-dir", str(server.data), "--host", "127.0.0.1", "--port", str(port),
             "--workers", str(workers),
             "--tls-cert", str(fx.tls / "server.pem"), "--tls-key", str(fx.tls / "server.key"),
         ],
-        log_file=common.WORK / "logs" / f"granian-{workers}w.log",
+        log_file=common.WORK / "logs" / f"{http_server}-{workers}w.log",
         env={
             "FOTA_FRESHNESS_KEY_FILE": str(fx.keys / "freshness_key.pem"),
             "FOTA_GC_ON_START": "false", "FOTA_MIGRATE_ON_START": "false", **env,
@@ -205,12 +228,17 @@ def run_test(
             reuse=test == "resume",
             clients=args.clients,
         )
-    if test == "download":
-        return wrk(target.url + BINARY_PATH, duration=d, connections=4)
+    if test in ("download", "newest-download"):
+        path = BINARY_PATH if test == "download" else NEWEST_BINARY_PATH
+        return wrk(target.url + path, duration=d, connections=4)
     if test == "range":
         return wrk(
             target.url + BINARY_PATH, duration=d, connections=c, headers=["Range: bytes=4096-8191"]
         )
+    if test in ("range16", "newest-range16"):
+        path = BINARY_PATH if test == "range16" else NEWEST_BINARY_PATH
+        script = (RANGE16_LUA, [str(args.image_size), str(16 * 1024)])
+        return wrk(target.url + path, duration=d, connections=c, script=script)
     if test == "latency":
         result = asyncio.run(
             rate_client.run(
@@ -246,19 +274,35 @@ def main() -> None:
     parser.add_argument("--image-mib", type=int, default=1)
     parser.add_argument("--name", default="server")
     parser.add_argument(
+        "--http-server",
+        default="default",
+        help="comma-separated HTTP servers of `fota server run` to measure, each on the same "
+        "data: default (no --http-server option), uvicorn, granian",
+    )
+    parser.add_argument(
         "--granian",
         action="store_true",
-        help="also measure `fota server run --http-server granian` (pip install 'secure-fota[granian]')",
+        help="the same as --http-server uvicorn,granian (the comparison of 2026-11-25)",
     )
     args = parser.parse_args()
+    if args.granian:
+        args.http_server = "uvicorn,granian"
+    http_servers = args.http_server.split(",")
     tests = args.tests.split(",")
     fx = common.fixtures()
     manifest, binary = fx.release(args.image_mib * MB)
+    args.image_size = binary.stat().st_size
     results: dict[str, object] = {"machine": common.machine(), "args": vars(args), "runs": {}}
     env = {} if args.access_log else {"FOTA_LOG_LEVEL": "warning"}
     with common.cleanup():
         for workers in [int(w) for w in args.workers.split(",")]:
-            server = common.start_server(fx, f"{args.name}-{workers}w", workers=workers, env=env)
+            first = http_servers[0]
+            server = common.start_server(
+                fx,
+                f"{args.name}-{workers}w",
+                workers=workers,
+                env=env if first == "default" else {**env, "FOTA_HTTP_SERVER": first},
+            )
             common.upload(fx, server.url, manifest)
             nginx = common.start_nginx(
                 f"{args.name}-{workers}w", "nginx-static.conf",
@@ -272,7 +316,7 @@ def main() -> None:
             )  # fmt: skip
             targets = [
                 Target(
-                    f"fota-{workers}w",
+                    f"{'fota' if first == 'default' else first}-{workers}w",
                     server.url,
                     server.pids,
                     _etag(server.url + POLL_PATH, fx.ca),
@@ -281,15 +325,16 @@ def main() -> None:
                     f"nginx-{workers}w", nginx.url, nginx.pids, _etag(nginx.url + POLL_PATH, fx.ca)
                 ),
             ]
-            granian = None
-            if args.granian:
-                granian = start_granian(fx, server, workers, env)
+            more = []
+            for http_server in http_servers[1:]:
+                started = start_more(fx, server, http_server, workers, env)
+                more.append(started[0])
                 targets.append(
                     Target(
-                        f"granian-{workers}w",
-                        granian[1],
-                        lambda g=granian: common.descendants(g[0].pid),
-                        _etag(granian[1] + POLL_PATH, fx.ca),
+                        f"{http_server}-{workers}w",
+                        started[1],
+                        lambda p=started[0]: common.descendants(p.pid),
+                        _etag(started[1] + POLL_PATH, fx.ca),
                     )
                 )
             assert hashlib.sha256(manifest.read_bytes()).hexdigest() in targets[0].etag
@@ -312,8 +357,8 @@ def main() -> None:
                 results["runs"][f"{workers}w/{test}"] = runs  # type: ignore[index]
             common.stop(server.process)
             common.stop(nginx.process)
-            if granian is not None:
-                common.stop(granian[0])
+            for process in more:
+                common.stop(process)
     common.save(args.name, results)
     print(report(results))
 
@@ -336,7 +381,10 @@ GOALS = {
     "newconn-s": 0.8,
     "resume": 0.8,
     "download": 0.8,
+    "newest-download": 0.8,
     "range": 0.8,
+    "range16": 0.5,
+    "newest-range16": 0.5,
 }
 
 
@@ -348,7 +396,7 @@ def report(results: dict[str, object]) -> str:
         metrics = (
             ["p50_ms", "p99_ms"]
             if test == "latency"
-            else ["bytes_per_s" if test == "download" else "rps"]
+            else ["bytes_per_s" if test.endswith("download") else "rps"]
         )
         for metric in metrics:
             for name in names:
