@@ -137,13 +137,18 @@ class StorageError(FotaError):
 
 class TransportError(FotaError):
     """A network exchange failed (connection, TLS, time-out, unexpected status or size); an
-    HTTP edge that depended on it answers 502."""
+    HTTP edge that depended on it answers 502. ``reason`` is the device-facing transport
+    reason code (``connection_failed``, ``timeout``, ...) when the device's client raised it."""
 
     http_status = 502
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, status_code: int | None = None, reason: Reason | None = None
+    ) -> None:
+        super().__init__(f"{message} [{reason.value}]" if reason is not None else message)
         self.status_code = status_code
+        self.reason = reason
+        self.detail = message
 
 
 class ConfigError(FotaError):

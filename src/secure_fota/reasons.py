@@ -13,7 +13,8 @@ __all__ = ["Reason"]
 
 
 class Reason(StrEnum):
-    """Why a release was refused, in the order the checks run."""
+    """Why a release was refused, in the order the checks run; then why an answer of the
+    server could not be used at all (the transport reasons, which judge no release)."""
 
     # -- manifest envelope -------------------------------------------------------------
     MANIFEST_TOO_LARGE = "manifest_too_large"
@@ -43,3 +44,10 @@ class Reason(StrEnum):
     IMAGE_DIGEST_MISMATCH = "image_digest_mismatch"
     IMAGE_INVALID = "image_invalid"
     SECURE_BOOT_SIGNATURE_INVALID = "secure_boot_signature_invalid"
+    # -- the server's answer (transport; nothing was judged) ---------------------------
+    CONNECTION_FAILED = "connection_failed"
+    TIMEOUT = "timeout"
+    UNEXPECTED_STATUS = "unexpected_status"
+    BAD_HEADER = "bad_header"
+    UNSUPPORTED_ENCODING = "unsupported_encoding"
+    REDIRECT_REFUSED = "redirect_refused"

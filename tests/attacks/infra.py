@@ -327,6 +327,88 @@ class Mitm:
             await asyncio.sleep(0)  # let a hang-up (connection_lost) be noticed
 
 
+# -- a server that answers whatever a test scripts ------------------------------------------------
+
+#: writes the whole answer to the device's connection (the request head has been read)
+Script = Callable[[bytes, ssl.SSLSocket], None]
+
+
+class ScriptedServer:
+    """An HTTPS server on 127.0.0.1 (certificate ``cert``/``key``) whose every answer is written
+    by ``script``: any status line, headers, body, pace; one request per connection. A hostile
+    mirror, proxy or captured DNS name, as the device meets it (real sockets, real TLS)."""
+
+    def __init__(self, cert: Path, key: Path, script: Script | None = None) -> None:
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.script: Script = script or (lambda _head, _conn: None)
+        self.port = free_port()
+        self.requests: list[bytes] = []
+        self._stop = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ScriptedServer:
+        import socket
+
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._listener.settimeout(0.2)
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                raw, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _serve(self, raw: Any) -> None:
+        with contextlib.suppress(OSError, ssl.SSLError), raw:
+            raw.settimeout(30)
+            conn = self.context.wrap_socket(raw, server_side=True)
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head and len(head) < 65536:
+                    data = conn.recv(4096)
+                    if not data:
+                        return
+                    head += data
+                self.requests.append(head)
+                self.script(head, conn)
+
+    def request_header(self, index: int, name: str) -> str | None:
+        """The value of header ``name`` in the ``index``-th request received."""
+        for line in self.requests[index].decode("latin-1").split("\r\n")[1:]:
+            key, _, value = line.partition(":")
+            if key.strip().lower() == name.lower():
+                return value.strip()
+        return None
+
+
+def answer(status: int, headers: list[tuple[str, str]], body: bytes = b"") -> Script:
+    """A script sending one fixed answer (headers as given: no Content-Length is added)."""
+    head = f"HTTP/1.1 {status} X\r\n".encode() + b"".join(
+        f"{k}: {v}\r\n".encode("latin-1", "replace") for k, v in headers
+    )
+
+    def script(_head: bytes, conn: ssl.SSLSocket) -> None:
+        conn.sendall(head + b"Connection: close\r\n\r\n" + body)
+
+    return script
+
+
 # -- the ESP32 C core on the host ----------------------------------------------------------------
 
 

@@ -200,6 +200,28 @@ static int fixed_rng(void *ctx, unsigned char *out, size_t len)
 extern int so_test_gcm_decrypt(const uint8_t key[32], const uint8_t iv[16], const uint8_t *ct,
                                size_t len, const uint8_t tag[16], uint8_t *pt, size_t split);
 
+static void test_answer_headers(void)
+{
+    uint32_t seq = 0;
+    CHECK(so_header_seq("7", &seq) == SO_OK && seq == 7, "7");
+    CHECK(so_header_seq("2147483647", &seq) == SO_OK && seq == 2147483647u, "MAX_SEQ");
+    const char *bad[] = {"", "0", "2147483648", "99999999999", "-1", "+1", " 1", "1 ", "0x1",
+                         "1e3", "\xd9\xa3", "\xc2\xb2", "12345678901"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(so_header_seq(bad[i], &seq) == SO_REASON_BAD_HEADER, "X-Fota-Release %s", bad[i]);
+    }
+    CHECK(so_header_seq(NULL, &seq) == SO_REASON_BAD_HEADER, "NULL");
+    const char *ok[] = {NULL, "", "identity", "IDENTITY", " identity , Identity "};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        CHECK(so_header_identity(ok[i]) == SO_OK, "Content-Encoding %s", ok[i] ? ok[i] : "NULL");
+    }
+    const char *refused[] = {"gzip", "identity, gzip", "br", "deflate", "x-gzip", "identityx"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        CHECK(so_header_identity(refused[i]) == SO_REASON_UNSUPPORTED_ENCODING,
+              "Content-Encoding %s", refused[i]);
+    }
+}
+
 static void test_gcm(void)
 {
     srand(7);
@@ -261,6 +283,7 @@ int main(void)
     test_names();
     test_decide();
     test_decide_unchanged();
+    test_answer_headers();
     test_gcm();
     return test_summary("test_primitives");
 }

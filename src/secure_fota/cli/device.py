@@ -9,6 +9,7 @@ import click
 
 from secure_fota.cli.options import FotaGroup, ca_option, json_option, keys_option, seq_option
 from secure_fota.cli.output import console, echo_json
+from secure_fota.errors import TransportError
 
 if TYPE_CHECKING:
     from secure_fota.device.updater import CheckResult, SelfTest
@@ -129,6 +130,15 @@ def _self_test(mode: str) -> SelfTest:
     return lambda _boot: mode == "pass"
 
 
+def _failed(exc: TransportError, as_json: bool) -> None:
+    """A server answer the device could not use: its transport reason, exit status 1."""
+    if not as_json:
+        raise exc
+    reason = exc.reason.value if exc.reason else None
+    echo_json({"result": "failed", "reason": reason, "claims": None, "detail": exc.detail})
+    raise click.exceptions.Exit(1)
+
+
 @device.command("check")
 @state_option
 @json_option
@@ -136,7 +146,12 @@ def check(state: Path, as_json: bool) -> None:
     """Poll the server and report whether an acceptable update exists (changes nothing)."""
     from secure_fota.device.updater import Device
 
-    _print(Device(state).check_for_update(), as_json)
+    try:
+        result = Device(state).check_for_update()
+    except TransportError as exc:
+        _failed(exc, as_json)
+        return
+    _print(result, as_json)
 
 
 @device.command("update")
@@ -158,9 +173,13 @@ def update(state: Path, as_json: bool, self_test: str, interrupt_after: int | No
     """Check, and if there is an update: download, verify, install, reboot, self-test, confirm."""
     from secure_fota.device.updater import Device
 
-    result = Device(state, self_test=_self_test(self_test)).perform_update(
-        interrupt_after=interrupt_after
-    )
+    try:
+        result = Device(state, self_test=_self_test(self_test)).perform_update(
+            interrupt_after=interrupt_after
+        )
+    except TransportError as exc:
+        _failed(exc, as_json)
+        return
     _print(result, as_json)
 
 

@@ -1,14 +1,20 @@
 """The device's HTTPS client: bounded manifest polls and resumable downloads.
 
-TLS is always verified against the device's CA (hostname included). Every response's status
-and length are checked; bodies are read with a size limit and a deadline (slow retrieval: a
-server that sends one byte just before each read timeout would otherwise hold the device for
-days); httpx errors become :class:`TransportError` here and nowhere else.
+TLS is always verified against the device's CA (hostname included). Every response's status,
+headers and length are checked; bodies are read with a size limit and a deadline (slow
+retrieval: a server that sends one byte just before each read timeout would otherwise hold the
+device for days). The device asks for ``Accept-Encoding: identity`` and refuses any
+``Content-Encoding`` (``unsupported_encoding``): nothing is ever inflated, so the size bounds
+hold for the bytes that arrive. Every way an answer can be unusable has a transport reason
+(``connection_failed``, ``timeout``, ``unexpected_status``, ``bad_header``,
+``unsupported_encoding``, ``redirect_refused``) on the :class:`TransportError` raised; httpx
+errors become :class:`TransportError` here and nowhere else.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +41,10 @@ __all__ = ["ManifestAnswer", "ServerClient"]
 _CHUNK: Final = 16 * 1024
 #: the slowest average rate a transfer may have (bytes/s) on top of one timeout of slack
 MIN_RATE: Final = 1024
+#: what every request asks for: the bytes as stored, never a compressed form
+_REQUEST_HEADERS: Final = {"Accept-Encoding": "identity"}
+#: a decimal number in a header (ASCII digits only: "\u0663" is a digit to str.isdigit)
+_DECIMAL: Final = re.compile(r"[0-9]{1,19}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +63,47 @@ def _mapped(what: str) -> Iterator[None]:
     try:
         yield
     except httpx.TimeoutException:
-        raise TransportError(f"{what}: timed out") from None
+        raise TransportError(f"{what}: timed out", reason=Reason.TIMEOUT) from None
+    except httpx.RemoteProtocolError as exc:
+        text = str(exc)
+        cut = "closed" in text or "disconnected" in text
+        reason = Reason.CONNECTION_FAILED if cut else Reason.BAD_HEADER
+        raise TransportError(f"{what}: {text}", reason=reason) from None
     except httpx.HTTPError as exc:
-        raise TransportError(f"{what}: {exc}") from None
+        raise TransportError(f"{what}: {exc}", reason=Reason.CONNECTION_FAILED) from None
+    except (UnicodeError, ValueError) as exc:  # a header httpx could not read
+        raise TransportError(
+            f"{what}: unreadable answer ({exc})", reason=Reason.BAD_HEADER
+        ) from None
+
+
+def _decimal(response: httpx.Response, name: str, what: str) -> int | None:
+    """The header ``name`` as a decimal number, ``None`` when absent; ``bad_header`` else."""
+    values = response.headers.get_list(name)
+    if not values:
+        return None
+    if len(values) > 1 or not _DECIMAL.fullmatch(values[0].strip()):
+        raise TransportError(f"{what}: malformed {name} header", reason=Reason.BAD_HEADER)
+    return int(values[0])
+
+
+def _identity(response: httpx.Response, what: str) -> None:
+    """Refuse any content coding: the device asked for identity and inflates nothing."""
+    codings = [c.strip().lower() for v in response.headers.get_list("content-encoding")
+               for c in v.split(",")]  # fmt: skip
+    if any(c not in ("", "identity") for c in codings):
+        raise TransportError(
+            f"{what}: the server sent a {', '.join(codings)} body (asked for identity)",
+            reason=Reason.UNSUPPORTED_ENCODING,
+        )
+
+
+def _unexpected(response: httpx.Response, what: str) -> TransportError:
+    return TransportError(
+        f"{what} answered HTTP {response.status_code}",
+        status_code=response.status_code,
+        reason=Reason.UNEXPECTED_STATUS,
+    )
 
 
 class ServerClient:
@@ -75,7 +123,11 @@ class ServerClient:
         self.min_rate = min_rate
         verify = client_context(ca_file)
         self._client = httpx.Client(
-            verify=verify, timeout=httpx.Timeout(timeout), transport=transport, http2=False
+            verify=verify,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            http2=False,
+            headers=_REQUEST_HEADERS,
         )
 
     def close(self) -> None:
@@ -90,46 +142,53 @@ class ServerClient:
     def newest_manifest(
         self, device_type: str, *, nonce: str | None, etag: str | None
     ) -> ManifestAnswer:
+        """Poll the newest manifest: ``new`` (200, body read), ``unchanged`` (304, only when
+        ``etag`` was sent) or ``none`` (404); anything else is a :class:`TransportError`."""
         headers = {"If-None-Match": f'"{etag}"'} if etag else {}
         url = newest_manifest_url(self.base_url)
         params = poll_query(device_type, nonce)
+        what = "manifest poll"
+        deadline = self._deadline(MAX_MANIFEST_SIZE)
         with (
-            _mapped("manifest poll"),
+            _mapped(what),
             self._client.stream("GET", url, params=params, headers=headers) as response,
         ):
             freshness = response.headers.get(FRESHNESS_HEADER)
             if response.status_code == 404:
-                return ManifestAnswer(status="none")
+                return ManifestAnswer(status="none", freshness=freshness)
             if response.status_code == 304:
+                if etag is None:  # nothing was asked that "not modified" could answer
+                    raise _unexpected(response, what)
                 return ManifestAnswer(status="unchanged", etag=etag, freshness=freshness)
             if response.status_code != 200:
-                raise TransportError(
-                    f"manifest poll answered HTTP {response.status_code}",
-                    status_code=response.status_code,
-                )
-            declared = response.headers.get("content-length")
-            if declared is not None and int(declared) > MAX_MANIFEST_SIZE:
+                raise _unexpected(response, what)
+            _identity(response, what)
+            declared = _decimal(response, "content-length", what)
+            release = _decimal(response, RELEASE_HEADER, what)
+            if declared is not None and declared > MAX_MANIFEST_SIZE:
                 raise ReleaseRejected(
                     Reason.MANIFEST_TOO_LARGE, f"server announces a {declared}-byte manifest"
                 )
             body = bytearray()
-            deadline = self._deadline(MAX_MANIFEST_SIZE)
-            for chunk in response.iter_bytes():
-                self._check_deadline(deadline, "manifest poll")
+            for chunk in response.iter_raw():
+                self._check_deadline(deadline, what)
                 body += chunk
                 if len(body) > MAX_MANIFEST_SIZE:
                     raise ReleaseRejected(
                         Reason.MANIFEST_TOO_LARGE, "manifest is larger than 16 KiB"
                     )
-            if declared is not None and int(declared) != len(body):
-                raise TransportError("manifest poll: body length differs from Content-Length")
-            release = response.headers.get(RELEASE_HEADER)
+            self._check_deadline(deadline, what)
+            if declared is not None and declared != len(body):
+                raise TransportError(
+                    f"{what}: body length differs from Content-Length",
+                    reason=Reason.CONNECTION_FAILED,
+                )
             return ManifestAnswer(
                 status="new",
                 body=bytes(body),
                 etag=(response.headers.get("etag") or "").strip('"') or None,
                 freshness=freshness,
-                release_id=int(release) if release and release.isdigit() else None,
+                release_id=release,
             )
 
     def _deadline(self, size: int) -> float:
@@ -139,7 +198,9 @@ class ServerClient:
     def _check_deadline(deadline: float, what: str) -> None:
         if time.monotonic() > deadline:
             # like a cut connection: what arrived is kept and a download resumes next time
-            raise TransportError(f"{what}: too slow, gave up (slow retrieval)")
+            raise TransportError(
+                f"{what}: too slow, gave up (slow retrieval)", reason=Reason.TIMEOUT
+            )
 
     def binary_url(self, device_type: str, seq: int) -> str:
         """The image of release ``seq`` by id (what a device downloads)."""
@@ -198,16 +259,17 @@ class ServerClient:
             if offset and response.status_code in (200, 416):
                 raise _Restart
             if response.status_code not in (200, 206):
-                raise TransportError(
-                    f"download answered HTTP {response.status_code}",
-                    status_code=response.status_code,
-                )
+                raise _unexpected(response, "download")
+            _identity(response, "download")
             if response.status_code == 206:
                 content_range = response.headers.get("content-range", "")
                 if not content_range.startswith(f"bytes {offset}-"):
-                    raise TransportError(f"download: unexpected Content-Range {content_range!r}")
+                    raise TransportError(
+                        f"download: unexpected Content-Range {content_range!r}",
+                        reason=Reason.BAD_HEADER,
+                    )
             with dest.open("ab" if offset else "wb") as out:
-                for chunk in response.iter_bytes(_CHUNK):
+                for chunk in response.iter_raw(_CHUNK):
                     self._check_deadline(deadline, "download")
                     if offset + received + len(chunk) > expected_size:
                         raise ReleaseRejected(
@@ -216,7 +278,10 @@ class ServerClient:
                         )
                     if interrupt_after is not None and received + len(chunk) > interrupt_after:
                         out.write(chunk[: interrupt_after - received])
-                        raise TransportError("download: connection lost (simulated)")
+                        raise TransportError(
+                            "download: connection lost (simulated)",
+                            reason=Reason.CONNECTION_FAILED,
+                        )
                     out.write(chunk)
                     received += len(chunk)
 

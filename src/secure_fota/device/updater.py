@@ -22,7 +22,7 @@ from secure_fota.device.bootloader import BootResult, boot
 from secure_fota.device.flash import FACTORY, OTA_SLOTS, FaultInjector, Flash, ImageState
 from secure_fota.device.state import Download, StateDir
 from secure_fota.device.transport import ServerClient
-from secure_fota.errors import ReleaseRejected, TransportError
+from secure_fota.errors import FotaError, ReleaseRejected, TransportError
 from secure_fota.formats.manifest import ManifestClaims
 from secure_fota.keys.directory import commit_keyset, load_device_keys
 from secure_fota.limits import MAX_MANIFEST_SIZE, STREAM_CHUNK
@@ -135,7 +135,16 @@ class Device:
         if answer.status == "none":
             return None, None
         if answer.status == "unchanged":
-            cached = read_bounded(cache, MAX_MANIFEST_SIZE, what="cached manifest", truncate=True)
+            try:
+                cached = read_bounded(
+                    cache, MAX_MANIFEST_SIZE, what="cached manifest", truncate=True
+                )
+            except FotaError:  # gone since the poll was sent: the 304 answers nothing we hold
+                raise TransportError(
+                    "manifest poll answered 304 but this device holds no cached manifest",
+                    status_code=304,
+                    reason=Reason.UNEXPECTED_STATUS,
+                ) from None
             return cached, answer.freshness
         return answer.body, answer.freshness
 

@@ -63,6 +63,13 @@ extern "C" {
 #define SECURE_OTA_ERR_IMAGE_DIGEST_MISMATCH         (SECURE_OTA_ERR_BASE + SO_REASON_IMAGE_DIGEST_MISMATCH)
 #define SECURE_OTA_ERR_IMAGE_INVALID                 (SECURE_OTA_ERR_BASE + SO_REASON_IMAGE_INVALID)
 #define SECURE_OTA_ERR_SECURE_BOOT_SIGNATURE_INVALID (SECURE_OTA_ERR_BASE + SO_REASON_SECURE_BOOT_SIGNATURE_INVALID)
+/* the server's answer could not be used (no release was judged) */
+#define SECURE_OTA_ERR_CONNECTION_FAILED             (SECURE_OTA_ERR_BASE + SO_REASON_CONNECTION_FAILED)
+#define SECURE_OTA_ERR_TIMEOUT                       (SECURE_OTA_ERR_BASE + SO_REASON_TIMEOUT)
+#define SECURE_OTA_ERR_UNEXPECTED_STATUS             (SECURE_OTA_ERR_BASE + SO_REASON_UNEXPECTED_STATUS)
+#define SECURE_OTA_ERR_BAD_HEADER                    (SECURE_OTA_ERR_BASE + SO_REASON_BAD_HEADER)
+#define SECURE_OTA_ERR_UNSUPPORTED_ENCODING          (SECURE_OTA_ERR_BASE + SO_REASON_UNSUPPORTED_ENCODING)
+#define SECURE_OTA_ERR_REDIRECT_REFUSED              (SECURE_OTA_ERR_BASE + SO_REASON_REDIRECT_REFUSED)
 /** A key given in the config is missing, unreadable, or of the wrong type or size. */
 #define SECURE_OTA_ERR_KEY                           (SECURE_OTA_ERR_BASE + 0x80)
 /** The server answered with an unexpected status, length or header. */
@@ -167,7 +174,9 @@ typedef struct {
  *      release, 304 unchanged, or SECURE_OTA_ERR_ALREADY_INSTALLED in `out->verdict`)
  *    - SECURE_OTA_ERR_* reason: the newest release was refused (also in `out->verdict`)
  *    - SECURE_OTA_ERR_KEY: a configured key cannot be used
- *    - SECURE_OTA_ERR_SERVER: unexpected HTTP status or a body larger than 16 KiB
+ *    - SECURE_OTA_ERR_UNEXPECTED_STATUS: an HTTP status other than 200, 304 or 404
+ *    - SECURE_OTA_ERR_UNSUPPORTED_ENCODING: a Content-Encoding other than identity
+ *    - SECURE_OTA_ERR_SERVER: a body whose length differs from its Content-Length
  *    - ESP_ERR_INVALID_ARG: missing configuration or an invalid device type
  *    - ESP_ERR_NO_MEM: out of memory
  *    - other esp_http_client / NVS errors for transport and storage failures

@@ -117,7 +117,11 @@ static esp_err_t judge_manifest(const secure_ota_config_t *cfg, const so_keyring
         ESP_GOTO_ON_ERROR(device_facts(cfg, &facts), done, TAG, "device facts");
         r = so_decide(&out->claims, &facts);
     }
-    out->server_release_id = (uint32_t)strtoul(headers->release, NULL, 10);
+    uint32_t announced = 0;
+    if (r == SO_OK && headers->release[0] && so_header_seq(headers->release, &announced) != SO_OK) {
+        r = SO_REASON_BAD_HEADER; /* as the reference device: every peer value has a reason */
+    }
+    out->server_release_id = announced;
     if (r == SO_OK && out->server_release_id && out->server_release_id != out->claims.seq) {
         ESP_LOGW(TAG, "server announces release %" PRIu32 ", the signed manifest says %" PRIu32
                  "; using the signed value", out->server_release_id, out->claims.seq);
@@ -197,7 +201,8 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota
         ret = judge_unchanged(cfg, ring, headers, nonce, &last, out);
         goto done;
     }
-    ESP_GOTO_ON_FALSE(status == 200, SECURE_OTA_ERR_SERVER, done, TAG, "manifest: HTTP %d", status);
+    ESP_GOTO_ON_FALSE(status == 200, SECURE_OTA_ERR_UNEXPECTED_STATUS, done, TAG,
+                      "manifest: HTTP %d", status);
     ret = judge_manifest(cfg, ring, &body, headers, nonce, out);
 done:
     if (ret != ESP_OK && !out->verdict && secure_ota_err_is_reason(ret)) {

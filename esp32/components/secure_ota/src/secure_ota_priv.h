@@ -27,6 +27,8 @@ typedef struct {
     char freshness[SO_MAX_STATEMENT_SIZE + 1]; /* X-Fota-Freshness */
     bool freshness_truncated;
     char content_range[64];
+    char content_encoding[32]; /* Content-Encoding (refused unless identity) */
+    bool content_encoding_truncated;
 } secure_ota_headers_t;
 
 /** Receives body bytes; returns ESP_OK to continue. */

@@ -243,7 +243,7 @@ esp_err_t secure_ota_resumable_update(const secure_ota_config_t *cfg, const so_k
         }
         ESP_GOTO_ON_ERROR(ret, done, TAG, "download (will resume from the last checkpoint)");
         ESP_GOTO_ON_FALSE(status == 206 || (status == 200 && before == 0 && got == claims->enc_size),
-                          SECURE_OTA_ERR_SERVER, done, TAG, "binary: HTTP %d", status);
+                          SECURE_OTA_ERR_UNEXPECTED_STATUS, done, TAG, "binary: HTTP %d", status);
         ESP_GOTO_ON_FALSE(d->file_offset == last + 1 || d->file_offset == claims->enc_size,
                           SECURE_OTA_ERR_SERVER, done, TAG, "short range answer");
     }

@@ -48,6 +48,13 @@ typedef enum {
     SO_REASON_IMAGE_DIGEST_MISMATCH,
     SO_REASON_IMAGE_INVALID,
     SO_REASON_SECURE_BOOT_SIGNATURE_INVALID,
+    /* the server's answer could not be used (transport; no release was judged) */
+    SO_REASON_CONNECTION_FAILED,
+    SO_REASON_TIMEOUT,
+    SO_REASON_UNEXPECTED_STATUS,
+    SO_REASON_BAD_HEADER,
+    SO_REASON_UNSUPPORTED_ENCODING,
+    SO_REASON_REDIRECT_REFUSED,
     SO_REASON_COUNT
 } so_reason_t;
 
@@ -363,6 +370,21 @@ void so_app_check_free(so_app_check_t *app);
 void so_app_check_update(so_app_check_t *app, const uint8_t *data, size_t len);
 /** §8 steps 6 and 7: 0, SO_REASON_IMAGE_INVALID or SO_REASON_SECURE_BOOT_SIGNATURE_INVALID. */
 int so_app_check_finish(so_app_check_t *app);
+
+/* ---- the server's answer headers --------------------------------------------------------- */
+
+/**
+ * A header holding a release id (X-Fota-Release): 1 to 10 ASCII digits, value 1..SO_MAX_SEQ,
+ * nothing else (no sign, space or other digits). SO_OK and *out, or SO_REASON_BAD_HEADER.
+ */
+int so_header_seq(const char *value, uint32_t *out);
+
+/**
+ * A Content-Encoding header: SO_OK when absent (NULL), empty or "identity" (any case, comma
+ * lists of those), else SO_REASON_UNSUPPORTED_ENCODING (the device asked for identity and
+ * inflates nothing).
+ */
+int so_header_identity(const char *value);
 
 /* ---- helpers --------------------------------------------------------------------------- */
 

@@ -32,6 +32,12 @@ static const char *const REASON_NAMES[SO_REASON_COUNT] = {
     [SO_REASON_IMAGE_DIGEST_MISMATCH] = "image_digest_mismatch",
     [SO_REASON_IMAGE_INVALID] = "image_invalid",
     [SO_REASON_SECURE_BOOT_SIGNATURE_INVALID] = "secure_boot_signature_invalid",
+    [SO_REASON_CONNECTION_FAILED] = "connection_failed",
+    [SO_REASON_TIMEOUT] = "timeout",
+    [SO_REASON_UNEXPECTED_STATUS] = "unexpected_status",
+    [SO_REASON_BAD_HEADER] = "bad_header",
+    [SO_REASON_UNSUPPORTED_ENCODING] = "unsupported_encoding",
+    [SO_REASON_REDIRECT_REFUSED] = "redirect_refused",
 };
 
 const char *so_reason_name(int reason)
@@ -40,6 +46,72 @@ const char *so_reason_name(int reason)
         return NULL;
     }
     return REASON_NAMES[reason];
+}
+
+int so_header_seq(const char *value, uint32_t *out)
+{
+    if (!value || !out) {
+        return SO_REASON_BAD_HEADER;
+    }
+    uint64_t n = 0;
+    size_t i = 0;
+    for (; value[i]; i++) {
+        if (i >= 10 || value[i] < '0' || value[i] > '9') {
+            return SO_REASON_BAD_HEADER;
+        }
+        n = n * 10u + (uint64_t)(value[i] - '0');
+    }
+    if (i == 0 || n == 0 || n > SO_MAX_SEQ) {
+        return SO_REASON_BAD_HEADER;
+    }
+    *out = (uint32_t)n;
+    return SO_OK;
+}
+
+static bool token_is(const char *s, size_t len, const char *word)
+{
+    size_t n = strlen(word);
+    if (len != n) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c >= 'A' && c <= 'Z') {
+            c = (char)(c - 'A' + 'a');
+        }
+        if (c != word[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int so_header_identity(const char *value)
+{
+    if (!value) {
+        return SO_OK;
+    }
+    const char *p = value;
+    for (;;) {
+        while (*p == ' ' || *p == '\t') {
+            p++;
+        }
+        const char *start = p;
+        while (*p && *p != ',') {
+            p++;
+        }
+        const char *end = p;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t')) {
+            end--;
+        }
+        if (end > start && !token_is(start, (size_t)(end - start), "identity")) {
+            return SO_REASON_UNSUPPORTED_ENCODING;
+        }
+        if (!*p) {
+            return SO_OK;
+        }
+        p++;
+    }
 }
 
 const char *so_secure_boot_name(so_secure_boot_t scheme)
