@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -201,6 +202,30 @@ def test_v2_release(tmp_path: Path, fota_main) -> None:
         "--json",
     )
     assert code == 0, stdout
+
+
+def test_ec_manifest_encryption_release(tmp_path: Path, firmware: Path, fota_main) -> None:
+    keys = tmp_path / "keys"
+    code, _, err = fota_main(
+        "keys", "generate", "--out", str(keys), "--manifest-encryption", "ec-p256"
+    )
+    assert code == 0, err
+    code, _, err = fota_main(*release_args(firmware, keys, tmp_path))
+    assert code == 0, err
+    token = (tmp_path / "app-3.manifest").read_bytes()
+    header = token.split(b".")[0]
+    assert b'"alg":"ECDH-ES+A256KW"' in base64.urlsafe_b64decode(header + b"==")
+    code, stdout, _ = fota_main(
+        "author", "verify", str(tmp_path / "app-3.manifest"), str(tmp_path / "app-3.bin"),
+        "--device-keys", str(keys), "--json",
+    )  # fmt: skip
+    assert code == 0, stdout
+    # the legacy manifest is RSA-only: a clear error, nothing written
+    out = tmp_path / "legacy"
+    out.mkdir()
+    code, _, err = fota_main(*release_args(firmware, keys, out, "--legacy-manifest"))
+    assert code == 1 and "RSA-4096 manifest encryption key" in err
+    assert list(out.iterdir()) == []
 
 
 def test_legacy_manifest(tmp_path: Path, key_dir: Path, firmware: Path, fota_main) -> None:

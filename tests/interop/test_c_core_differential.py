@@ -604,3 +604,121 @@ def test_c_core_agrees_with_python(tmp_path: Path) -> None:  # noqa: PLR0915 -- 
     assert len(session.reasons) >= 15, session.reasons
     assert unchanged_reasons == {"already_installed", "expired"}, unchanged_reasons
     assert len(session.reached) >= 3, session.reached  # walks of 0, 1, 2, ... versions
+
+
+# -- ECDH-ES+A256KW (a device with a P-256 manifest key) ---------------------------------------
+
+EC_JWE_EXTRA: list[Any] = [
+    {},
+    {},
+    {"kid": "fleet"},
+    {"kid": 1},
+    {"apu": "QQ"},
+    {"apv": ""},
+    {"zip": "DEF"},
+    {"x": 1},
+    {"alg": "RSA-OAEP-256"},
+    {"alg": "ECDH-ES"},
+    {"alg": "ECDH-ES+A128KW"},
+    {"enc": "A128GCM"},
+    {"cty": "jwt"},
+]
+
+
+def odd_epk(rng: random.Random, epk: dict[str, Any]) -> Any:
+    """The true epk, or a changed one (members, curve, coordinates, types)."""
+    choice = rng.randrange(12)
+    p256 = 2**256 - 2**224 + 2**192 + 2**96 - 1
+    name = rng.choice(["x", "y"])
+    value = int.from_bytes(base64.urlsafe_b64decode(epk[name] + "=="), "big")
+    if choice < 4:
+        return epk
+    changes: list[Any] = [
+        {name: b64(((value + rng.randrange(1, 5)) % 2**256).to_bytes(32, "big"))},
+        {name: b64(p256.to_bytes(32, "big"))},
+        {name: b64(value.to_bytes(32, "big")[1:])},
+        {name: noncanonical(epk[name])},
+        {"crv": rng.choice(["P-384", "secp256r1", ""])},
+        {"kty": rng.choice(["OKP", "RSA", "ec"])},
+        {"d": epk["x"]},
+        {name: rng.choice(ODD_VALUES)},
+    ]
+    if choice == 11:
+        return rng.choice([None, "P-256", [epk], {k: v for k, v in epk.items() if k != name}])
+    return epk | changes[choice - 4]
+
+
+def raw_jwe_ec(
+    rng: random.Random, plaintext: bytes, device: ec.EllipticCurvePublicKey, extra: dict
+) -> bytes:
+    """ECDH-ES+A256KW + A256GCM from RFC 7518 with ``cryptography`` alone, random epk."""
+    from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
+    from cryptography.hazmat.primitives.keywrap import aes_key_wrap
+
+    eph = ec.generate_private_key(ec.SECP256R1())
+    point = eph.public_key().public_numbers()
+    epk = {"kty": "EC", "crv": "P-256", "x": b64(point.x.to_bytes(32, "big")),
+           "y": b64(point.y.to_bytes(32, "big"))}  # fmt: skip
+    other = b"\0\0\0\x0eECDH-ES+A256KW" + bytes(8) + (256).to_bytes(4, "big")
+    kek = ConcatKDFHash(hashes.SHA256(), 32, other).derive(eph.exchange(ec.ECDH(), device))
+    header: dict[str, Any] = {"alg": "ECDH-ES+A256KW", "enc": "A256GCM", "cty": "JWT"}
+    epk_value = odd_epk(rng, epk)
+    if epk_value is not None:
+        header["epk"] = epk_value
+    header |= extra
+    cek, iv = os.urandom(32), os.urandom(12)
+    protected = b64(json.dumps(header).encode())
+    sealed = AESGCM(cek).encrypt(iv, plaintext, protected.encode())
+    wrapped = aes_key_wrap(kek, cek)
+    if rng.random() < 0.1:
+        wrapped = rng.choice([wrapped[:32], wrapped + b"\0" * 8, os.urandom(40)])
+    parts = [protected, b64(wrapped), b64(iv), b64(sealed[:-16]), b64(sealed[-16:])]
+    return ".".join(parts).encode()
+
+
+def jwcrypto_jwe_ec(plaintext: bytes, device: ec.EllipticCurvePublicKey) -> bytes:
+    """The second JOSE library's ECDH-ES+A256KW."""
+    from jwcrypto import jwe as cjwe
+    from jwcrypto import jwk
+
+    outer = cjwe.JWE(plaintext, protected={"alg": "ECDH-ES+A256KW", "enc": "A256GCM", "cty": "JWT"})
+    outer.add_recipient(jwk.JWK.from_pem(public_pem(device)))
+    return outer.serialize(compact=True).encode()
+
+
+def test_c_core_agrees_with_python_ec_manifest_key(tmp_path: Path) -> None:
+    """Releases for a device whose manifest key is P-256 (ECDH-ES+A256KW): made by the author
+    tool (joserfc), by jwcrypto and from the RFC by hand, with random epk and header changes and
+    random character changes; an RSA device judges the EC manifests too."""
+    rng = random.Random(SEED + 1)  # noqa: S311 -- reproducible test inputs, not secrets
+    session = Session(tmp_path, rng)
+    ec_keys = tmp_path / "ec-keys"
+    generate_key_set(ec_keys, secure_boot="v1", manifest_encryption="ec-p256")
+    author = load_author_keys(ec_keys, secure_boot_version="v1")
+    device = author.manifest_encryption
+    assert isinstance(device, ec.EllipticCurvePublicKey)
+    session.author = author
+    session.keys = ec_keys
+    for _ in range(max(CASES // 3, 5)):
+        manifest, binary, claims = session.release()
+        facts = session.facts(claims)
+        session.compare(manifest, binary if rng.random() < 0.5 else None, facts)
+        session.compare(manifest, None, facts, keys=tmp_path / "keys")  # an RSA device
+        token = manifest.read_bytes()
+        for _ in range(2):
+            changed = session.path(".manifest")
+            changed.write_bytes(mutate_token(rng, token))
+            session.compare(changed, None, facts)
+        signed = sign_compact(json.dumps(claims).encode(), author.manifest_signing, MANIFEST_TYP)
+        open_facts = dict(facts, installed_seq=0, secure_version=0)
+        for _ in range(3):
+            hand = session.path(".manifest")
+            hand.write_bytes(raw_jwe_ec(rng, signed.encode(), device, rng.choice(EC_JWE_EXTRA)))
+            session.compare(hand, None, open_facts)
+        second = session.path(".manifest")
+        second.write_bytes(jwcrypto_jwe_ec(signed.encode(), device))
+        assert session.compare(second, None, open_facts)["claims"] is not None
+    verdicts = sorted(session.reasons.items(), key=str)
+    print(f"differential (EC): {session.count} files, verdicts {verdicts}")
+    assert len(session.reasons) >= 5, session.reasons
+    assert session.reasons.get("manifest_decrypt_failed", 0) >= 5, session.reasons

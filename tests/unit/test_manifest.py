@@ -244,3 +244,120 @@ def test_every_single_byte_change_is_refused(position: int, value: int) -> None:
     # base64url has four spellings of the last character's padding bits; anything else that
     # still opens must decode to exactly the same claims
     assert result.claims == CLAIMS
+
+
+# -- ECDH-ES+A256KW (fota keys generate --manifest-encryption ec-p256) -------------------------
+
+EC_ENCRYPTION = generate_private_key("ecdsa256")
+EC_TOKEN = seal_manifest(CLAIMS, signing_key=SIGNING, encryption_key=EC_ENCRYPTION.public_key())
+
+
+def ec_reason_of(token: bytes) -> Reason:
+    try:
+        open_manifest(token, decryption_key=EC_ENCRYPTION, trusted=TRUSTED)
+    except FormatError as exc:
+        assert exc.reason is not None
+        return exc.reason
+    except VerificationError:
+        return Reason.MANIFEST_DECRYPT_FAILED
+    raise AssertionError("accepted")
+
+
+def _ec_header(token: bytes) -> dict:
+    part = token.split(b".")[0]
+    return json.loads(base64.urlsafe_b64decode(part + b"=" * (-len(part) % 4)))
+
+
+def test_ec_manifest_round_trip_and_header() -> None:
+    header = _ec_header(EC_TOKEN)
+    assert {k: header[k] for k in ("alg", "enc", "cty")} == {
+        "alg": "ECDH-ES+A256KW",
+        "enc": "A256GCM",
+        "cty": "JWT",
+    }
+    assert set(header) == {"alg", "enc", "cty", "epk"}
+    assert set(header["epk"]) == {"kty", "crv", "x", "y"}
+    assert len(base64.urlsafe_b64decode(EC_TOKEN.split(b".")[1] + b"====")) == 40
+    result = open_manifest(EC_TOKEN, decryption_key=EC_ENCRYPTION, trusted=TRUSTED)
+    assert result.claims == CLAIMS
+
+
+def test_the_device_key_decides_the_jwe_algorithm() -> None:
+    assert ec_reason_of(TOKEN) is Reason.UNSUPPORTED_ALGORITHM
+    assert reason_of(EC_TOKEN) is Reason.UNSUPPORTED_ALGORITHM
+
+
+def test_second_library_decrypts_our_ec_manifest() -> None:
+    from jwcrypto import jwe as cjwe
+    from jwcrypto import jwk
+
+    from secure_fota.crypto.keys import private_pem
+
+    envelope = cjwe.JWE()
+    envelope.deserialize(EC_TOKEN.decode(), key=jwk.JWK.from_pem(private_pem(EC_ENCRYPTION)))
+    assert json.loads(envelope.objects["protected"])["alg"] == "ECDH-ES+A256KW"
+    assert envelope.payload.decode().count(".") == 2
+
+
+def test_ec_manifest_made_by_second_library_is_accepted() -> None:
+    from jwcrypto import jwe as cjwe
+    from jwcrypto import jwk
+
+    from secure_fota.crypto.keys import public_pem
+
+    signed = sign_compact(CLAIMS.to_json(), SIGNING, MANIFEST_TYP)
+    outer = cjwe.JWE(
+        signed.encode(), protected={"alg": "ECDH-ES+A256KW", "enc": "A256GCM", "cty": "JWT"}
+    )
+    outer.add_recipient(jwk.JWK.from_pem(public_pem(EC_ENCRYPTION)))
+    token = outer.serialize(compact=True).encode()
+    assert open_manifest(token, decryption_key=EC_ENCRYPTION, trusted=TRUSTED).claims == CLAIMS
+
+
+def _with_epk(epk: object, extra: dict | None = None) -> bytes:
+    """EC_TOKEN with its header's epk replaced (the AAD changes, but every check on the epk
+    runs before decryption)."""
+    header = _ec_header(EC_TOKEN)
+    if epk is None:
+        del header["epk"]
+    else:
+        header["epk"] = epk
+    header |= extra or {}
+    encoded = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=")
+    return b".".join([encoded, *EC_TOKEN.split(b".")[1:]])
+
+
+def test_ec_epk_is_checked_before_any_key_agreement() -> None:
+    epk = _ec_header(EC_TOKEN)["epk"]
+    p256 = 2**256 - 2**224 + 2**192 + 2**96 - 1
+    y = int.from_bytes(base64.urlsafe_b64decode(epk["y"] + "=="), "big")
+    off = base64.urlsafe_b64encode(((y + 1) % 2**256).to_bytes(32, "big")).rstrip(b"=").decode()
+    as_p = base64.urlsafe_b64encode(p256.to_bytes(32, "big")).rstrip(b"=").decode()
+    failed = Reason.MANIFEST_DECRYPT_FAILED
+    assert ec_reason_of(_with_epk(epk | {"y": off})) is failed
+    assert ec_reason_of(_with_epk(epk | {"x": as_p})) is failed
+    assert ec_reason_of(_with_epk(None)) is failed
+    assert ec_reason_of(_with_epk("P-256")) is failed
+    assert ec_reason_of(_with_epk(epk | {"d": epk["x"]})) is failed
+    assert ec_reason_of(_with_epk(epk | {"crv": "P-384"})) is failed
+    assert ec_reason_of(_with_epk(epk | {"kty": "OKP"})) is failed
+    assert ec_reason_of(_with_epk(epk | {"x": epk["x"][1:]})) is failed
+    assert ec_reason_of(_with_epk(epk, {"apu": "QQ"})) is Reason.MANIFEST_MALFORMED
+    parts = EC_TOKEN.split(b".")
+    short = base64.urlsafe_b64encode(b"\0" * 32).rstrip(b"=")
+    assert ec_reason_of(b".".join([parts[0], short, *parts[2:]])) is failed
+
+
+def test_keys_generate_records_the_manifest_encryption(tmp_path) -> None:
+    from secure_fota.keys.directory import load_author_keys, load_device_keys
+    from secure_fota.keys.generate import generate_key_set
+
+    generate_key_set(tmp_path, manifest_encryption="ec-p256")
+    author = load_author_keys(tmp_path, secure_boot_version="v1")
+    device = load_device_keys(tmp_path)
+    token = seal_manifest(
+        CLAIMS, signing_key=author.manifest_signing, encryption_key=author.manifest_encryption
+    )
+    assert _ec_header(token)["alg"] == "ECDH-ES+A256KW"
+    trusted = device.manifest_signing
+    assert open_manifest(token, decryption_key=device.manifest_decryption, trusted=trusted)

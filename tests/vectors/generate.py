@@ -63,6 +63,9 @@ class Keys:
         self.untrusted = generate_private_key("rsa3072")
         self.encryption = generate_private_key("rsa4096")
         self.other_encryption = generate_private_key("rsa4096")
+        # ECDH-ES+A256KW (fota keys generate --manifest-encryption ec-p256): keys-ec-p256/
+        self.encryption_ec = generate_private_key("ecdsa256")
+        self.other_encryption_ec = generate_private_key("ecdsa256")
         self.pre = generate_private_key("rsa3072")
         self.freshness = generate_private_key("ecdsa256")
         self.secure_boot = {
@@ -88,11 +91,12 @@ class Keys:
         scheme: str,
         signing: list[PrivateKey] | None = None,
         keyset_version: int | None = None,
+        encryption: PrivateKey | None = None,
     ) -> None:
         directory.mkdir()
         trusted = signing or [self.signing, self.signing_ec]
         files = {
-            "manifest_encryption_key.pem": private_pem(self.encryption),
+            "manifest_encryption_key.pem": private_pem(encryption or self.encryption),
             "pre_encryption_key.pem": private_pem(self.pre),
             "secure_boot_signing_pub.pem": public_pem(self.secure_boot[scheme]),
             "freshness_pub.pem": public_pem(self.freshness),
@@ -107,12 +111,16 @@ class Keys:
             (directory / name).write_bytes(data)
 
     def author(
-        self, scheme: str, signing: PrivateKey | None = None, rotations: tuple[str, ...] = ()
+        self,
+        scheme: str,
+        signing: PrivateKey | None = None,
+        rotations: tuple[str, ...] = (),
+        encryption: PrivateKey | None = None,
     ) -> AuthorKeys:
         return AuthorKeys(
             secure_boot=self.secure_boot[scheme],
             manifest_signing=signing or self.signing,
-            manifest_encryption=self.encryption.public_key(),
+            manifest_encryption=(encryption or self.encryption).public_key(),
             pre_encryption=self.pre.public_key(),
             rotations=rotations,
         )
@@ -193,6 +201,7 @@ class Builder:
         seq: int = 5,
         secure_version: int = 1,
         rotations: tuple[str, ...] = (),
+        encryption: PrivateKey | None = None,
     ) -> tuple[Path, Path, ManifestClaims]:
         image = build_app_image(
             ImageSpec(
@@ -217,7 +226,7 @@ class Builder:
                 secure_boot="v1" if scheme == "v1" else "v2",
                 expires_in=expires,
             ),
-            self.keys.author(scheme, signing, rotations),
+            self.keys.author(scheme, signing, rotations, encryption),
             now=NOW,
         )
         manifest = self.out / f"{name}.manifest"
@@ -1283,23 +1292,172 @@ def build_unchanged(
         )
 
 
-def main(out: Path = HERE) -> None:
+EC_PREFIX = "ec-"  # files and the key directory of build_ec; its cases start with "ec_"
+
+
+def ecdh_es_a256kw_wrap(
+    plaintext: bytes,
+    device: ec.EllipticCurvePublicKey,
+    epk_json: Any = None,
+    *,
+    extra: dict[str, Any] | None = None,
+    ephemeral: ec.EllipticCurvePrivateKey | None = None,
+) -> bytes:
+    """An ECDH-ES+A256KW + A256GCM JWE written from RFC 7518 with ``cryptography`` alone (no
+    JOSE library): the C core's vectors do not depend on joserfc having got it right.
+
+    ``epk_json`` replaces the header's ``epk`` (``None``: the real one; ``...``: no epk).
+    """
+    from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
+    from cryptography.hazmat.primitives.keywrap import aes_key_wrap
+
+    eph = ephemeral or ec.generate_private_key(ec.SECP256R1())
+    numbers = eph.public_key().public_numbers()
+    epk = {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": b64(numbers.x.to_bytes(32, "big")),
+        "y": b64(numbers.y.to_bytes(32, "big")),
+    }
+    z = eph.exchange(ec.ECDH(), device)
+    alg = b"ECDH-ES+A256KW"
+    other = len(alg).to_bytes(4, "big") + alg + bytes(8) + (256).to_bytes(4, "big")
+    kek = ConcatKDFHash(hashes.SHA256(), 32, other).derive(z)
+    cek, iv = os.urandom(32), os.urandom(12)
+    header: dict[str, Any] = {"alg": "ECDH-ES+A256KW", "enc": "A256GCM", "cty": "JWT"}
+    if epk_json is not ...:
+        header["epk"] = epk if epk_json is None else epk_json
+    header |= extra or {}
+    protected = b64(json.dumps(header, separators=(",", ":")).encode())
+    sealed = AESGCM(cek).encrypt(iv, plaintext, protected.encode())
+    parts = [protected, b64(aes_key_wrap(kek, cek)), b64(iv), b64(sealed[:-16]), b64(sealed[-16:])]
+    return ".".join(parts).encode()
+
+
+def build_ec(b: Builder) -> None:
+    """ECDH-ES+A256KW manifests (docs/formats.md §4.2) for a device with a P-256 manifest key."""
+    k = b.keys
+    keys = f"keys-{EC_PREFIX}p256"
+    k.write_device_dir(b.out / keys, "v1", encryption=k.encryption_ec)
+    m, bin_, claims = b.release(f"{EC_PREFIX}ok", encryption=k.encryption_ec)
+    b.case("ec_accept", m, bin_, None, keys=keys)
+    b.case("ec_accept_manifest_only", m, None, None, keys=keys)
+    # the device's key decides the algorithm, both ways
+    rsa_manifest = b.release(f"{EC_PREFIX}rsa-ok")[0]
+    b.case("ec_rsa_manifest_on_ec_device", rsa_manifest, None, "unsupported_algorithm", keys=keys)
+    b.case("ec_manifest_on_rsa_device", m, None, "unsupported_algorithm")
+    signed = sign_compact(claims.to_json(), k.signing, MANIFEST_TYP).encode()
+    device = k.encryption_ec.public_key()
+    point = device.public_numbers()
+    x, y = b64(point.x.to_bytes(32, "big")), b64(point.y.to_bytes(32, "big"))
+
+    def hand(name: str, expect: str | None, token: bytes) -> None:
+        b.case(
+            f"ec_{name}",
+            b.write(EC_PREFIX + name.replace("_", "-"), token),
+            None,
+            expect,
+            keys=keys,
+        )
+
+    hand("hand_made_ok", None, ecdh_es_a256kw_wrap(signed, device))
+    hand("kid_ok", None, ecdh_es_a256kw_wrap(signed, device, extra={"kid": "fleet-ec"}))
+    hand(
+        "kid_number",
+        "manifest_decrypt_failed",
+        ecdh_es_a256kw_wrap(signed, device, extra={"kid": 7}),
+    )
+    hand("apu", "manifest_malformed", ecdh_es_a256kw_wrap(signed, device, extra={"apu": "QQ"}))
+    hand("zip", "unsupported_algorithm", ecdh_es_a256kw_wrap(signed, device, extra={"zip": "DEF"}))
+    hand(
+        "other_key",
+        "manifest_decrypt_failed",
+        ecdh_es_a256kw_wrap(signed, k.other_encryption_ec.public_key()),
+    )
+    hand("epk_missing", "manifest_decrypt_failed", ecdh_es_a256kw_wrap(signed, device, ...))
+    hand("epk_string", "manifest_decrypt_failed", ecdh_es_a256kw_wrap(signed, device, "P-256"))
+    real = ec.generate_private_key(ec.SECP256R1())
+    rn = real.public_key().public_numbers()
+    rx, ry = b64(rn.x.to_bytes(32, "big")), b64(rn.y.to_bytes(32, "big"))
+    good = {"kty": "EC", "crv": "P-256", "x": rx, "y": ry}
+    off_curve_y = b64(((rn.y + 1) % 2**256).to_bytes(32, "big"))
+    p256 = 2**256 - 2**224 + 2**192 + 2**96 - 1
+    for name, epk in (
+        ("epk_off_curve", good | {"y": off_curve_y}),
+        ("epk_x_is_p", good | {"x": b64(p256.to_bytes(32, "big"))}),
+        ("epk_extra_member", good | {"d": rx}),
+        ("epk_no_y", {"kty": "EC", "crv": "P-256", "x": rx}),
+        ("epk_crv_p384", good | {"crv": "P-384"}),
+        ("epk_kty_oct", good | {"kty": "oct"}),
+        ("epk_x_31_bytes", good | {"x": b64(rn.x.to_bytes(32, "big")[1:])}),
+        ("epk_x_noncanonical", good | {"x": noncanonical(rx)}),
+        ("epk_y_number", good | {"y": 1}),
+    ):
+        # the ephemeral key really is `real`: only the epk as written is wrong
+        hand(
+            name,
+            "manifest_decrypt_failed",
+            ecdh_es_a256kw_wrap(signed, device, epk, ephemeral=real),
+        )
+    hand(
+        "epk_device_own_point",
+        "manifest_decrypt_failed",
+        ecdh_es_a256kw_wrap(signed, device, good | {"x": x, "y": y}, ephemeral=real),
+    )
+    token = m.read_bytes()
+    hand("ek_tampered", "manifest_decrypt_failed", tamper_char(token, 1, 5))
+    hand("tag_tampered", "manifest_decrypt_failed", tamper_char(token, 4, 3))
+    hand("ct_tampered", "manifest_decrypt_failed", tamper_char(token, 3, 7))
+    parts = token.split(b".")
+    hand(
+        "ek_short",
+        "manifest_decrypt_failed",
+        b".".join(
+            [parts[0], b64(base64.urlsafe_b64decode(parts[1] + b"==")[:32]).encode(), *parts[2:]]
+        ),
+    )
+    hand(
+        "ek_rsa_sized",
+        "manifest_decrypt_failed",
+        b".".join([parts[0], b64(os.urandom(512)).encode(), *parts[2:]]),
+    )
+
+
+def _clear(out: Path, keep: Any) -> None:
     for path in out.iterdir():
         if path.name in ("README.md", "generate.py", "reference.py", "__init__.py", "__pycache__"):
             continue
+        if keep(path):
+            continue
         shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def main(out: Path = HERE, *, only_ec: bool = False) -> None:
+    """Regenerate every vector, or (``only_ec``) only those of :func:`build_ec`, appended to
+    the committed cases (new throwaway keys in ``keys-ec-p256/`` only)."""
+    previous: list[dict[str, Any]] = []
+    if only_ec:
+        committed = json.loads((out / "cases.json").read_text())["cases"]
+        previous = [case for case in committed if not case["name"].startswith("ec_")]
+        _clear(out, lambda path: not path.name.startswith((EC_PREFIX, "keys-ec-")))
+    else:
+        _clear(out, lambda _path: False)
     keys = Keys()
-    for scheme in ("v1", "v2-rsa3072", "v2-ecdsa256", "v2-ecdsa384"):
-        keys.write_device_dir(out / f"keys-{scheme}", scheme)
+    if not only_ec:
+        for scheme in ("v1", "v2-rsa3072", "v2-ecdsa256", "v2-ecdsa384"):
+            keys.write_device_dir(out / f"keys-{scheme}", scheme)
     builder = Builder(out, keys)
     try:
-        build_all(builder)
+        if not only_ec:
+            build_all(builder)
+        build_ec(builder)
     finally:
         shutil.rmtree(builder.work)
-    cases = {"generated_by": "tests/vectors/generate.py", "now": NOW, "cases": builder.cases}
+    all_cases = previous + builder.cases
+    cases = {"generated_by": "tests/vectors/generate.py", "now": NOW, "cases": all_cases}
     (out / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
-    print(f"{len(builder.cases)} cases written to {out}")
+    print(f"{len(all_cases)} cases written to {out} ({len(builder.cases)} built now)")
 
 
 if __name__ == "__main__":
-    main()
+    main(only_ec="--only-ec" in sys.argv[1:])

@@ -275,6 +275,33 @@ static void time_gcm(void)
     free(back);
 }
 
+/* RFC 3394 §4.6 (256-bit KEK, 256-bit key data), then every single-bit flip refused. */
+static void test_aes_kw(void)
+{
+    uint8_t kek[32], out[32];
+    for (int i = 0; i < 32; i++) {
+        kek[i] = (uint8_t)i;
+    }
+    static const uint8_t data[32] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa,
+                                     0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05,
+                                     0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f};
+    uint8_t wrapped[40] = {0x28, 0xc9, 0xf4, 0x04, 0xc4, 0xb8, 0x10, 0xf4, 0xcb, 0xcc,
+                           0xb3, 0x5c, 0xfb, 0x87, 0xf8, 0x26, 0x3f, 0x57, 0x86, 0xe2,
+                           0xd8, 0x0e, 0xd3, 0x26, 0xcb, 0xc7, 0xf0, 0xe7, 0x1a, 0x99,
+                           0xf4, 0x3b, 0xfb, 0x98, 0x8b, 0x9b, 0x7a, 0x02, 0xdd, 0x21};
+    CHECK(so_aes_kw_unwrap(kek, wrapped, 40, out) == 0 && memcmp(out, data, 32) == 0,
+          "RFC 3394 4.6");
+    int refused = 0;
+    for (size_t bit = 0; bit < 40 * 8; bit++) {
+        wrapped[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        refused += so_aes_kw_unwrap(kek, wrapped, 40, out) != 0;
+        wrapped[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+    }
+    CHECK(refused == 40 * 8, "every bit flip refused (%d of 320)", refused);
+    CHECK(so_aes_kw_unwrap(kek, wrapped, 36, out) != 0, "not a multiple of 8 bytes");
+    CHECK(so_aes_kw_unwrap(kek, wrapped, 16, out) != 0, "too short");
+}
+
 int main(void)
 {
     time_gcm();
@@ -285,5 +312,6 @@ int main(void)
     test_decide_unchanged();
     test_answer_headers();
     test_gcm();
+    test_aes_kw();
     return test_summary("test_primitives");
 }

@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from secure_fota.crypto.jws import TrustedKeys
-from secure_fota.crypto.keys import PrivateKey, PublicKey
+from secure_fota.crypto.keys import (
+    ManifestDecryptionKey,
+    ManifestEncryptionKey,
+    PrivateKey,
+    PublicKey,
+)
 
 __all__ = ["AuthorKeys", "DeviceKeys"]
 
@@ -23,7 +28,7 @@ class AuthorKeys:
 
     secure_boot: PrivateKey
     manifest_signing: PrivateKey
-    manifest_encryption: rsa.RSAPublicKey
+    manifest_encryption: ManifestEncryptionKey
     pre_encryption: rsa.RSAPublicKey
     warnings: tuple[str, ...] = ()
     #: key-rotation statements leading to ``manifest_signing``'s key set, oldest first
@@ -34,7 +39,7 @@ class AuthorKeys:
 class DeviceKeys:
     """The keys a device holds (never an author's private signing keys)."""
 
-    manifest_decryption: rsa.RSAPrivateKey
+    manifest_decryption: ManifestDecryptionKey
     image_decryption: rsa.RSAPrivateKey
     manifest_signing: TrustedKeys
     secure_boot: PublicKey

@@ -19,6 +19,8 @@ from secure_fota.errors import KeyMaterialError
 from secure_fota.formats.secure_boot import Scheme
 
 __all__ = [
+    "ManifestDecryptionKey",
+    "ManifestEncryptionKey",
     "PrivateKey",
     "PublicKey",
     "Role",
@@ -36,6 +38,9 @@ __all__ = [
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+#: the fleet's manifest-encryption key: RSA-3072/4096 (RSA-OAEP-256) or P-256 (ECDH-ES+A256KW)
+ManifestEncryptionKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+ManifestDecryptionKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 _MAX_PEM: Final = 64 * 1024
 
@@ -68,7 +73,7 @@ def _allowed(role: Role, key: PrivateKey | PublicKey) -> bool:
     if role is Role.MANIFEST_SIGNING:
         return (is_rsa and size in (3072, 4096)) or curve == "secp256r1"
     if role is Role.MANIFEST_ENCRYPTION:
-        return is_rsa and size in (3072, 4096)
+        return (is_rsa and size in (3072, 4096)) or curve == "secp256r1"
     if role is Role.PRE_ENCRYPTION:
         return is_rsa and size == 3072
     return curve == "secp256r1"  # Role.FRESHNESS
@@ -78,7 +83,7 @@ _EXPECTED: Final = {
     Role.SECURE_BOOT_V1: "an EC P-256 key",
     Role.SECURE_BOOT_V2: "an RSA-3072, EC P-256 or EC P-384 key",
     Role.MANIFEST_SIGNING: "an RSA-3072/4096 or EC P-256 key",
-    Role.MANIFEST_ENCRYPTION: "an RSA-3072/4096 key (RSA-4096 recommended)",
+    Role.MANIFEST_ENCRYPTION: "an RSA-3072/4096 key (RSA-4096 recommended) or an EC P-256 key",
     Role.PRE_ENCRYPTION: "an RSA-3072 key (the esp_encrypted_img format has room for no other)",
     Role.FRESHNESS: "an EC P-256 key",
 }

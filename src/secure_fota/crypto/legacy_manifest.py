@@ -14,7 +14,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from secure_fota.crypto.keys import PrivateKey
+from secure_fota.crypto.keys import ManifestEncryptionKey, PrivateKey
 from secure_fota.errors import FormatError, KeyMaterialError, VerificationError
 
 __all__ = ["LEGACY_MANIFEST_SIZE", "LEGACY_WARNING", "open_legacy_manifest", "seal_legacy_manifest"]
@@ -28,7 +28,7 @@ _DESC_SIZE: Final = 256
 
 
 def seal_legacy_manifest(
-    app_desc: bytes, signing_key: PrivateKey, encryption_key: rsa.RSAPublicKey
+    app_desc: bytes, signing_key: PrivateKey, encryption_key: ManifestEncryptionKey
 ) -> bytes:
     """The seed's manifest for a 256-byte app descriptor."""
     if len(app_desc) != _DESC_SIZE:

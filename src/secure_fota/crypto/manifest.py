@@ -3,7 +3,9 @@
 * inner JWS: header ``{"alg": "PS256"|"ES256", "kid": <hex SHA-256 of the signer's SPKI>,
   "typ": "fota-manifest+jwt"}``, payload the claims as JSON;
 * outer JWE: header ``{"alg": "RSA-OAEP-256", "enc": "A256GCM", "cty": "JWT"}``, encrypted
-  for the fleet's manifest-encryption key.
+  for the fleet's manifest-encryption key; with an EC P-256 key (``fota keys generate
+  --manifest-encryption ec-p256``) ``{"alg": "ECDH-ES+A256KW", "enc": "A256GCM", "cty": "JWT",
+  "epk": {...}}`` instead. The device's key decides which ``alg`` it accepts.
 
 Opening runs the checks in a fixed order, each failure with its own :class:`Reason`, before
 any claim is believed: size, structure, algorithms, decryption, key id, signature, claims.
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jwe
 from joserfc.errors import JoseError
 
@@ -29,7 +31,7 @@ from secure_fota.crypto.jws import (
     sign_compact,
 )
 from secure_fota.crypto.key_rotation import MAX_ROTATIONS, KeySet, advance
-from secure_fota.crypto.keys import PrivateKey
+from secure_fota.crypto.keys import ManifestDecryptionKey, ManifestEncryptionKey, PrivateKey
 from secure_fota.errors import FormatError, KeyMaterialError, VerificationError
 from secure_fota.formats.jose_compact import b64url_decode, parse_json_object, split_compact
 from secure_fota.formats.manifest import MANIFEST_TYP, ManifestClaims
@@ -38,26 +40,46 @@ from secure_fota.reasons import Reason
 
 __all__ = [
     "JWE_ALG",
+    "JWE_ALG_EC",
     "JWE_ENC",
     "OpenedManifest",
     "TrustedKeys",
+    "jwe_alg",
     "open_manifest",
     "seal_manifest",
 ]
 
 JWE_ALG: Final = "RSA-OAEP-256"
+#: the outer JWE's key management with an EC P-256 manifest-encryption key
+JWE_ALG_EC: Final = "ECDH-ES+A256KW"
 JWE_ENC: Final = "A256GCM"
 #: longest encoded JWE protected header accepted
 MAX_JWE_HEADER: Final = 1024
-#: the only members a manifest's JWE header may have
+#: the only members a manifest's JWE header may have (``epk`` only with ECDH-ES+A256KW)
 _JWE_HEADER: Final = frozenset({"alg", "enc", "cty", "kid"})
+_JWE_HEADER_EC: Final = _JWE_HEADER | {"epk"}
+#: the members of an ``epk`` (an uncompressed P-256 point), exactly
+_EPK_MEMBERS: Final = frozenset({"kty", "crv", "x", "y"})
+#: bytes of an A256KW-wrapped 32-byte content key
+_WRAPPED_CEK: Final = 40
+
+
+def jwe_alg(key: ManifestEncryptionKey | ManifestDecryptionKey) -> str:
+    """The outer JWE's ``alg`` for a manifest-encryption key: RSA-OAEP-256 or ECDH-ES+A256KW."""
+    if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
+        return JWE_ALG
+    if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) and (
+        key.curve.name == "secp256r1"
+    ):
+        return JWE_ALG_EC
+    raise KeyMaterialError("manifest encryption needs an RSA-3072/4096 or EC P-256 key")
 
 
 def seal_manifest(
     claims: ManifestClaims,
     *,
     signing_key: PrivateKey,
-    encryption_key: rsa.RSAPublicKey,
+    encryption_key: ManifestEncryptionKey,
     rotations: Sequence[str] = (),
 ) -> bytes:
     """Sign the claims, then encrypt the signed token for the fleet. Returns ASCII bytes.
@@ -65,15 +87,14 @@ def seal_manifest(
     ``rotations`` are the key-rotation statements leading to ``signing_key``'s key set, oldest
     first; they travel in the JWS header's ``rot`` member.
     """
-    if not isinstance(encryption_key, rsa.RSAPublicKey):
-        raise KeyMaterialError("manifest encryption needs an RSA public key")
+    alg = jwe_alg(encryption_key)
     if len(rotations) > MAX_ROTATIONS:
         raise KeyMaterialError(f"a manifest carries at most {MAX_ROTATIONS} key rotations")
     extra = {"rot": list(rotations)} if rotations else None
     signed = sign_compact(claims.to_json(), signing_key, MANIFEST_TYP, extra)
-    header = {"alg": JWE_ALG, "enc": JWE_ENC, "cty": "JWT"}
+    header = {"alg": alg, "enc": JWE_ENC, "cty": "JWT"}
     token = jwe.encrypt_compact(
-        header, signed.encode("ascii"), jose_key(encryption_key), algorithms=[JWE_ALG, JWE_ENC]
+        header, signed.encode("ascii"), jose_key(encryption_key), algorithms=[alg, JWE_ENC]
     )
     return token.encode("ascii")
 
@@ -94,32 +115,66 @@ def _reject(reason: Reason, message: str) -> FormatError:
     return FormatError("manifest", message, reason=reason)
 
 
-def _decrypt(token: bytes, decryption_key: rsa.RSAPrivateKey) -> bytes:
+def _check_epk(epk: object) -> None:
+    """An ``epk`` is exactly ``{"kty": "EC", "crv": "P-256", "x", "y"}`` with 32-byte
+    coordinates of a point on the curve (an off-curve point would leak the device's key)."""
+    failed = Reason.MANIFEST_DECRYPT_FAILED
+    if not isinstance(epk, dict) or set(epk) != _EPK_MEMBERS:
+        raise _reject(failed, "JWE epk is not an EC public key of exactly kty, crv, x and y")
+    if epk["kty"] != "EC" or epk["crv"] != "P-256":
+        raise _reject(failed, "JWE epk is not a P-256 key")
+    coordinates = []
+    for name in ("x", "y"):
+        value = epk[name]
+        raw = (
+            b64url_decode(f"JWE epk {name}", value, reason=failed)
+            if isinstance(value, str)
+            else b""
+        )
+        if len(raw) != 32:
+            raise _reject(failed, f"JWE epk {name} is not 32 bytes of base64url")
+        coordinates.append(raw)
+    try:
+        ec.EllipticCurvePublicKey.from_encoded_point(
+            ec.SECP256R1(), b"\x04" + coordinates[0] + coordinates[1]
+        )
+    except ValueError:
+        raise _reject(failed, "JWE epk is not a point on P-256") from None
+
+
+def _decrypt(token: bytes, decryption_key: ManifestDecryptionKey) -> bytes:
     parts = split_compact("manifest", token, 5)
     if len(parts[0]) > MAX_JWE_HEADER:
         raise _reject(Reason.MANIFEST_MALFORMED, f"JWE header is over {MAX_JWE_HEADER} characters")
     header = parse_json_object("manifest JWE header", b64url_decode("JWE header", parts[0]))
-    if header.get("alg") != JWE_ALG or header.get("enc") != JWE_ENC:
+    alg = jwe_alg(decryption_key)
+    if header.get("alg") != alg or header.get("enc") != JWE_ENC:
         raise _reject(
             Reason.UNSUPPORTED_ALGORITHM,
             f"JWE uses alg={header.get('alg')!r} enc={header.get('enc')!r}, "
-            f"expected {JWE_ALG} and {JWE_ENC}",
+            f"expected {alg} and {JWE_ENC}",
         )
     if "zip" in header or "crit" in header:
         raise _reject(Reason.UNSUPPORTED_ALGORITHM, "JWE header uses 'zip' or 'crit'")
     if header.get("cty") != "JWT":
         raise _reject(Reason.MANIFEST_MALFORMED, "JWE header cty is not 'JWT'")
-    unknown = sorted(set(header) - _JWE_HEADER)
+    unknown = sorted(set(header) - (_JWE_HEADER_EC if alg == JWE_ALG_EC else _JWE_HEADER))
     if unknown:
         raise _reject(Reason.MANIFEST_MALFORMED, f"JWE header has unknown members {unknown}")
     for index, name, size in ((2, "IV", 12), (4, "tag", 16)):
         if len(b64url_decode(f"JWE {name}", parts[index])) != size:
             raise _reject(Reason.MANIFEST_MALFORMED, f"JWE {name} is not {size} bytes")
-    if len(b64url_decode("JWE encrypted key", parts[1])) != decryption_key.key_size // 8:
-        raise _reject(Reason.MANIFEST_DECRYPT_FAILED, "JWE encrypted key does not fit our key")
+    wrapped = len(b64url_decode("JWE encrypted key", parts[1]))
+    if isinstance(decryption_key, rsa.RSAPrivateKey):
+        if wrapped != decryption_key.key_size // 8:
+            raise _reject(Reason.MANIFEST_DECRYPT_FAILED, "JWE encrypted key does not fit our key")
+    else:
+        if wrapped != _WRAPPED_CEK:
+            raise _reject(Reason.MANIFEST_DECRYPT_FAILED, "JWE encrypted key is not 40 bytes")
+        _check_epk(header.get("epk"))
     b64url_decode("JWE ciphertext", parts[3])
     try:
-        opened = jwe.decrypt_compact(token, jose_key(decryption_key), algorithms=[JWE_ALG, JWE_ENC])
+        opened = jwe.decrypt_compact(token, jose_key(decryption_key), algorithms=[alg, JWE_ENC])
     except (JoseError, ValueError) as exc:
         raise VerificationError("manifest decryption") from exc
     if opened.plaintext is None:
@@ -145,7 +200,7 @@ def _keyset_for(signed: bytes, keyset: KeySet) -> KeySet:
 def open_manifest(
     token: bytes,
     *,
-    decryption_key: rsa.RSAPrivateKey,
+    decryption_key: ManifestDecryptionKey,
     trusted: TrustedKeys,
     keyset_version: int = 1,
 ) -> OpenedManifest:

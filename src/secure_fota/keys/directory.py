@@ -239,8 +239,10 @@ def load_author_keys(
             "secure_boot", SECURE_BOOT_SIGNING_KEY, secure_boot_role(secure_boot_version)
         ),
         manifest_signing=private("manifest_signing", MANIFEST_SIGNING_KEY, Role.MANIFEST_SIGNING),
-        manifest_encryption=_rsa_public(
-            Role.MANIFEST_ENCRYPTION, directory / MANIFEST_ENCRYPTION_PUB
+        manifest_encryption=load_public_key(
+            Role.MANIFEST_ENCRYPTION,
+            read_key_file(directory / MANIFEST_ENCRYPTION_PUB),
+            str(directory / MANIFEST_ENCRYPTION_PUB),
         ),
         pre_encryption=_rsa_public(Role.PRE_ENCRYPTION, directory / PRE_ENCRYPTION_PUB),
         warnings=tuple(warnings),
@@ -291,7 +293,9 @@ def load_device_keys(directory: Path) -> DeviceKeys:
 
     freshness = _trusted_keys(directory, FRESHNESS_PUBS, Role.FRESHNESS)
     return DeviceKeys(
-        manifest_decryption=rsa_private(MANIFEST_ENCRYPTION_KEY, Role.MANIFEST_ENCRYPTION),
+        manifest_decryption=load_private_key_file(
+            Role.MANIFEST_ENCRYPTION, directory / MANIFEST_ENCRYPTION_KEY
+        ),
         image_decryption=rsa_private(PRE_ENCRYPTION_KEY, Role.PRE_ENCRYPTION),
         manifest_signing=trusted_signing_keys(),
         secure_boot=_secure_boot_public(directory),

@@ -48,6 +48,7 @@ from secure_fota.keys.directory import (
 )
 
 __all__ = [
+    "MANIFEST_ENCRYPTION_KINDS",
     "MANIFEST_SIGNING_KINDS",
     "SECURE_BOOT_SCHEMES",
     "Rotation",
@@ -63,6 +64,9 @@ SECURE_BOOT_SCHEMES: Final = {
     "v2-ecdsa384": "ecdsa384",
 }
 MANIFEST_SIGNING_KINDS: Final = {"rsa3072": "rsa3072", "ecdsa256": "ecdsa256"}
+#: ``--manifest-encryption`` choices: the outer JWE's RSA-OAEP-256 or ECDH-ES+A256KW (the key
+#: file's type records the choice; devices accept only their own key's algorithm)
+MANIFEST_ENCRYPTION_KINDS: Final = {"rsa4096": "rsa4096", "ec-p256": "ecdsa256"}
 
 
 def generate_key_set(
@@ -70,6 +74,7 @@ def generate_key_set(
     *,
     secure_boot: str = "v1",
     manifest_signing: str = "rsa3072",
+    manifest_encryption: str = "rsa4096",
     force: bool = False,
     generate: Callable[[str], PrivateKey] = generate_private_key,
 ) -> list[GeneratedFile]:
@@ -78,9 +83,11 @@ def generate_key_set(
         raise InputError("--secure-boot", f"must be one of {', '.join(SECURE_BOOT_SCHEMES)}")
     if manifest_signing not in MANIFEST_SIGNING_KINDS:
         raise InputError("--manifest-signing", "must be rsa3072 or ecdsa256")
+    if manifest_encryption not in MANIFEST_ENCRYPTION_KINDS:
+        raise InputError("--manifest-encryption", "must be rsa4096 or ec-p256")
     secure_boot_key = generate(SECURE_BOOT_SCHEMES[secure_boot])
     signing = generate(MANIFEST_SIGNING_KINDS[manifest_signing])
-    encryption = generate("rsa4096")
+    encryption = generate(MANIFEST_ENCRYPTION_KINDS[manifest_encryption])
     pre = generate("rsa3072")
     freshness = generate("ecdsa256")
     files = [
@@ -108,7 +115,7 @@ def generate_key_set(
             MANIFEST_ENCRYPTION_KEY,
             private_pem(encryption),
             True,
-            "manifest decryption key (device flash, encrypted)",
+            f"manifest decryption key, {manifest_encryption} (device flash, encrypted)",
         ),
         (
             MANIFEST_ENCRYPTION_PUB,

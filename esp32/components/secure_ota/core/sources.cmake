@@ -12,6 +12,7 @@ set(SO_CORE_SOURCES
     "${SO_CORE_PRIVATE_DIR}/so_keys.c"
     "${SO_CORE_PRIVATE_DIR}/so_spki.c"
     "${SO_CORE_PRIVATE_DIR}/so_rotation.c"
+    "${SO_CORE_PRIVATE_DIR}/so_ecdh.c"
     "${SO_CORE_PRIVATE_DIR}/so_jose.c"
     "${SO_CORE_PRIVATE_DIR}/so_claims.c"
     "${SO_CORE_PRIVATE_DIR}/so_decide.c"

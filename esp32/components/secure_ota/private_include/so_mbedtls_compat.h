@@ -20,6 +20,7 @@
 
 #include "mbedtls/version.h"
 #include "mbedtls/aes.h"
+#include "mbedtls/ecdh.h"
 #include "mbedtls/ecdsa.h"
 #include "mbedtls/ecp.h"
 #include "mbedtls/gcm.h"
@@ -177,4 +178,10 @@ static inline mbedtls_ecp_group *so_ec_group(mbedtls_ecp_keypair *kp)
 static inline mbedtls_ecp_point *so_ec_point(mbedtls_ecp_keypair *kp)
 {
     return &kp->SO_PRIV(Q);
+}
+
+/* the private scalar of an EC key pair (a private member in 3.x) */
+static inline mbedtls_mpi *so_ec_d(mbedtls_ecp_keypair *kp)
+{
+    return &kp->SO_PRIV(d);
 }

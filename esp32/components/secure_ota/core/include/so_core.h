@@ -100,7 +100,10 @@ typedef struct so_keyring so_keyring_t;
 /** Create an empty key ring. `rng` is used for RSA blinding (must be non-NULL). */
 int so_keyring_new(so_rng_cb rng, void *rng_ctx, so_keyring_t **out);
 void so_keyring_free(so_keyring_t *ring);
-/** Manifest decryption key: RSA-3072/4096 private key, PEM (len may or may not count a NUL). */
+/**
+ * Manifest decryption key, PEM (len may or may not count a NUL): RSA-3072/4096 (the manifest's
+ * JWE is RSA-OAEP-256) or EC P-256 (ECDH-ES+A256KW). The key decides which `alg` is accepted.
+ */
 int so_keyring_set_manifest_key(so_keyring_t *ring, const uint8_t *pem, size_t len);
 /** Image (pre-encryption) key: RSA-3072 private key, PEM. */
 int so_keyring_set_image_key(so_keyring_t *ring, const uint8_t *pem, size_t len);

@@ -117,6 +117,20 @@ void so_trusted_key_clear(so_trusted_key_t *key);
  */
 int so_spki_parse(const uint8_t *der, size_t len, so_trusted_key_t *key);
 
+/* ---- ECDH-ES+A256KW (so_ecdh.c, §4.2) --------------------------------------------------- */
+
+/**
+ * The x coordinate of `key`'s private scalar times the P-256 point X||Y `pub` (64 bytes, big
+ * endian), after checking that the point is on the curve. 0, or -1 (not a P-256 key, point
+ * not on the curve, or an mbedTLS failure).
+ */
+int so_p256_shared_x(const mbedtls_ecp_keypair *key, const uint8_t pub[64], so_rng_cb rng,
+                     void *rng_ctx, uint8_t z[32]);
+/** JWA Concat KDF (RFC 7518 §4.6.2), SHA-256, 256-bit key, AlgorithmID `alg`, no apu/apv. */
+void so_concat_kdf_a256kw(const uint8_t z[32], const char *alg, uint8_t kek[32]);
+/** AES-256 key unwrap (RFC 3394): `in_len` - 8 bytes to `out`; 0, or -1 (integrity check). */
+int so_aes_kw_unwrap(const uint8_t kek[32], const uint8_t *in, size_t in_len, uint8_t *out);
+
 /* ---- JWS ------------------------------------------------------------------------------ */
 
 /** Header members a JWS may have (docs/formats.md §4.3 step 5). */

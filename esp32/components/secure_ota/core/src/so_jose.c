@@ -1,7 +1,8 @@
 /*
  * SPDX-License-Identifier: Apache-2.0
  *
- * The manifest envelope (docs/formats.md §4): outer JWE (RSA-OAEP-256 + A256GCM), inner JWS
+ * The manifest envelope (docs/formats.md §4): outer JWE (RSA-OAEP-256 or, for a device with a
+ * P-256 manifest key, ECDH-ES+A256KW; A256GCM), inner JWS
  * (PS256/ES256, key by kid, key set reached through `rot`). Checks run in the order of §4.2
  * and §4.3; the first failure is the reason.
  *
@@ -312,11 +313,61 @@ done:
 
 /* ---- JWE ------------------------------------------------------------------------------ */
 
+#define JWE_ALG_RSA "RSA-OAEP-256"
+#define JWE_ALG_EC "ECDH-ES+A256KW"
+#define WRAPPED_CEK 40u
+
+static bool manifest_key_is_ec(const so_keyring_t *ring)
+{
+    return so_pk_curve(&ring->manifest_key) == MBEDTLS_ECP_DP_SECP256R1;
+}
+
+/* One coordinate of an epk: a string of canonical base64url decoding to exactly 32 bytes. */
+static bool epk_coordinate(const cJSON *epk, const char *name, uint8_t out[32])
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(epk, name);
+    size_t n = 0;
+    return cJSON_IsString(item) &&
+           so_b64url_decode(item->valuestring, strlen(item->valuestring), out, 32, &n) && n == 32;
+}
+
+/* §4.2 step 8 for ECDH-ES+A256KW: `epk` is exactly {kty "EC", crv "P-256", x, y}. */
+static bool epk_read(const cJSON *header, uint8_t point[64])
+{
+    static const char *const members[] = {"kty", "crv", "x", "y", NULL};
+    const cJSON *epk = cJSON_GetObjectItemCaseSensitive(header, "epk");
+    return cJSON_IsObject(epk) && members_within(epk, members) &&
+           cJSON_GetArraySize(epk) == 4 && string_is(epk, "kty", "EC") &&
+           string_is(epk, "crv", "P-256") && epk_coordinate(epk, "x", point) &&
+           epk_coordinate(epk, "y", point + 32);
+}
+
+/* §4.2 step 10, key management: the 32-byte CEK from the encrypted key (and epk). */
+static int unwrap_cek(const so_keyring_t *ring, const uint8_t *ek, const uint8_t epk[64],
+                      uint8_t cek[64], size_t *cek_len)
+{
+    mbedtls_pk_context *pk = (mbedtls_pk_context *)&ring->manifest_key;
+    if (!manifest_key_is_ec(ring)) {
+        return so_rsa_oaep_decrypt(mbedtls_pk_rsa(*pk), ring->rng, ring->rng_ctx, ek, cek, 64,
+                                   cek_len);
+    }
+    uint8_t z[32], kek[32];
+    int ret = so_p256_shared_x(mbedtls_pk_ec(*pk), epk, ring->rng, ring->rng_ctx, z);
+    if (ret == 0) {
+        so_concat_kdf_a256kw(z, JWE_ALG_EC, kek);
+        ret = so_aes_kw_unwrap(kek, ek, WRAPPED_CEK, cek);
+        *cek_len = WRAPPED_CEK - 8;
+    }
+    so_wipe(z, sizeof z);
+    so_wipe(kek, sizeof kek);
+    return ret;
+}
+
 /* §4.2 steps 7-10 (the header already passed steps 2-6). */
 static int jwe_decrypt(const so_keyring_t *ring, span_t *parts, const cJSON *header,
                        uint8_t **plain, size_t *plain_len)
 {
-    uint8_t iv[12], tag[16], cek[64];
+    uint8_t iv[12], tag[16], cek[64], epk[64];
     size_t iv_len = 0, tag_len = 0, ek_len = 0, cek_len = 0;
     uint8_t *ek = NULL, *ct = NULL;
     size_t ct_len = 0;
@@ -327,14 +378,15 @@ static int jwe_decrypt(const so_keyring_t *ring, span_t *parts, const cJSON *hea
         !so_b64url_decode(parts[4].p, parts[4].n, tag, sizeof tag, &tag_len) || tag_len != 16) {
         return SO_REASON_MANIFEST_MALFORMED;
     }
-    /* 8. encrypted key: base64url, as long as our modulus */
-    mbedtls_rsa_context *rsa = mbedtls_pk_rsa(*(mbedtls_pk_context *)&ring->manifest_key);
-    size_t modulus = mbedtls_rsa_get_len(rsa);
+    /* 8. encrypted key: base64url, as long as our modulus (RSA) or 40 bytes and a valid epk */
+    bool ec = manifest_key_is_ec(ring);
+    size_t wanted = ec ? WRAPPED_CEK
+                       : mbedtls_rsa_get_len(mbedtls_pk_rsa(*(mbedtls_pk_context *)&ring->manifest_key));
     ret = decode_alloc(parts[1], &ek, &ek_len);
     if (ret != SO_OK) {
         return ret;
     }
-    if (ek_len != modulus) {
+    if (ek_len != wanted || (ec && !epk_read(header, epk))) {
         ret = SO_REASON_MANIFEST_DECRYPT_FAILED;
         goto done;
     }
@@ -349,8 +401,7 @@ static int jwe_decrypt(const so_keyring_t *ring, span_t *parts, const cJSON *hea
     if (kid && !cJSON_IsString(kid)) {
         goto done;
     }
-    if (so_rsa_oaep_decrypt(rsa, ring->rng, ring->rng_ctx, ek, cek, sizeof cek, &cek_len) != 0 ||
-        cek_len != 32) {
+    if (unwrap_cek(ring, ek, epk, cek, &cek_len) != 0 || cek_len != 32) {
         goto done;
     }
     *plain = malloc(ct_len + 1);
@@ -384,6 +435,7 @@ int so_manifest_open(const so_keyring_t *ring, const uint8_t *token, size_t len,
                      so_manifest_info_t *info, so_keyset_t **reached)
 {
     static const char *const jwe_members[] = {"alg", "enc", "cty", "kid", NULL};
+    static const char *const jwe_members_ec[] = {"alg", "enc", "cty", "kid", "epk", NULL};
     if (reached) {
         *reached = NULL;
     }
@@ -409,14 +461,17 @@ int so_manifest_open(const so_keyring_t *ring, const uint8_t *token, size_t len,
     if (ret != SO_OK) {
         goto done;
     }
-    /* 3, 4. algorithms */
-    if (!string_is(header, "alg", "RSA-OAEP-256") || !string_is(header, "enc", "A256GCM") ||
+    /* 3, 4. algorithms: the one of the device's manifest key */
+    bool ec = manifest_key_is_ec(ring);
+    if (!string_is(header, "alg", ec ? JWE_ALG_EC : JWE_ALG_RSA) ||
+        !string_is(header, "enc", "A256GCM") ||
         has_member(header, "zip") || has_member(header, "crit")) {
         ret = SO_REASON_UNSUPPORTED_ALGORITHM;
         goto done;
     }
     /* 5. cty, 6. no other members */
-    if (!string_is(header, "cty", "JWT") || !members_within(header, jwe_members)) {
+    if (!string_is(header, "cty", "JWT") ||
+        !members_within(header, ec ? jwe_members_ec : jwe_members)) {
         ret = SO_REASON_MANIFEST_MALFORMED;
         goto done;
     }

@@ -217,6 +217,9 @@ static int replace_key(so_keyring_t *ring, mbedtls_pk_context *slot, bool *has,
 
 static bool fits_manifest_key(const mbedtls_pk_context *pk)
 {
+    if (so_pk_curve(pk) == MBEDTLS_ECP_DP_SECP256R1) { /* ECDH-ES+A256KW */
+        return true;
+    }
     return is_rsa_sized(pk, 3072, 4096) && mbedtls_pk_can_do(pk, MBEDTLS_PK_RSA) &&
            so_rsa_use_oaep_sha256(mbedtls_pk_rsa(*pk)) == 0;
 }
