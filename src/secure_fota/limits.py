@@ -23,3 +23,12 @@ MAX_SEQ: Final = 2**31 - 1
 STREAM_CHUNK: Final = 64 * 1024
 #: longest claim string copied from esp_app_desc_t (char[32] with its NUL)
 MAX_DESC_STRING: Final = 32
+#: how long a dashboard sign-in lasts (seconds; signing in again starts a new session)
+UI_SESSION_LIFETIME: Final = 8 * 3600
+#: largest form a dashboard page accepts (sign-in, yank, rollout actions)
+UI_MAX_FORM_SIZE: Final = 8 * 1024
+#: rows per dashboard page by default, and at most
+UI_PAGE_SIZE: Final = 50
+UI_MAX_PAGE_SIZE: Final = 500
+#: highest page number a dashboard listing accepts (deep offsets cost the database a scan)
+UI_MAX_PAGE: Final = 100_000

@@ -46,6 +46,9 @@ __all__ = [
     "SERVICE_UPLOAD",
     "TYPE_NEWEST_BINARY",
     "TYPE_NEWEST_MANIFEST",
+    "UI",
+    "UI_CSRF_FIELD",
+    "UI_CSRF_HEADER",
     "UPLOAD",
     "UPLOAD_FIELDS",
     "check_nonce",
@@ -85,6 +88,12 @@ TYPE_NEWEST_BINARY: Final = "/device-types/{device_type}/newest/binary"
 HEALTH: Final = "/healthz"
 READY: Final = "/readyz"
 METRICS: Final = "/metrics"
+
+# -- the dashboard (server-rendered pages for people; docs/api.md, "Dashboard") ---------------
+UI: Final = "/ui"
+#: the session's CSRF token on every state-changing request: a header (htmx) or a form field
+UI_CSRF_HEADER: Final = "X-CSRF-Token"
+UI_CSRF_FIELD: Final = "csrf_token"
 
 # -- query and form fields (the seed's names) ------------------------------------------------
 ID: Final = "id"

@@ -232,7 +232,7 @@ def gc(config: Path | None, data_dir: Path | None, grace: int | None) -> None:
 
 @server.group("user")
 def user_group() -> None:
-    """Uploaders and admins (HTTP Basic, Argon2id password hashes)."""
+    """Viewers, uploaders and admins (HTTP Basic and the dashboard; Argon2id password hashes)."""
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -251,9 +251,10 @@ def _read_password(from_stdin: bool) -> str:
 @click.argument("name")
 @click.option(
     "--role",
-    type=click.Choice(["uploader", "admin"]),
+    type=click.Choice(["viewer", "uploader", "admin"]),
     required=True,
-    help="uploader: upload and list releases; admin: also yank, unyank and delete.",
+    help="viewer: looks (API listings, dashboard); uploader: also uploads; admin: also yanks, "
+    "unyanks and deletes.",
 )
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--replace", is_flag=True, help="Replace an existing user's password and role.")
@@ -265,7 +266,8 @@ def user_add(
     password_stdin: bool,
     replace: bool,
 ) -> None:
-    """Create a user who uploads (uploader) or also yanks and deletes (admin)."""
+    """Create a user who looks (viewer), uploads (uploader) or also yanks and deletes (admin);
+    users sign in with HTTP Basic and to the dashboard at /ui/."""
     from secure_fota.formats.names import check_name
     from secure_fota.server.auth import hash_password
 
@@ -309,7 +311,8 @@ def user_remove(config: Path | None, data_dir: Path | None, name: str) -> None:
 
 @server.group("token")
 def token_group() -> None:
-    """Bearer tokens for uploaders, admins and devices (stored as SHA-256, shown once)."""
+    """Bearer tokens for viewers, uploaders, admins and devices (stored as SHA-256, shown
+    once)."""
 
 
 @token_group.command("create")
@@ -317,9 +320,10 @@ def token_group() -> None:
 @click.argument("name")
 @click.option(
     "--role",
-    type=click.Choice(["uploader", "admin", "device"]),
+    type=click.Choice(["viewer", "uploader", "admin", "device"]),
     required=True,
-    help="uploader / admin (as for users) or device (polls and downloads for --device-type).",
+    help="viewer (read-only listings), uploader / admin (as for users) or device (polls and "
+    "downloads for --device-type).",
 )
 @click.option("--device-type", default=None, help="Device type a device token is valid for.")
 @click.option(

@@ -24,6 +24,7 @@ from secure_fota.server.metrics import Metrics, MetricsMiddleware
 from secure_fota.server.releases import collect_garbage
 from secure_fota.server.routes import ops, seed_compat, v1
 from secure_fota.server.settings import ServerSettings, settings_from_environment
+from secure_fota.server.ui import pages as ui_pages
 
 __all__ = ["app_from_environment", "create_app", "proxied_app_from_environment"]
 
@@ -97,6 +98,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     for router in routers:
         app.include_router(router)
     http_errors.index_routes(app, routers)
+    app.include_router(ui_pages.router)  # the dashboard, /ui/ (its own HTML error pages)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

@@ -37,6 +37,7 @@ from secure_fota.server.generation import GenerationWatcher
 
 __all__ = [
     "TOKEN_PREFIX",
+    "USER_ROLES",
     "Authenticator",
     "DeviceAuthMode",
     "FailureThrottle",
@@ -61,6 +62,12 @@ class Role(StrEnum):
     UPLOADER = "uploader"
     ADMIN = "admin"
     DEVICE = "device"
+    #: looks (lists releases, the dashboard) but changes nothing
+    VIEWER = "viewer"
+
+
+#: the roles a person can have (``fota server user add --role``)
+USER_ROLES: Final = (Role.VIEWER, Role.UPLOADER, Role.ADMIN)
 
 
 class DeviceAuthMode(StrEnum):
@@ -205,8 +212,40 @@ class Authenticator:
             return None
         return Principal(name=user.name, role=Role(user.role), via="basic")
 
-    async def staff(self, authorization: str | None, client: str, *, admin: bool) -> Principal:
-        """An uploader (or admin) from an ``Authorization`` header; raises 401/403/429."""
+    async def sign_in(self, name: str, password: str, client: str) -> Principal:
+        """A person signing in to the dashboard with a user name and password, throttled like
+        HTTP Basic (raises 401/429); any role but ``device``."""
+        if len(password) > _MAX_CREDENTIAL:
+            raise AuthenticationRequired("wrong user name or password")
+        try:
+            check_name("user", name)
+        except InputError:
+            raise AuthenticationRequired("wrong user name or password") from None
+        keys, principal = await self._user_password(f"client:{client}", name, password)
+        if principal is None or principal.role is Role.DEVICE:
+            self._throttle.failure(keys)
+            raise AuthenticationRequired("wrong user name or password")
+        self._throttle.success(keys)
+        return principal
+
+    async def _user_password(
+        self, client_key: str, name: str, password: str
+    ) -> tuple[list[str], Principal | None]:
+        """Check a user's password (after the throttle); return the throttle's keys with it."""
+        user = await self._repository.user(name)
+        if user is not None and user.name != name:
+            user = None  # a database that still folds case: names compare exactly here too
+        # the account's counter (its stored name); a name no account has is counted as
+        # given, so that a lock-out does not tell which names exist
+        keys = [client_key, f"user:{name if user is None else user.name}"]
+        self._throttle.check(keys)
+        return keys, await self._password(user, password)
+
+    async def staff(
+        self, authorization: str | None, client: str, *, admin: bool, read_only: bool = False
+    ) -> Principal:
+        """An uploader (or admin; or, when ``read_only``, a viewer) from an ``Authorization``
+        header; raises 401/403/429."""
         scheme, _, credentials = (authorization or "").partition(" ")
         scheme = scheme.lower()
         credentials = credentials.strip()
@@ -221,20 +260,15 @@ class Authenticator:
             keys = [client_key]
         else:
             name, password = _decode_basic(credentials)
-            user = await self._repository.user(name)
-            if user is not None and user.name != name:
-                user = None  # a database that still folds case: names compare exactly here too
-            # the account's counter (its stored name); a name no account has is counted as
-            # given, so that a lock-out does not tell which names exist
-            keys = [client_key, f"user:{name if user is None else user.name}"]
-            self._throttle.check(keys)
-            principal = await self._password(user, password)
+            keys, principal = await self._user_password(client_key, name, password)
         if principal is None:
             self._throttle.failure(keys)
             raise AuthenticationRequired("wrong user name, password or token")
         self._throttle.success(keys)
         if principal.role is Role.DEVICE:
             raise Forbidden("device tokens cannot upload or administer")
+        if principal.role is Role.VIEWER and not read_only:
+            raise Forbidden(f"{principal.name!r} is a viewer; this needs an uploader or admin")
         if admin and principal.role is not Role.ADMIN:
             raise Forbidden(f"{principal.name!r} is an {principal.role.value}; this needs admin")
         return principal

@@ -40,6 +40,7 @@ __all__ = [
     "Release",
     "ServerState",
     "Token",
+    "UiSession",
     "User",
     "UtcDateTime",
 ]
@@ -126,7 +127,8 @@ class Release(Base):
 
 
 class User(Base):
-    """An uploader or admin who signs in with HTTP Basic (Argon2id password hash)."""
+    """A viewer, uploader or admin who signs in with HTTP Basic or to the dashboard (Argon2id
+    password hash)."""
 
     __tablename__ = "users"
     __table_args__ = TABLE_OPTIONS
@@ -162,3 +164,17 @@ class ServerState(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     generation: Mapped[int] = mapped_column(BigInteger)
+
+
+class UiSession(Base):
+    """A dashboard sign-in: the SHA-256 of the session cookie's random id (the id itself is
+    only in the browser), the session's CSRF token, its user and when it ends."""
+
+    __tablename__ = "ui_sessions"
+    __table_args__ = TABLE_OPTIONS
+
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(NameString(), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime(), index=True)

@@ -5,8 +5,19 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-__all__ = ["DeviceTypeSummary", "NewRelease", "ReleaseInfo", "TokenInfo", "UserInfo"]
+_Item = TypeVar("_Item")
+
+__all__ = [
+    "DeviceTypeSummary",
+    "NewRelease",
+    "Page",
+    "ReleaseInfo",
+    "TokenInfo",
+    "UiSessionInfo",
+    "UserInfo",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +71,21 @@ class TokenInfo:
     per_device: bool
     created_at: datetime.datetime
     revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UiSessionInfo:
+    """A live dashboard session and its user as the users table has them now."""
+
+    user_name: str
+    role: str
+    csrf_token: str
+    expires_at: datetime.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[_Item]):
+    """One page of a filtered listing: its items and how many match the filter in all."""
+
+    items: list[_Item]
+    total: int

@@ -14,17 +14,27 @@ import datetime
 from collections.abc import AsyncIterator, Iterator
 from typing import TypeVar
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import and_, case, delete, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from secure_fota.errors import ConflictError, NotFoundError, StorageError
-from secure_fota.server.db.models import GENERATION_ROW, Base, Release, ServerState, Token, User
+from secure_fota.server.db.models import (
+    GENERATION_ROW,
+    Base,
+    Release,
+    ServerState,
+    Token,
+    UiSession,
+    User,
+)
 from secure_fota.server.db.records import (
     DeviceTypeSummary,
     NewRelease,
+    Page,
     ReleaseInfo,
     TokenInfo,
+    UiSessionInfo,
     UserInfo,
 )
 from secure_fota.server.errors import Unavailable
@@ -136,6 +146,61 @@ class Repository:
             )
             return [DeviceTypeSummary(t, n, c) for t, n, c in rows.all()]
 
+    async def newest_per_type(self) -> list[tuple[DeviceTypeSummary, ReleaseInfo | None]]:
+        """Every device type, with its newest non-yanked release (one query)."""
+        newest = func.max(case((Release.yanked.is_(False), Release.seq))).label("newest")
+        summary = (
+            select(Release.device_type, newest, func.count().label("releases"))
+            .group_by(Release.device_type)
+            .subquery()
+        )
+        async with self._tx() as session:
+            rows = await session.execute(
+                select(summary.c.device_type, summary.c.newest, summary.c.releases, Release)
+                .outerjoin(
+                    Release,
+                    and_(
+                        Release.device_type == summary.c.device_type,
+                        Release.seq == summary.c.newest,
+                    ),
+                )
+                .order_by(summary.c.device_type)
+            )
+            return [
+                (
+                    DeviceTypeSummary(t, n, c),
+                    None if row is None else _record(ReleaseInfo, row),
+                )
+                for t, n, c, row in rows.all()
+            ]
+
+    async def release_page(
+        self,
+        *,
+        device_type: str | None,
+        yanked: bool | None,
+        offset: int,
+        limit: int,
+    ) -> Page[ReleaseInfo]:
+        """Releases, newest upload first, filtered and paginated in the database."""
+        conditions = []
+        if device_type is not None:
+            conditions.append(Release.device_type == device_type)
+        if yanked is not None:
+            conditions.append(Release.yanked.is_(yanked))
+        async with self._tx() as session:
+            total = await session.scalar(
+                select(func.count()).select_from(Release).where(*conditions)
+            )
+            rows = await session.scalars(
+                select(Release)
+                .where(*conditions)
+                .order_by(Release.uploaded_at.desc(), Release.pk.desc())
+                .offset(offset)
+                .limit(limit)
+            )
+            return Page([_record(ReleaseInfo, row) for row in rows.all()], int(total or 0))
+
     async def add_release(self, new: NewRelease, *, uploader: str) -> tuple[ReleaseInfo, bool]:
         """Insert ``new``; return ``(release, created)``. An identical existing release is an
         idempotent retry (``created`` False); a different one raises ConflictError."""
@@ -229,6 +294,8 @@ class Repository:
                 if existing is not None:
                     if not replace:
                         raise ConflictError(f"user {name!r} already exists (use --replace)")
+                    # a new password or role ends the user's dashboard sessions
+                    await session.execute(delete(UiSession).where(UiSession.user_name == name))
                     existing.password_hash = password_hash
                     existing.role = role
                     existing.disabled = False
@@ -251,6 +318,7 @@ class Repository:
             result = await session.execute(delete(User).where(User.name == name))
             if not result.rowcount:  # type: ignore[attr-defined]
                 raise NotFoundError(f"no user {name!r}")
+            await session.execute(delete(UiSession).where(UiSession.user_name == name))
             await self._bump(session)
 
     async def token_by_digest(self, digest: str) -> TokenInfo | None:
@@ -298,3 +366,45 @@ class Repository:
                 raise NotFoundError(f"no token {name!r}")
             row.revoked = True
             await self._bump(session)
+
+    # dashboard sessions ---------------------------------------------------------------------
+
+    async def add_ui_session(
+        self, digest: str, user_name: str, csrf_token: str, *, lifetime: datetime.timedelta
+    ) -> None:
+        """Store a new session (and drop every expired one)."""
+        now = _now()
+        async with self._tx() as session:
+            await session.execute(delete(UiSession).where(UiSession.expires_at < now))
+            session.add(
+                UiSession(
+                    id_sha256=digest,
+                    user_name=user_name,
+                    csrf_token=csrf_token,
+                    created_at=now,
+                    expires_at=now + lifetime,
+                )
+            )
+
+    async def ui_session(self, digest: str) -> UiSessionInfo | None:
+        """The unexpired session with this id digest whose user exists and is enabled."""
+        async with self._tx() as session:
+            row = (
+                await session.execute(
+                    select(UiSession, User.role)
+                    .join(User, User.name == UiSession.user_name)
+                    .where(
+                        UiSession.id_sha256 == digest,
+                        UiSession.expires_at > _now(),
+                        User.disabled.is_(False),
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        found, role = row
+        return UiSessionInfo(found.user_name, role, found.csrf_token, found.expires_at)
+
+    async def delete_ui_session(self, digest: str) -> None:
+        async with self._tx() as session:
+            await session.execute(delete(UiSession).where(UiSession.id_sha256 == digest))

@@ -35,6 +35,7 @@ __all__ = [
     "nonce_of",
     "publish_upload",
     "query_parameters",
+    "require_tls",
     "send_newest_binary",
     "send_newest_manifest",
     "staff",
@@ -109,17 +110,18 @@ def client_of(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _require_tls(request: Request, context: ServerContext) -> None:
+def require_tls(request: Request, context: ServerContext) -> None:
     if request.url.scheme != "https" and not context.settings.allow_insecure_http:
         raise Forbidden("credentials are only accepted over TLS (https)")
 
 
-async def staff(request: Request, *, admin: bool = False) -> Principal:
-    """The uploader or admin making this request (401/403/429 otherwise)."""
+async def staff(request: Request, *, admin: bool = False, read_only: bool = False) -> Principal:
+    """The uploader or admin (or, for ``read_only`` requests, viewer) making this request
+    (401/403/429 otherwise)."""
     context = context_of(request)
-    _require_tls(request, context)
+    require_tls(request, context)
     return await context.auth.staff(
-        request.headers.get("authorization"), client_of(request), admin=admin
+        request.headers.get("authorization"), client_of(request), admin=admin, read_only=read_only
     )
 
 
@@ -127,7 +129,7 @@ async def device(request: Request, context: ServerContext, device_type: str) -> 
     """Check a device's token when the server is configured to need one."""
     if context.auth.device_mode == "open":
         return
-    _require_tls(request, context)
+    require_tls(request, context)
     await context.auth.device(request.headers.get("authorization"), client_of(request), device_type)
 
 

@@ -111,7 +111,7 @@ def _id(value: str) -> int:
 
 @router.get(DEVICE_TYPES, response_model=list[DeviceTypeOut])
 async def device_types(request: Request) -> list[DeviceTypeOut]:
-    await staff(request)
+    await staff(request, read_only=True)
     summaries = await context_of(request).repository.device_types()
     return [
         DeviceTypeOut(device_type=s.device_type, newest=s.newest, releases=s.releases)
@@ -122,14 +122,14 @@ async def device_types(request: Request) -> list[DeviceTypeOut]:
 @router.get(RELEASES, response_model=list[ReleaseOut])
 async def releases(request: Request, device_type: TypePath) -> list[ReleaseOut]:
     name = _type(device_type)
-    await staff(request)
+    await staff(request, read_only=True)
     return [ReleaseOut.of(r) for r in await context_of(request).releases.releases(name)]
 
 
 @router.get(RELEASE, response_model=ReleaseOut)
 async def release(request: Request, device_type: TypePath, release_id: IdPath) -> ReleaseOut:
     name, seq = _type(device_type), _id(release_id)
-    await staff(request)
+    await staff(request, read_only=True)
     return ReleaseOut.of(await context_of(request).releases.release(name, seq))
 
 
