@@ -5,7 +5,7 @@
  * Built and run by bench/c_core.py (cc -O2, no sanitizers, Debian's mbedTLS 2.28 and cJSON,
  * linked with the core's sources); uses only the core's public functions (so_core.h).
  *
- *   c_core_bench KEYDIR MANIFEST BINARY REPEATS
+ *   c_core_bench KEYDIR MANIFEST BINARY REPEATS [EC_KEYDIR EC_MANIFEST]
  *
  * Prints one JSON object: medians in milliseconds of
  *   manifest_open         so_manifest_open of MANIFEST (decrypt + verify + claims)
@@ -17,6 +17,9 @@
  *                         app image structure, secure boot V1 signature)
  *   image_floor           RSA-3072 PKCS#1 v1.5 decrypt + AES-256-GCM decrypt of the image +
  *                         SHA-256 of the file and of the plaintext + ECDSA P-256 verify
+ *   manifest_open_ec      (with EC_KEYDIR) so_manifest_open of EC_MANIFEST, made for a key set
+ *                         whose manifest key is P-256 (ECDH-ES+A256KW), timed in the same
+ *                         repeats as manifest_open
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,8 +111,9 @@ static mbedtls_pk_context load_pk(const char *dir, const char *name, int private
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s KEYDIR MANIFEST BINARY REPEATS\n", argv[0]);
+    if (argc != 5 && argc != 7) {
+        fprintf(stderr, "usage: %s KEYDIR MANIFEST BINARY REPEATS [EC_KEYDIR EC_MANIFEST]\n",
+                argv[0]);
         return 2;
     }
     const char *keys = argv[1];
@@ -138,6 +142,21 @@ int main(int argc, char **argv)
     pem = read_file(keys, "secure_boot_signing_pub.pem", &len);
     check(so_keyring_set_secure_boot_key(ring, pem, len), "secure boot key");
     free(pem);
+
+    /* a second ring whose manifest key is P-256, for the EC manifest */
+    so_keyring_t *ec_ring = NULL;
+    size_t ec_manifest_len = 0;
+    uint8_t *ec_manifest = NULL;
+    if (argc == 7) {
+        check(so_keyring_new(rng, NULL, &ec_ring), "keyring");
+        pem = read_file(argv[5], "manifest_encryption_key.pem", &len);
+        check(so_keyring_set_manifest_key(ec_ring, pem, len), "EC manifest key");
+        free(pem);
+        pem = read_file(argv[5], "manifest_signing_pub.pem", &len);
+        check(so_keyring_add_signing_key(ec_ring, pem, len), "signing key");
+        free(pem);
+        ec_manifest = read_file(argv[6], "", &ec_manifest_len);
+    }
 
     size_t manifest_len, binary_len;
     uint8_t *manifest = read_file(argv[2], "", &manifest_len);
@@ -215,7 +234,16 @@ int main(int argc, char **argv)
 
     /* every repeat times each measurement once, core and primitives alternating, so that a
      * change in the machine's load affects both sides of each ratio alike */
-    enum { MANIFEST_OPEN, MANIFEST_FLOOR, SHA_CORE, SHA_MBEDTLS, IMAGE_CHECK, IMAGE_FLOOR, N_T };
+    enum {
+        MANIFEST_OPEN,
+        MANIFEST_FLOOR,
+        SHA_CORE,
+        SHA_MBEDTLS,
+        IMAGE_CHECK,
+        IMAGE_FLOOR,
+        MANIFEST_OPEN_EC,
+        N_T
+    };
     double *t[N_T];
     for (int k = 0; k < N_T; k++) {
         t[k] = calloc((size_t)repeats, sizeof *t[k]);
@@ -224,6 +252,14 @@ int main(int argc, char **argv)
         double s = now_ms();
         check(so_manifest_open(ring, manifest, manifest_len, &claims, NULL, NULL), "manifest_open");
         t[MANIFEST_OPEN][i] = now_ms() - s;
+
+        if (ec_ring) {
+            s = now_ms();
+            so_claims_t ec_claims;
+            check(so_manifest_open(ec_ring, ec_manifest, ec_manifest_len, &ec_claims, NULL, NULL),
+                  "manifest_open (EC)");
+            t[MANIFEST_OPEN_EC][i] = now_ms() - s;
+        }
 
         s = now_ms();
         size_t olen;
@@ -288,9 +324,13 @@ int main(int argc, char **argv)
     printf("{\"repeats\": %d, \"manifest_bytes\": %zu, \"binary_bytes\": %zu, "
            "\"manifest_open_ms\": %.4f, \"manifest_floor_ms\": %.4f, "
            "\"sha256_4mib_core_ms\": %.4f, \"sha256_4mib_mbedtls_ms\": %.4f, "
-           "\"image_check_ms\": %.4f, \"image_floor_ms\": %.4f}\n",
+           "\"image_check_ms\": %.4f, \"image_floor_ms\": %.4f, "
+           "\"manifest_open_ec_ms\": %.4f, \"ec_manifest_bytes\": %zu}\n",
            repeats, manifest_len, binary_len, manifest_open, manifest_floor, sha_core,
-           sha_mbedtls, image_check, image_floor);
+           sha_mbedtls, image_check, image_floor,
+           ec_ring ? median(t[MANIFEST_OPEN_EC], repeats) : -1.0, ec_manifest_len);
     so_keyring_free(ring);
+    so_keyring_free(ec_ring);
+    free(ec_manifest);
     return 0;
 }
