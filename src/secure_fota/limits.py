@@ -32,3 +32,13 @@ UI_PAGE_SIZE: Final = 50
 UI_MAX_PAGE_SIZE: Final = 500
 #: highest page number a dashboard listing accepts (deep offsets cost the database a scan)
 UI_MAX_PAGE: Final = 100_000
+
+# -- request heads the update server and the author service read (issue 14, class 3) --------
+#: longest request line (method, target, version); longer answers 414
+MAX_REQUEST_LINE: Final = 8 * 1024
+#: longest single header line (name, colon, value); longer answers 431
+MAX_HEADER_LINE: Final = 8 * 1024
+#: most header lines in one request head; more answers 431
+MAX_HEADERS: Final = 100
+#: largest request head in all (request line, headers, line ends); larger answers 431
+MAX_REQUEST_HEAD: Final = 64 * 1024

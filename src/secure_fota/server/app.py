@@ -20,6 +20,7 @@ from secure_fota.server import http_errors
 from secure_fota.server.context import ServerContext, build_context
 from secure_fota.server.fastpath import PollAnswerer, is_poll
 from secure_fota.server.fastpath_binary import BinaryAnswerer, is_binary
+from secure_fota.server.head_limits import HeadLimitsMiddleware
 from secure_fota.server.metrics import Metrics, MetricsMiddleware
 from secure_fota.server.releases import collect_garbage
 from secure_fota.server.routes import ops, seed_compat, v1
@@ -111,8 +112,10 @@ def app_from_environment() -> FastAPI:
 def proxied_app_from_environment() -> Any:
     """granian factory: :func:`app_from_environment` behind uvicorn's ``X-Forwarded-For`` /
     ``X-Forwarded-Proto`` handling, trusted from ``FORWARDED_ALLOW_IPS`` (default 127.0.0.1),
-    as uvicorn applies it itself (granian does not)."""
+    as uvicorn applies it itself (granian does not), and behind the request-line and
+    header-line bounds (granian bounds only the whole head)."""
     from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
     trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
-    return ProxyHeadersMiddleware(app_from_environment(), trusted_hosts=trusted)  # type: ignore[arg-type]
+    proxied: Any = ProxyHeadersMiddleware(app_from_environment(), trusted_hosts=trusted)  # type: ignore[arg-type]
+    return HeadLimitsMiddleware(proxied)

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from secure_fota.errors import ConfigError
 from secure_fota.keys.directory import write_key_file
 from secure_fota.keys.tls import CA_FILE, CERT_FILE, KEY_FILE, generate_tls
+from secure_fota.limits import MAX_REQUEST_HEAD
 from secure_fota.loopback import is_loopback
 from secure_fota.server.metrics import MULTIPROC_ENV
 from secure_fota.server.preflight import check_tls_pair, freshness_warnings
@@ -289,6 +290,9 @@ def _granian_server(settings: ServerSettings, tls: TlsFiles | None) -> Any:
         http1_settings=HTTP1Settings(
             header_read_timeout=max(1, round(settings.request_head_timeout * 1000)),
             keep_alive=True,
+            # hyper answers 431 when a request head outgrows its read buffer (and to more than
+            # 100 headers); the per-line bounds are HeadLimitsMiddleware's
+            max_buffer_size=MAX_REQUEST_HEAD,
         ),
         log_level=LogLevels(settings.log_level),
         log_dictconfig=_with_our_logger(LOGGING_CONFIG, "console"),
