@@ -245,12 +245,13 @@ class Run:
             stdin="e2e-password-123\n",
         )
         self.server_port = free_port()
-        env = dict(os.environ, FOTA_FRESHNESS_KEY_FILE=str(w / "keys" / "freshness_key.pem"))
+        env = dict(os.environ)
         self.server_log = (w / "server.log").open("w")
         self.server = subprocess.Popen(
             [str(FOTA), "server", "run", "--data-dir", str(w / "data"), "--host", "127.0.0.1",
              "--port", str(self.server_port), "--tls-cert", str(w / "tls" / "server.pem"),
-             "--tls-key", str(w / "tls" / "server.key")],
+             "--tls-key", str(w / "tls" / "server.key"),
+             "--freshness-key", str(w / "keys" / "freshness_key.pem")],
             stdout=self.server_log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
         deadline = time.monotonic() + 60
