@@ -2,6 +2,7 @@
 
 Certificate and host name are always verified; TLS 1.2 is the floor. ``ca_file`` pins the
 trust to one CA (the fleet's, or a development CA); without it the system's CAs are used.
+A ``ca_file`` that holds no certificate is one :class:`InputError` naming ``--ca``.
 """
 
 from __future__ import annotations
@@ -9,11 +10,21 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
+from secure_fota.errors import InputError
+
 __all__ = ["client_context"]
 
 
 def client_context(ca_file: Path | None = None) -> ssl.SSLContext:
     """A verifying client context trusting ``ca_file`` (or the system CAs)."""
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    except ssl.SSLError:
+        raise InputError(
+            "--ca",
+            f"{ca_file} holds no PEM certificate (give the CA certificate, e.g. tls/ca.pem)",
+        ) from None
+    except OSError as exc:
+        raise InputError("--ca", f"cannot read {ca_file} ({exc.strerror})") from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context

@@ -38,7 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     "errors": {"reasons"},
     "atomic_file": set(),
     "loopback": set(),
-    "tls_client": set(),
+    "tls_client": {"errors"},
     "bounded_read": {"errors"},
     "wire": {"errors", "limits"},
     "formats": GROUND,

@@ -147,6 +147,11 @@ def upload_release(
                     FIRMWARE_FILE: (binary_path.name, _ProgressReader(binary, advance)),  # type: ignore[dict-item]
                 },
             )
+    except httpx.ConnectError as exc:
+        raise TransportError(
+            f"upload to {base} failed: cannot reach the server ({exc}); is it running, and is "
+            "--server right?"
+        ) from None
     except httpx.HTTPError as exc:
         raise TransportError(f"upload to {base} failed: {exc}") from None
     if response.status_code == 200:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -303,6 +304,7 @@ def _upload(target: UploadTarget, out_dir: Path, fw_name: str, seq: int, device_
         TransferSpeedColumn(),
         console=console(stderr=True),
         transient=True,
+        disable=not sys.stderr.isatty(),  # no bar (and no blank line) in logs and pipes
     ) as bar:
         task = bar.add_task(f"uploading {fw_name}-{seq}", total=total)
         return upload_release(

@@ -32,6 +32,7 @@ from secure_fota.keys.directory import (
     load_private_key_file,
 )
 from secure_fota.limits import MAX_IMAGE_SIZE
+from secure_fota.tls_client import client_context
 
 __all__ = ["Provisioning", "provision"]
 
@@ -69,6 +70,8 @@ def provision(request: Provisioning) -> DeviceConfig:
         raise InputError(
             "--firmware", f"image is for {image.chip}, the device is {chip_name(chip_id)}"
         )
+    if request.ca is not None:
+        client_context(request.ca)  # a --ca that is no certificate: one line, nothing written
     if request.force and request.state.exists():
         shutil.rmtree(request.state)
     request.state.mkdir(parents=True, exist_ok=True)

@@ -59,11 +59,17 @@ class ManifestAnswer:
 
 
 @contextlib.contextmanager
-def _mapped(what: str) -> Iterator[None]:
+def _mapped(what: str, server: str) -> Iterator[None]:
     try:
         yield
     except httpx.TimeoutException:
-        raise TransportError(f"{what}: timed out", reason=Reason.TIMEOUT) from None
+        raise TransportError(f"{what}: {server} timed out", reason=Reason.TIMEOUT) from None
+    except httpx.ConnectError as exc:
+        raise TransportError(
+            f"{what}: cannot reach the update server {server} ({exc}); is it running, and "
+            "is the device's server address right?",
+            reason=Reason.CONNECTION_FAILED,
+        ) from None
     except httpx.RemoteProtocolError as exc:
         text = str(exc)
         cut = "closed" in text or "disconnected" in text
@@ -150,7 +156,7 @@ class ServerClient:
         what = "manifest poll"
         deadline = self._deadline(MAX_MANIFEST_SIZE)
         with (
-            _mapped(what),
+            _mapped(what, self.base_url),
             self._client.stream("GET", url, params=params, headers=headers) as response,
         ):
             freshness = response.headers.get(FRESHNESS_HEADER)
@@ -253,7 +259,7 @@ class ServerClient:
         received = 0
         deadline = self._deadline(expected_size - offset)
         with (
-            _mapped("download"),
+            _mapped("download", self.base_url),
             self._client.stream("GET", url, headers=headers) as response,
         ):
             if offset and response.status_code in (200, 416):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from secure_fota.crypto.freshness import FreshnessSigner
@@ -81,19 +83,47 @@ def _prepare_data_dir(settings: ServerSettings) -> None:
         ) from None
 
 
+def _database_problem(exc: BaseException) -> str:
+    """The driver's own words for why a database cannot be used, on one line."""
+    cause: BaseException = getattr(exc, "orig", None) or exc
+    args: tuple[object, ...] = tuple(getattr(cause, "args", ()))
+    if len(args) >= 2 and isinstance(args[0], int) and isinstance(args[1], str):
+        text = args[1]  # PyMySQL: (code, message)
+    elif isinstance(cause, OSError) and cause.strerror:
+        text = cause.strerror.lower()
+    elif isinstance(cause, TimeoutError):
+        text = "no answer (timed out)"
+    else:
+        text = str(cause) or type(cause).__name__
+    text = re.sub(r"^<class '[^']+'>: ", "", text)
+    return (text.strip().splitlines() or [type(cause).__name__])[0]
+
+
 async def open_database(settings: ServerSettings, *, migrate: bool) -> AsyncEngine:
+    """An engine for the configured database, checked by connecting (and migrated); a
+    database that cannot be reached or used is one :class:`ConfigError` line."""
     _prepare_data_dir(settings)
     engine = create_engine(
         settings.effective_database_url(),
         pool_size=settings.db_pool_size,
         connect_timeout=settings.db_connect_timeout,
     )
-    if migrate:
-        try:
+    try:
+        async with engine.connect():
+            pass
+        if migrate:
             await upgrade(engine)
-        except BaseException:
-            await engine.dispose()
-            raise
+    except (DBAPIError, OSError, TimeoutError) as exc:
+        await engine.dispose()
+        shown = engine.url.render_as_string(hide_password=True)
+        raise ConfigError(
+            f"database {shown}: {_database_problem(exc)}; check database_url "
+            "(FOTA_DATABASE_URL or --config) and that the database server runs and "
+            "accepts this user"
+        ) from None
+    except BaseException:
+        await engine.dispose()
+        raise
     return engine
 
 

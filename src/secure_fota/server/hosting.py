@@ -177,12 +177,19 @@ def _with_our_logger(server_config: dict[str, Any], handler: str) -> dict[str, A
 
 
 def _migrate(settings: ServerSettings) -> None:
-    """Apply the database migrations once, before any worker starts."""
-    from secure_fota.server.context import open_database
+    """Apply the database migrations once, and check that the blob store is usable, before
+    any worker starts (so that a mistake is one line, not a worker's traceback)."""
+    from secure_fota.server.context import build_store, open_database
 
     async def migrate() -> None:
         engine = await open_database(settings, migrate=True)
         await engine.dispose()
+        store = build_store(settings)
+        await store.start()
+        try:
+            await store.check()
+        finally:
+            await store.close()
 
     asyncio.run(migrate())
 

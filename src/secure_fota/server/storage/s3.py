@@ -179,10 +179,15 @@ class S3BlobStore:
         return str(url)
 
     async def check(self) -> None:
+        where = f" at {self._endpoint_url}" if self._endpoint_url else ""
         try:
             await self._call(self._client.head_bucket, Bucket=self.bucket)
+        except BlobMissing:  # head_bucket's 404: there is no such bucket
+            raise Unavailable(
+                f"S3 bucket {self.bucket!r} does not exist{where}; create it or fix s3_bucket"
+            ) from None
         except StorageError as exc:
-            raise Unavailable(f"S3 bucket {self.bucket!r} is not reachable: {exc}") from None
+            raise Unavailable(f"S3 bucket {self.bucket!r}{where} is not usable: {exc}") from None
 
 
 async def _empty() -> AsyncIterator[bytes]:
