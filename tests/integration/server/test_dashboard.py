@@ -114,7 +114,15 @@ def test_releases_are_paginated_and_filtered_in_the_database(ui: Harness):
         assert f"1{DASH}6 of 6" in live.text
         types = client.get("/ui/device-types")
         assert f"{device_type}/7" in types.text
-        for query in ("page=x", "per_page=0", "state=1", "type=a%00b", "page=1e3"):
+        for query in (
+            "page=x",
+            "per_page=0",
+            "state=1",
+            "type=a%00b",
+            "page=1e3",
+            "page=%C2%B2",  # '²' is a digit to str.isdigit, not to int()
+            "page=%D9%A1",  # an Arabic-Indic one
+        ):
             answer = client.get(f"/ui/releases?{query}")
             assert answer.status_code == 422, query
             assert "text/html" in answer.headers["content-type"]

@@ -203,7 +203,7 @@ def _query_int(request: Request, field: str, default: int, highest: int) -> int:
     text = request.query_params.get(field)
     if not text:
         return default
-    if len(text) > 9 or not text.isdigit():
+    if len(text) > 9 or not (text.isascii() and text.isdigit()):
         raise InputError(field, f"must be a whole number from 1 to {highest}")
     value = int(text)
     if not 1 <= value <= highest:
