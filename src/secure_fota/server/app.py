@@ -110,12 +110,14 @@ def app_from_environment() -> FastAPI:
 
 
 def proxied_app_from_environment() -> Any:
-    """granian factory: :func:`app_from_environment` behind uvicorn's ``X-Forwarded-For`` /
-    ``X-Forwarded-Proto`` handling, trusted from ``FORWARDED_ALLOW_IPS`` (default 127.0.0.1),
-    as uvicorn applies it itself (granian does not), and behind the request-line and
-    header-line bounds (granian bounds only the whole head)."""
-    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+    """granian factory: :func:`app_from_environment` behind the request-head bounds (granian
+    bounds only what it buffers) and, when ``forwarded_allow_ips`` names proxies, behind
+    uvicorn's ``X-Forwarded-For`` / ``X-Forwarded-Proto`` handling trusted from those
+    addresses only, as uvicorn applies it itself (granian does not)."""
+    settings = settings_from_environment(dict(os.environ))
+    app: Any = create_app(settings)
+    if settings.forwarded_allow_ips:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-    trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
-    proxied: Any = ProxyHeadersMiddleware(app_from_environment(), trusted_hosts=trusted)  # type: ignore[arg-type]
-    return HeadLimitsMiddleware(proxied)
+        app = ProxyHeadersMiddleware(app, trusted_hosts=list(settings.forwarded_allow_ips))
+    return HeadLimitsMiddleware(app)

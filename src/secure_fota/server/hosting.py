@@ -224,7 +224,11 @@ def _serve_uvicorn(
         "log_level": settings.log_level,
         "log_config": _with_our_logger(LOGGING_CONFIG, "default"),
         "server_header": False,
-        "proxy_headers": True,
+        # X-Forwarded-For/-Proto only from the configured proxies (none by default): from
+        # anyone else they would let a client pick its address (and dodge the per-address
+        # sign-in lock-out) or claim https
+        "proxy_headers": bool(settings.forwarded_allow_ips),
+        "forwarded_allow_ips": ",".join(settings.forwarded_allow_ips) or None,
         "ws": "none",
         "timeout_graceful_shutdown": 10,
         "http": HeadTimeoutProtocol,

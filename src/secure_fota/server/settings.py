@@ -8,15 +8,17 @@ Every limit is a named, validated setting. Secrets are :class:`SecretStr` and ar
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -130,7 +132,28 @@ class ServerSettings(BaseSettings):
         "under <data_dir>/tls (never use them in production)",
     )
     allow_insecure_http: bool = False
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="addresses or networks of the proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed (a list, or comma-separated in FOTA_FORWARDED_ALLOW_IPS); "
+        "default none: the client is the TCP peer and the scheme is the server's own",
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for entry in value:
+                try:
+                    ipaddress.ip_network(str(entry), strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"{entry!r} is not an IP address or network (e.g. 10.0.0.5, 10.0.0.0/24)"
+                    ) from None
+        return value
 
     @field_validator("s3_prefix")
     @classmethod
