@@ -115,11 +115,17 @@ class ServerProcess(LocalServer):
         self.kill()
 
     def rss_kib(self) -> int:
-        """Resident memory of the server process (VmRSS, KiB)."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise AssertionError("no VmRSS")
+        """Resident memory of the server and its worker processes (VmRSS summed, KiB):
+        granian, and uvicorn with several workers, serve from child processes."""
+        total = 0
+        for pid in _process_tree(self.pid):
+            with contextlib.suppress(OSError):  # a worker may be exiting
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        if not total:
+            raise AssertionError("no VmRSS")
+        return total
 
     def http(self, **options: Any) -> httpx.Client:
         return httpx.Client(
@@ -141,6 +147,18 @@ class ServerProcess(LocalServer):
 
     def blob(self, sha256: str) -> Path:
         return self.data / "blobs" / "sha256" / sha256[:2] / sha256
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (from /proc/PID/task/*/children)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                queue += [int(child) for child in task.read_text().split()]
+    return found
 
 
 # -- a man in the middle -------------------------------------------------------------------------

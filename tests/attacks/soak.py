@@ -5,6 +5,7 @@ sampled throughout.
     python -m tests.attacks.soak            # short: 200 devices, 30 s (what `make test` runs)
     python -m tests.attacks.soak --long     # 2,000 devices, 5 minutes (docs/SECURITY.md)
     python -m tests.attacks.soak --devices 500 --duration 60 --poll-interval 5
+    python -m tests.attacks.soak --http-server uvicorn   # default: fota server run's default
 
 Every device verifies each manifest and freshness statement with the fleet's keys and
 downloads every new release by id (``fota fleet simulate``). Passes when there are no
@@ -38,6 +39,7 @@ from tests.attacks.infra import (
     Authority,
     ServerProcess,
 )
+from tests.http_servers import HTTP_SERVERS, server_env
 
 DEVICE_TYPE = "soak-sensor"
 #: resident memory may grow this much after warm-up (allocator noise, caches of a few MB)
@@ -154,7 +156,12 @@ def _churn(
 
 
 def run_soak(
-    devices: int, duration: float, poll_interval: float, root: Path | None = None
+    devices: int,
+    duration: float,
+    poll_interval: float,
+    root: Path | None = None,
+    *,
+    env: dict[str, str] | None = None,
 ) -> SoakResult:
     with tempfile.TemporaryDirectory(prefix="fota-soak-") as temp:
         base = root or Path(temp)
@@ -170,6 +177,7 @@ def run_soak(
             env={
                 "FOTA_FRESHNESS_KEY_FILE": str(keys / "freshness_key.pem"),
                 "FOTA_CACHE_TTL": "0.5",
+                **(env or {}),
             },
         )
         server.setup().start()
@@ -243,11 +251,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int)
     parser.add_argument("--duration", type=float)
     parser.add_argument("--poll-interval", type=float)
+    parser.add_argument(
+        "--http-server", choices=HTTP_SERVERS, help="fota server run --http-server (default: its)"
+    )
     args = parser.parse_args(argv)
     devices = args.devices or (2000 if args.long else 200)
     duration = args.duration or (300.0 if args.long else 30.0)
     interval = args.poll_interval or (10.0 if args.long else 2.0)
-    result = run_soak(devices, duration, interval)
+    env = server_env(args.http_server) if args.http_server else None
+    result = run_soak(devices, duration, interval, env=env)
     print(json.dumps(result.summary(), indent=2))
     return 1 if result.problems else 0
 

@@ -19,6 +19,7 @@ import pytest
 from secure_fota.devtools.harness import LocalServer
 from secure_fota.server.settings import load_settings
 from secure_fota.wire import READY
+from tests.http_servers import HTTP_SERVERS, server_env
 from tests.integration.server.conftest import (
     fake_release,
     fresh_database,
@@ -41,11 +42,18 @@ class Poll:
     digest: str | None
 
 
-@pytest.fixture(params=["postgresql", "mariadb", "sqlite"])
+#: every database under the default HTTP server, and SQLite under each other one
+_SETUPS = [(database, HTTP_SERVERS[0]) for database in ("postgresql", "mariadb", "sqlite")] + [
+    ("sqlite", other) for other in HTTP_SERVERS[1:]
+]
+
+
+@pytest.fixture(params=_SETUPS, ids=["-".join(setup) for setup in _SETUPS])
 def two_workers(
     request: pytest.FixtureRequest, tmp_path: Path, tls_dir: Path
 ) -> Iterator[tuple[str, ssl.SSLContext, str]]:
-    with fresh_database(request.param, tmp_path) as url:
+    database, http_server = request.param
+    with fresh_database(database, tmp_path) as url:
         data_dir = tmp_path / "data"
         settings = load_settings(None, data_dir=data_dir, database_url=url)
         credentials = provision(settings, {})
@@ -55,7 +63,7 @@ def two_workers(
             tls_key=tls_dir / "server.key",
             ca_file=tls_dir / "ca.pem",
             workers=2,
-            env={"FOTA_DATABASE_URL": url, "FOTA_LOG_LEVEL": "warning"},
+            env={"FOTA_DATABASE_URL": url, "FOTA_LOG_LEVEL": "warning", **server_env(http_server)},
             ready_path=READY,
         )
         verify = ssl.create_default_context(cafile=str(tls_dir / "ca.pem"))

@@ -16,6 +16,7 @@ import pytest
 
 from secure_fota.devtools.harness import LocalServer, free_port
 from secure_fota.server.settings import load_settings
+from tests.http_servers import HTTP_SERVERS, server_env
 from tests.integration.server.conftest import (
     PG_ADMIN,
     fake_release,
@@ -190,7 +191,8 @@ def test_aborted_upload_leaves_nothing_and_retry_works(
 
 
 @pytest.mark.slow
-def test_server_killed_mid_upload(tmp_path: Path, tls_dir: Path):
+@pytest.mark.parametrize("http_server", HTTP_SERVERS)
+def test_server_killed_mid_upload(tmp_path: Path, tls_dir: Path, http_server: str):
     data_dir = tmp_path / "data"
     settings = load_settings(None, data_dir=data_dir)
     credentials = provision(settings, {})
@@ -199,7 +201,7 @@ def test_server_killed_mid_upload(tmp_path: Path, tls_dir: Path):
         tls_cert=tls_dir / "server.pem",
         tls_key=tls_dir / "server.key",
         ca_file=tls_dir / "ca.pem",
-        env={"FOTA_LOG_LEVEL": "warning"},
+        env={"FOTA_LOG_LEVEL": "warning", **server_env(http_server)},
     )
     verify = ssl.create_default_context(cafile=str(tls_dir / "ca.pem"))
     base, port = server.url, server.port
