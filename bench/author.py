@@ -11,7 +11,12 @@
    both files durably (write, fsync, rename, fsync of the directory) without any crypto.
 3. Peak memory (max RSS of the child process) of `fota author release` for 1, 4 and 8 MB.
 
+With --versus DIR, step 1 also runs the author tool from another checkout's src/ (e.g. `main`
+before a change) in the same runs, interleaved, and reports both ratios; CPU time (user + sys of
+each child) is reported beside wall time, as it suffers less from a shared machine.
+
     .venv/bin/python bench/author.py [--runs 15] [--sizes 1,4] [--memory-sizes 1,4,8]
+        [--src DIR] [--versus DIR]
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from common import BIN, MB, log, median
 #: how `fota` is run; --src DIR runs `python -m secure_fota.cli.main` from another checkout
 FOTA: list[str] = [str(BIN / "fota")]
 ENV: dict[str, str] = dict(os.environ)
+#: --versus DIR: the environment that runs the author tool from DIR
+VERSUS_ENV: dict[str, str] | None = None
 
 
 def precompile(src: Path) -> None:
@@ -41,10 +48,12 @@ def precompile(src: Path) -> None:
     subprocess.run([common.PY, "-m", "compileall", "-q", str(src)], check=True, env=ENV)
 
 
-def run_timed(argv: list[str]) -> tuple[float, int]:
-    """Wall seconds and max RSS (KiB) of one child process."""
+def run_timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + sys) of one child process."""
     started = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+    process = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env or ENV
+    )
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -54,7 +63,7 @@ def run_timed(argv: list[str]) -> tuple[float, int]:
         )
     if process.stderr:
         process.stderr.close()
-    return elapsed, usage.ru_maxrss
+    return elapsed, usage.ru_utime + usage.ru_stime
 
 
 def whole_process(fx: common.Fixtures, sizes: list[int], runs: int) -> dict[str, dict[str, float]]:
@@ -63,35 +72,53 @@ def whole_process(fx: common.Fixtures, sizes: list[int], runs: int) -> dict[str,
         work = Path(tmp)
         for size in sizes:
             image = fx.image(size * MB)
-            ours, theirs, python = [], [], []
-            for i in range(runs + 1):
-                target = work / f"r{i}"
+            ours, theirs, python, versus = [], [], [], []
+
+            def release(target: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
                 target.mkdir()
-                t_ours, _ = run_timed([
+                return run_timed([
                     *FOTA, "author", "release", str(image), "--seq", "1",
                     "--device-type", common.DEVICE_TYPE, "--name", "app",
                     "--keys", str(fx.keys), "--out", str(target),
-                ])  # fmt: skip
-                t_theirs, _ = run_timed([
+                ], env)  # fmt: skip
+
+            for i in range(runs + 1):
+                target = work / f"r{i}"
+                target.mkdir()
+                t_ours = release(target / "ours")
+                t_versus = release(target / "versus", VERSUS_ENV) if VERSUS_ENV else None
+                t_theirs = run_timed([
                     str(BIN / "espsecure"), "sign-data", "--version", "1", "--keyfile",
                     str(fx.keys / "secure_boot_signing_key.pem"),
                     "--output", str(target / "signed.bin"), str(image),
                 ])  # fmt: skip
-                t_py, _ = run_timed([common.PY, "-c", "pass"])
+                t_py = run_timed([common.PY, "-c", "pass"])
                 shutil.rmtree(target)
                 if i == 0:
                     continue  # warm-up: page cache, .pyc files
                 ours.append(t_ours)
                 theirs.append(t_theirs)
                 python.append(t_py)
-            ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
+                if t_versus is not None:
+                    versus.append(t_versus)
+
+            def ratio(a: list[tuple[float, float]], k: int) -> float:
+                return median([x[k] / y[k] for x, y in zip(a, theirs, strict=True)])
+
             out[f"{size}MB"] = {
-                "fota_release_ms": median(ours) * 1000,
-                "espsecure_sign_ms": median(theirs) * 1000,
-                "python_start_ms": median(python) * 1000,
-                "ratio_median": median(ratios),
+                "fota_release_ms": median([t[0] for t in ours]) * 1000,
+                "espsecure_sign_ms": median([t[0] for t in theirs]) * 1000,
+                "python_start_ms": median([t[0] for t in python]) * 1000,
+                "ratio_median": ratio(ours, 0),
+                "ratio_cpu_median": ratio(ours, 1),
                 "runs": runs,
             }
+            if versus:
+                out[f"{size}MB"] |= {
+                    "versus_release_ms": median([t[0] for t in versus]) * 1000,
+                    "versus_ratio_median": ratio(versus, 0),
+                    "versus_ratio_cpu_median": ratio(versus, 1),
+                }
             log(f"whole process {size} MB: {out[f'{size}MB']}")
     return out
 
@@ -250,6 +277,9 @@ def main() -> None:
     parser.add_argument(
         "--src", type=Path, help="run the author tool from this src/ (e.g. another branch's)"
     )
+    parser.add_argument(
+        "--versus", type=Path, help="also run the author tool from this src/, interleaved"
+    )
     parser.add_argument("--name", default="author", help="results file name")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -261,6 +291,13 @@ def main() -> None:
         for name in [m for m in sys.modules if m.startswith("secure_fota")]:
             del sys.modules[name]
     precompile(args.src if args.src is not None else common.ROOT / "src")
+    if args.versus is not None:
+        global VERSUS_ENV  # noqa: PLW0603 -- set once from the command line
+        VERSUS_ENV = dict(ENV, PYTHONPATH=str(args.versus.resolve()))
+        precompile(args.versus)
+        if args.src is None:
+            FOTA[:] = [common.PY, "-m", "secure_fota.cli.main"]
+            ENV["PYTHONPATH"] = str((common.ROOT / "src").resolve())
     result = {
         "machine": common.machine(),
         "whole_process": whole_process(fx, sizes, args.runs),
@@ -285,6 +322,17 @@ def main() -> None:
         ["image", "fota release ms", "espsecure sign-data ms", "ratio", "python -c pass ms",
          "in-process ms", "crypto floor ms", "in-process / floor", "I/O floor ms",
          "in-process / (crypto + I/O)"], rows))  # fmt: skip
+    print()
+    if args.versus is not None:
+        print()
+        print(common.table(
+            ["image", "fota ms", f"fota ms ({args.versus})", "espsecure ms", "ratio", "ratio CPU",
+             f"ratio ({args.versus})", f"ratio CPU ({args.versus})"],
+            [[k, f"{v['fota_release_ms']:.0f}", f"{v['versus_release_ms']:.0f}",
+              f"{v['espsecure_sign_ms']:.0f}", f"{v['ratio_median']:.2f}",
+              f"{v['ratio_cpu_median']:.2f}", f"{v['versus_ratio_median']:.2f}",
+              f"{v['versus_ratio_cpu_median']:.2f}"] for k, v in result["whole_process"].items()],
+        ))  # fmt: skip
     print()
     print(common.table(
         ["image", "fota author release peak RSS MiB", "espsecure sign-data peak RSS MiB"],

@@ -15,6 +15,8 @@ MAX_IMAGE_SIZE: Final = 16 * 1024 * 1024
 MIN_IMAGE_SIZE: Final = 24 + 8 + 256 + 16
 #: largest manifest a device reads (ours are about 3 KiB)
 MAX_MANIFEST_SIZE: Final = 16 * 1024
+#: most key-rotation statements a manifest carries (its JWS header's ``rot``)
+MAX_ROTATIONS: Final = 8
 #: most segments the ESP-IDF bootloader accepts (ESP_IMAGE_MAX_SEGMENTS)
 MAX_SEGMENTS: Final = 16
 #: release sequence numbers are positive and fit a signed 32-bit integer on every platform

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from joserfc import jwe
 from joserfc.jwk import RSAKey
 
-from secure_fota.crypto.jws import sign_compact
+from secure_fota.crypto.jws import jose_key, sign_compact
 from secure_fota.crypto.keys import generate_private_key, key_id
 from secure_fota.crypto.manifest import open_manifest, seal_manifest
 from secure_fota.errors import FormatError, VerificationError
@@ -361,3 +361,62 @@ def test_keys_generate_records_the_manifest_encryption(tmp_path) -> None:
     assert _ec_header(token)["alg"] == "ECDH-ES+A256KW"
     trusted = device.manifest_signing
     assert open_manifest(token, decryption_key=device.manifest_decryption, trusted=trusted)
+
+
+# -- the author's writer (crypto.jose_writer: cryptography alone) --------------------------------
+
+
+def test_release_path_imports_no_jose_library() -> None:
+    """``fota author release`` seals with crypto.jose_writer; joserfc's import (and its eager
+    cryptography.x509) would cost about a sixth of the run (docs/PERFORMANCE.md §1)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, secure_fota.cli.main, secure_fota.cli.author, secure_fota.author.release, "
+        "secure_fota.keys.directory; "
+        "bad = sorted(m for m in sys.modules if m.startswith(('joserfc', 'jwcrypto', "
+        "'cryptography.x509', 'rich', 'httpx'))); print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("signer", ["rsa", "ec"])
+@pytest.mark.parametrize("encryption", ["rsa", "ec"])
+def test_written_manifests_open_with_both_libraries(signer: str, encryption: str) -> None:
+    from jwcrypto import jwe as cjwe
+    from jwcrypto import jwk, jws
+
+    from secure_fota.crypto.keys import private_pem, public_pem
+
+    signing = SIGNING if signer == "rsa" else EC_SIGNING
+    enc_key = ENCRYPTION if encryption == "rsa" else EC_ENCRYPTION
+    rotations = ("a.b.c",) if signer == "ec" else ()
+    token = seal_manifest(
+        CLAIMS, signing_key=signing, encryption_key=enc_key.public_key(), rotations=rotations
+    )
+    # jwcrypto
+    envelope = cjwe.JWE()
+    envelope.deserialize(token.decode(), key=jwk.JWK.from_pem(private_pem(enc_key)))
+    signed = jws.JWS()
+    signed.deserialize(envelope.payload.decode())
+    alg = "PS256" if signer == "rsa" else "ES256"
+    signed.verify(jwk.JWK.from_pem(public_pem(signing)), alg=alg)
+    assert json.loads(signed.payload) == BASE
+    header = json.loads(signed.objects["protected"])
+    assert header == {"alg": alg, "kid": key_id(signing), "typ": MANIFEST_TYP} | (
+        {"rot": ["a.b.c"]} if rotations else {}
+    )
+    # joserfc (our reader), both layers
+    outer = jwe.decrypt_compact(token, jose_key(enc_key), algorithms=[_alg(enc_key), "A256GCM"])
+    assert outer.plaintext == envelope.payload
+    if not rotations:
+        opened_ = open_manifest(token, decryption_key=enc_key, trusted=TRUSTED)
+        assert opened_.claims == CLAIMS and opened_.alg == alg
+
+
+def _alg(key: object) -> str:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return "RSA-OAEP-256" if isinstance(key, rsa.RSAPrivateKey) else "ECDH-ES+A256KW"

@@ -21,7 +21,7 @@ from secure_fota.crypto.encrypted_image import EncryptedImageWriter, EncryptionR
 from secure_fota.crypto.keyring import AuthorKeys
 from secure_fota.crypto.keys import secure_boot_scheme_of
 from secure_fota.crypto.legacy_manifest import seal_legacy_manifest
-from secure_fota.crypto.manifest import seal_manifest
+from secure_fota.crypto.manifest_seal import seal_manifest
 from secure_fota.crypto.secure_boot import SecureBootSigner, signed_length
 from secure_fota.errors import FormatError, InputError, NotFoundError
 from secure_fota.formats.app_image import AppImage, read_app_image

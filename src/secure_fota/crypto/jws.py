@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 from joserfc.registry import HeaderParameter
 
-from secure_fota.crypto.keys import PrivateKey, PublicKey, key_id
+from secure_fota.crypto.jose_writer import signing_alg
+from secure_fota.crypto.keys import PrivateKey, PublicKey, TrustedKeys, key_id
 from secure_fota.errors import FormatError, KeyMaterialError, VerificationError
 from secure_fota.formats.jose_compact import b64url_decode, parse_json_object, split_compact
 from secure_fota.reasons import Reason
@@ -40,26 +41,12 @@ _HEADERS: Final = {"rot": HeaderParameter("key rotation statements", "list[str]"
 BASIC_HEADER: Final = frozenset({"alg", "kid", "typ"})
 MANIFEST_HEADER: Final = BASIC_HEADER | {"rot"}
 
-#: trusted verification keys by kid
-TrustedKeys = Mapping[str, PublicKey]
-
 
 def jose_key(key: PrivateKey | PublicKey) -> RSAKey | ECKey:
     """The joserfc key object wrapping a ``cryptography`` key."""
     if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
         return RSAKey(key, key)
     return ECKey(key, key)
-
-
-def signing_alg(key: PrivateKey | PublicKey) -> str:
-    """PS256 for RSA keys, ES256 for P-256 keys."""
-    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
-        return "PS256"
-    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) and (
-        key.curve.name == "secp256r1"
-    ):
-        return "ES256"
-    raise KeyMaterialError("signing needs an RSA or EC P-256 key")
 
 
 def sign_compact(

@@ -28,6 +28,7 @@ from secure_fota.formats.jose_compact import (
     json_int,
     parse_json_object,
 )
+from secure_fota.limits import MAX_ROTATIONS  # most statements a manifest header carries
 from secure_fota.reasons import Reason
 
 __all__ = [
@@ -41,8 +42,6 @@ __all__ = [
 ]
 
 KEYS_TYP: Final = "fota-keys+jwt"
-#: most statements a manifest header carries (older devices must be re-provisioned)
-MAX_ROTATIONS: Final = 8
 #: most keys one set may hold
 MAX_SET_KEYS: Final = 4
 _MAX_STATEMENT: Final = 8192

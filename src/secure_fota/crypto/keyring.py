@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from secure_fota.crypto.jws import TrustedKeys
 from secure_fota.crypto.keys import (
     ManifestDecryptionKey,
     ManifestEncryptionKey,
     PrivateKey,
     PublicKey,
+    TrustedKeys,
 )
 
 __all__ = ["AuthorKeys", "DeviceKeys"]

@@ -8,6 +8,7 @@ broken file when given a 2048-bit key).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Final
 
@@ -24,6 +25,7 @@ __all__ = [
     "PrivateKey",
     "PublicKey",
     "Role",
+    "TrustedKeys",
     "check_private_key",
     "check_public_key",
     "generate_private_key",
@@ -41,6 +43,8 @@ PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 #: the fleet's manifest-encryption key: RSA-3072/4096 (RSA-OAEP-256) or P-256 (ECDH-ES+A256KW)
 ManifestEncryptionKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 ManifestDecryptionKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+#: trusted verification keys by kid
+TrustedKeys = Mapping[str, PublicKey]
 
 _MAX_PEM: Final = 64 * 1024
 

@@ -9,12 +9,12 @@
 
 Opening runs the checks in a fixed order, each failure with its own :class:`Reason`, before
 any claim is believed: size, structure, algorithms, decryption, key id, signature, claims.
-The C core runs the same order (docs/formats.md).
+The C core runs the same order (docs/formats.md). Sealing (:func:`seal_manifest`, re-exported
+here) lives in :mod:`secure_fota.crypto.manifest_seal`, which does not import joserfc.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jwe
 from joserfc.errors import JoseError
 
+from secure_fota.crypto.jose_writer import JWE_ALG_EC, JWE_ALG_RSA, JWE_ENC, jwe_alg
 from secure_fota.crypto.jws import (
     MANIFEST_HEADER,
     TrustedKeys,
@@ -30,12 +31,13 @@ from secure_fota.crypto.jws import (
     read_header,
     sign_compact,
 )
-from secure_fota.crypto.key_rotation import MAX_ROTATIONS, KeySet, advance
-from secure_fota.crypto.keys import ManifestDecryptionKey, ManifestEncryptionKey, PrivateKey
-from secure_fota.errors import FormatError, KeyMaterialError, VerificationError
+from secure_fota.crypto.key_rotation import KeySet, advance
+from secure_fota.crypto.keys import ManifestDecryptionKey
+from secure_fota.crypto.manifest_seal import seal_manifest
+from secure_fota.errors import FormatError, VerificationError
 from secure_fota.formats.jose_compact import b64url_decode, parse_json_object, split_compact
 from secure_fota.formats.manifest import MANIFEST_TYP, ManifestClaims
-from secure_fota.limits import MAX_MANIFEST_SIZE
+from secure_fota.limits import MAX_MANIFEST_SIZE, MAX_ROTATIONS
 from secure_fota.reasons import Reason
 
 __all__ = [
@@ -47,12 +49,11 @@ __all__ = [
     "jwe_alg",
     "open_manifest",
     "seal_manifest",
+    "sign_compact",
 ]
 
-JWE_ALG: Final = "RSA-OAEP-256"
-#: the outer JWE's key management with an EC P-256 manifest-encryption key
-JWE_ALG_EC: Final = "ECDH-ES+A256KW"
-JWE_ENC: Final = "A256GCM"
+#: the outer JWE's key management with an RSA / an EC P-256 manifest-encryption key
+JWE_ALG: Final = JWE_ALG_RSA
 #: longest encoded JWE protected header accepted
 MAX_JWE_HEADER: Final = 1024
 #: the only members a manifest's JWE header may have (``epk`` only with ECDH-ES+A256KW)
@@ -62,41 +63,6 @@ _JWE_HEADER_EC: Final = _JWE_HEADER | {"epk"}
 _EPK_MEMBERS: Final = frozenset({"kty", "crv", "x", "y"})
 #: bytes of an A256KW-wrapped 32-byte content key
 _WRAPPED_CEK: Final = 40
-
-
-def jwe_alg(key: ManifestEncryptionKey | ManifestDecryptionKey) -> str:
-    """The outer JWE's ``alg`` for a manifest-encryption key: RSA-OAEP-256 or ECDH-ES+A256KW."""
-    if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
-        return JWE_ALG
-    if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) and (
-        key.curve.name == "secp256r1"
-    ):
-        return JWE_ALG_EC
-    raise KeyMaterialError("manifest encryption needs an RSA-3072/4096 or EC P-256 key")
-
-
-def seal_manifest(
-    claims: ManifestClaims,
-    *,
-    signing_key: PrivateKey,
-    encryption_key: ManifestEncryptionKey,
-    rotations: Sequence[str] = (),
-) -> bytes:
-    """Sign the claims, then encrypt the signed token for the fleet. Returns ASCII bytes.
-
-    ``rotations`` are the key-rotation statements leading to ``signing_key``'s key set, oldest
-    first; they travel in the JWS header's ``rot`` member.
-    """
-    alg = jwe_alg(encryption_key)
-    if len(rotations) > MAX_ROTATIONS:
-        raise KeyMaterialError(f"a manifest carries at most {MAX_ROTATIONS} key rotations")
-    extra = {"rot": list(rotations)} if rotations else None
-    signed = sign_compact(claims.to_json(), signing_key, MANIFEST_TYP, extra)
-    header = {"alg": alg, "enc": JWE_ENC, "cty": "JWT"}
-    token = jwe.encrypt_compact(
-        header, signed.encode("ascii"), jose_key(encryption_key), algorithms=[alg, JWE_ENC]
-    )
-    return token.encode("ascii")
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,12 +19,12 @@ from typing import Final
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from secure_fota.bounded_read import read_bounded
-from secure_fota.crypto.jws import TrustedKeys
 from secure_fota.crypto.keyring import AuthorKeys, DeviceKeys
 from secure_fota.crypto.keys import (
     PrivateKey,
     PublicKey,
     Role,
+    TrustedKeys,
     key_id,
     load_private_key,
     load_public_key,
@@ -32,6 +32,7 @@ from secure_fota.crypto.keys import (
     secure_boot_role,
 )
 from secure_fota.errors import InputError, KeyMaterialError, NotFoundError
+from secure_fota.limits import MAX_ROTATIONS
 
 __all__ = [
     "FLASH_ENCRYPTION_KEY",
@@ -254,8 +255,6 @@ def _last_rotations(directory: Path) -> tuple[str, ...]:
     statements = read_rotations(directory)
     if not statements:
         return ()
-    from secure_fota.crypto.key_rotation import MAX_ROTATIONS
-
     return tuple(statements[-MAX_ROTATIONS:])
 
 
