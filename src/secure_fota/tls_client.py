@@ -12,7 +12,7 @@ from pathlib import Path
 
 from secure_fota.errors import InputError
 
-__all__ = ["client_context"]
+__all__ = ["client_context", "connect_failure"]
 
 
 def client_context(ca_file: Path | None = None) -> ssl.SSLContext:
@@ -28,3 +28,18 @@ def client_context(ca_file: Path | None = None) -> ssl.SSLContext:
         raise InputError("--ca", f"cannot read {ca_file} ({exc.strerror})") from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
+
+
+def connect_failure(exc: BaseException, server: str, *, server_option: str) -> str:
+    """One line for a connection that could not be made: an untrusted certificate (give
+    ``--ca``) or a server that does not answer (is it running? is ``server_option`` right?)."""
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return (
+            f"{server}: the server's TLS certificate is not trusted ({text}); give --ca with "
+            "the CA certificate that issued it, and use a host name the certificate names"
+        )
+    return (
+        f"cannot reach the update server {server} ({text}); is it running, and is "
+        f"{server_option} right?"
+    )

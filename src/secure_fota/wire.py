@@ -23,6 +23,7 @@ __all__ = [
     "API_V1",
     "DEVICE_TYPE",
     "DEVICE_TYPES",
+    "DEVICE_TYPE_PATH",
     "FIRMWARE_FILE",
     "FIRMWARE_PATH",
     "FRESHNESS_HEADER",
@@ -53,6 +54,7 @@ __all__ = [
     "UPLOAD_FIELDS",
     "check_nonce",
     "describe_error",
+    "device_type_url",
     "error_body",
     "new_nonce",
     "newest_binary_url",
@@ -75,6 +77,7 @@ UPLOAD: Final = "/uploadFile"
 #    parameters, written as the routes declare them) ----------------------------------------------
 API_V1: Final = "/api/v1"
 DEVICE_TYPES: Final = "/device-types"
+DEVICE_TYPE_PATH: Final = "/device-types/{device_type}"
 RELEASES: Final = "/device-types/{device_type}/releases"
 RELEASE: Final = RELEASES + "/{release_id}"
 RELEASE_MANIFEST: Final = RELEASE + "/manifest"
@@ -181,6 +184,11 @@ def release_binary_url(base: str, device_type: str, seq: int) -> str:
 def newest_binary_url(base: str, device_type: str) -> str:
     """The seed's "newest image" URL (the fallback for a server that has no by-id URL)."""
     return f"{_root(base)}{NEWEST_BINARY}?{urlencode({DEVICE_TYPE: device_type})}"
+
+
+def device_type_url(base: str, device_type: str) -> str:
+    """One device type's summary (404: the server has never seen it)."""
+    return _root(base) + API_V1 + DEVICE_TYPE_PATH.format(device_type=quote(device_type))
 
 
 def upload_url(base: str) -> str:

@@ -53,6 +53,7 @@ def test_publish_with_basic_auth_then_upload_with_a_token(fleet: Fleet, tmp_path
         *common,
         "--user",
         USER,
+        "--new-device-type",
         env={"FOTA_UPLOAD_PASSWORD": PASSWORD},
     )
     assert result.returncode == 0, result.stderr
@@ -170,6 +171,9 @@ def test_local_service_builds_and_uploads(fleet: Fleet, tmp_path: Path) -> None:
         )
         assert response.status_code == 200, response.text
         assert response.json()["claims"]["seq"] == 2
+        out = tmp_path / "out"
+        uploaded = {p.name: p.read_bytes() for p in out.iterdir()}
+        assert sorted(uploaded) == ["app-2.bin", "app-2.manifest"]
         again = httpx.post(
             f"{url}/upload",
             headers={"Authorization": "Bearer local-token"},
@@ -178,4 +182,40 @@ def test_local_service_builds_and_uploads(fleet: Fleet, tmp_path: Path) -> None:
         )
         # a rebuilt release differs (fresh AES key), so the server refuses to overwrite it
         assert again.status_code == 409
+        # ... and the local files still are the release the server holds
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == uploaded
     assert fleet.device().perform_update().result == "updated"
+
+
+def test_an_unknown_device_type_needs_new_device_type(fleet: Fleet, tmp_path: Path) -> None:
+    token = (
+        fota_command(
+            "server", "token", "create", "ci", "--role", "uploader", "--data-dir", str(fleet.data)
+        )
+        .strip()
+        .split()[-1]
+    )
+    auth = {"authorization": f"Bearer {token}"}
+    url = f"{fleet.url}/api/v1/device-types/{DEVICE_TYPE}"
+    assert httpx.get(url, headers=auth, verify=client_context(fleet.ca)).status_code == 404
+    fleet.release(fleet.image("1.1.0"), 2, out=tmp_path)
+    args = [
+        "upload", str(tmp_path), "--seq", "2", "--device-type", DEVICE_TYPE, "--name", "app",
+        "--server", fleet.url, "--ca", str(fleet.ca), "--token-env", "CI_TOKEN",
+    ]  # fmt: skip
+    refused = cli(*args, env={"CI_TOKEN": token})
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and "--new-device-type" in refused.stderr
+    assert httpx.get(url, headers=auth, verify=client_context(fleet.ca)).status_code == 404
+    first = cli(*args, "--new-device-type", env={"CI_TOKEN": token})
+    assert first.returncode == 0, first.stderr
+    known = httpx.get(url, headers=auth, verify=client_context(fleet.ca))
+    assert known.status_code == 200
+    assert known.json() == {"device_type": DEVICE_TYPE, "newest": 2, "releases": 1}
+    fleet.release(fleet.image("1.2.0"), 3, out=tmp_path)
+    args[args.index("2")] = "3"
+    assert cli(*args, env={"CI_TOKEN": token}).returncode == 0  # a known type needs no flag
+    typo = cli(
+        *[a if a != DEVICE_TYPE else DEVICE_TYPE + "x" for a in args], env={"CI_TOKEN": token}
+    )
+    assert typo.returncode == 2 and "has no device type" in typo.stderr

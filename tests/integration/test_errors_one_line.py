@@ -153,7 +153,7 @@ CASES: dict[str, Case] = {
     "upload-server-down": Case(
         [*UPLOAD[:2], "{dist}", *UPLOAD[3:], "--ca", "{tls}/ca.pem"],
         1,
-        "cannot reach the server",
+        "cannot reach the update server",
         env={"FOTA_TEST_TOKEN": "t"},
     ),
     "verify-wrong-keys": Case(

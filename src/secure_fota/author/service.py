@@ -15,6 +15,8 @@ Errors have the update server's body (:func:`secure_fota.wire.error_body`) and e
 from __future__ import annotations
 
 import hmac
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -66,6 +68,7 @@ class ServiceConfig:
     expires_in: int | None = None
     keystore: Path | None = None
     keystore_password: str | None = None
+    allow_new_device_type: bool = True
 
 
 class _KeysUnavailable(FotaError):
@@ -119,30 +122,42 @@ class _Service:
         return resolved
 
     def publish(self, seq: int, device_type: str, fw_name: str, firmware: Path) -> dict[str, Any]:
+        """Build the release in a private staging folder, upload it from there, and only when
+        the server took it move the files into ``out_dir``: a refused upload (a 409 for a
+        different release under the same number, say) leaves the local files that match
+        the server's release as they were."""
         with self._lock:
             config = self.config
             config.out_dir.mkdir(parents=True, exist_ok=True)
-            files = build_release(
-                ReleaseRequest(
-                    firmware=firmware,
+            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=config.out_dir))
+            try:
+                files = build_release(
+                    ReleaseRequest(
+                        firmware=firmware,
+                        seq=seq,
+                        device_type=device_type,
+                        fw_name=fw_name,
+                        out_dir=staging,
+                        secure_boot=config.secure_boot,
+                        expires_in=config.expires_in,
+                    ),
+                    self._keys(),
+                    now=int(time.time()),
+                )
+                answer = upload_release(
+                    config.target,
+                    out_dir=staging,
+                    fw_name=fw_name,
                     seq=seq,
                     device_type=device_type,
-                    fw_name=fw_name,
-                    out_dir=config.out_dir,
-                    secure_boot=config.secure_boot,
-                    expires_in=config.expires_in,
-                ),
-                self._keys(),
-                now=int(time.time()),
-            )
-            answer = upload_release(
-                config.target,
-                out_dir=config.out_dir,
-                fw_name=fw_name,
-                seq=seq,
-                device_type=device_type,
-            )
-            return {"result": answer, "claims": files.claims.to_dict()}
+                    allow_new_device_type=config.allow_new_device_type,
+                )
+                for path in (files.manifest, files.binary):
+                    path.replace(config.out_dir / path.name)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            claims = files.claims.to_dict()
+            return {"result": answer, "claims": claims}
 
 
 async def _parameters(request: Request) -> dict[str, str]:

@@ -25,8 +25,14 @@ from secure_fota.errors import (
 from secure_fota.formats.names import check_name, check_seq
 from secure_fota.limits import MAX_IMAGE_SIZE, MAX_MANIFEST_SIZE
 from secure_fota.loopback import is_loopback
-from secure_fota.tls_client import client_context
-from secure_fota.wire import FIRMWARE_FILE, MANIFEST_FILE, upload_fields, upload_url
+from secure_fota.tls_client import client_context, connect_failure
+from secure_fota.wire import (
+    FIRMWARE_FILE,
+    MANIFEST_FILE,
+    device_type_url,
+    upload_fields,
+    upload_url,
+)
 
 __all__ = ["Credentials", "UploadTarget", "upload_release"]
 
@@ -106,6 +112,30 @@ def _error_text(response: httpx.Response) -> str:
     return str(body)[:200]
 
 
+def _require_known_type(
+    client: httpx.Client, target: UploadTarget, base: str, device_type: str
+) -> None:
+    response = client.get(device_type_url(base, device_type), headers=target.credentials.headers())
+    if response.status_code == 200:
+        return
+    if response.status_code == 404:
+        raise InputError(
+            "--device-type",
+            f"the server has no device type {device_type!r} yet; check the spelling, or give "
+            "--new-device-type for the first release of a new type",
+        )
+    detail = _error_text(response)
+    if response.status_code in (401, 403):
+        raise TransportError(
+            f"upload refused ({response.status_code}): {detail}", status_code=response.status_code
+        )
+    raise TransportError(
+        f"asking the server about device type {device_type!r} failed with HTTP "
+        f"{response.status_code}: {detail}",
+        status_code=response.status_code,
+    )
+
+
 def upload_release(
     target: UploadTarget,
     *,
@@ -114,15 +144,21 @@ def upload_release(
     seq: int,
     device_type: str,
     progress: Callable[[int], None] | None = None,
+    allow_new_device_type: bool = True,
 ) -> str:
     """Upload ``OUTDIR/NAME-N.manifest`` and ``.bin``; return the server's answer.
+
+    Unless ``allow_new_device_type``, the server is asked first whether it knows
+    ``device_type`` (``GET /api/v1/device-types/{type}``), and a type it has never seen is
+    refused: a misspelt type would otherwise start a new "newest" nobody polls, or, worse,
+    land in a real type's neighbour.
 
     Raises :class:`TransportError` for network, TLS and server failures,
     :class:`ConflictError` when the server holds a different release under the same id.
     """
     check_name("--name", fw_name)
     check_name("--device-type", device_type)
-    check_seq("--id", seq)
+    check_seq("--seq", seq)
     base = _check_url(target)
     manifest_path, binary_path = release_paths(out_dir, fw_name, seq)
     for path, limit in ((manifest_path, MAX_MANIFEST_SIZE), (binary_path, MAX_IMAGE_SIZE + 512)):
@@ -138,6 +174,8 @@ def upload_release(
             binary_path.open("rb") as binary,
             httpx.Client(verify=verify, timeout=_TIMEOUT, auth=target.credentials.auth()) as client,
         ):
+            if not allow_new_device_type:
+                _require_known_type(client, target, base, device_type)
             response = client.post(
                 upload_url(base),
                 headers=target.credentials.headers(),
@@ -149,8 +187,7 @@ def upload_release(
             )
     except httpx.ConnectError as exc:
         raise TransportError(
-            f"upload to {base} failed: cannot reach the server ({exc}); is it running, and is "
-            "--server right?"
+            f"upload failed: {connect_failure(exc, base, server_option='--server')}"
         ) from None
     except httpx.HTTPError as exc:
         raise TransportError(f"upload to {base} failed: {exc}") from None

@@ -257,6 +257,12 @@ def upload_options(function: click.decorators.FC) -> click.decorators.FC:
             ),
             ca_option(),
             click.option(
+                "--new-device-type",
+                is_flag=True,
+                help="The first release of a device type the server has never seen (without it, "
+                "an unknown --device-type is refused: a typo must not start a new type).",
+            ),
+            click.option(
                 "--insecure-http",
                 is_flag=True,
                 help="INSECURE: allow a plain http:// URL (loopback development servers only).",
@@ -290,7 +296,15 @@ def _target(
     )
 
 
-def _upload(target: UploadTarget, out_dir: Path, fw_name: str, seq: int, device_type: str) -> str:
+def _upload(
+    target: UploadTarget,
+    out_dir: Path,
+    fw_name: str,
+    seq: int,
+    device_type: str,
+    *,
+    new_device_type: bool,
+) -> str:
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from secure_fota.author.release import release_paths
@@ -314,6 +328,7 @@ def _upload(target: UploadTarget, out_dir: Path, fw_name: str, seq: int, device_
             seq=seq,
             device_type=device_type,
             progress=lambda n: bar.advance(task, n),
+            allow_new_device_type=new_device_type,
         )
 
 
@@ -337,6 +352,7 @@ def upload(
     user: str | None,
     token_env: str | None,
     ca_file: Path | None,
+    new_device_type: bool,
     insecure_http: bool,
 ) -> None:
     """Upload OUT_DIR/NAME-SEQ.manifest and .bin to the update server (POST /uploadFile)."""
@@ -346,7 +362,7 @@ def upload(
     check_name("--name", fw_name)
     check_name("--device-type", device_type)
     target = _target(server, user, token_env, ca_file, insecure_http)
-    answer = _upload(target, out_dir, fw_name, number, device_type)
+    answer = _upload(target, out_dir, fw_name, number, device_type, new_device_type=new_device_type)
     click.echo(f"uploaded {device_type}/{number} ({fw_name}): server answered {answer}")
 
 
@@ -359,6 +375,7 @@ def publish(
     user: str | None,
     token_env: str | None,
     ca_file: Path | None,
+    new_device_type: bool,
     insecure_http: bool,
     as_json: bool,
     **options: object,
@@ -368,7 +385,14 @@ def publish(
     files = _build(**options)  # type: ignore[arg-type]
     _summary(files, as_json)
     claims = files.claims
-    answer = _upload(target, files.manifest.parent, claims.fw_name, claims.seq, claims.device_type)
+    answer = _upload(
+        target,
+        files.manifest.parent,
+        claims.fw_name,
+        claims.seq,
+        claims.device_type,
+        new_device_type=new_device_type,
+    )
     if not as_json:
         click.echo(f"uploaded: server answered {answer}")
 
@@ -420,6 +444,7 @@ def serve(
     user: str | None,
     token_env: str | None,
     ca_file: Path | None,
+    new_device_type: bool,
     insecure_http: bool,
     secure_boot: str,
     expires: str | None,
@@ -455,5 +480,6 @@ def serve(
         expires_in=parse_duration(expires) if expires else None,
         keystore=keystore,
         keystore_password=os.environ.get(keystore_password_env),
+        allow_new_device_type=new_device_type,
     )
     uvicorn.run(create_service(config), host=bind_host, port=port, log_level="info")

@@ -26,7 +26,7 @@ import httpx
 from secure_fota.errors import ReleaseRejected, TransportError
 from secure_fota.limits import MAX_MANIFEST_SIZE
 from secure_fota.reasons import Reason
-from secure_fota.tls_client import client_context
+from secure_fota.tls_client import client_context, connect_failure
 from secure_fota.wire import (
     FRESHNESS_HEADER,
     RELEASE_HEADER,
@@ -66,8 +66,7 @@ def _mapped(what: str, server: str) -> Iterator[None]:
         raise TransportError(f"{what}: {server} timed out", reason=Reason.TIMEOUT) from None
     except httpx.ConnectError as exc:
         raise TransportError(
-            f"{what}: cannot reach the update server {server} ({exc}); is it running, and "
-            "is the device's server address right?",
+            f"{what}: {connect_failure(exc, server, server_option='the --server it was given')}",
             reason=Reason.CONNECTION_FAILED,
         ) from None
     except httpx.RemoteProtocolError as exc:

@@ -146,6 +146,16 @@ class Repository:
             )
             return [DeviceTypeSummary(t, n, c) for t, n, c in rows.all()]
 
+    async def device_type(self, device_type: str) -> DeviceTypeSummary | None:
+        """One device type's summary; ``None`` when no release of it was ever stored."""
+        newest = func.max(case((Release.yanked.is_(False), Release.seq)))
+        async with self._tx() as session:
+            rows = await session.execute(
+                select(newest, func.count()).where(Release.device_type == device_type)
+            )
+            found, count = rows.one()
+        return DeviceTypeSummary(device_type, found, count) if count else None
+
     async def newest_per_type(self) -> list[tuple[DeviceTypeSummary, ReleaseInfo | None]]:
         """Every device type, with its newest non-yanked release (one query)."""
         newest = func.max(case((Release.yanked.is_(False), Release.seq))).label("newest")

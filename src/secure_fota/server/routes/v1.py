@@ -37,6 +37,7 @@ from secure_fota.server.routes.seed_compat import UPLOAD_BODY
 from secure_fota.wire import (
     API_V1,
     DEVICE_TYPE,
+    DEVICE_TYPE_PATH,
     DEVICE_TYPES,
     ID,
     NONCE,
@@ -117,6 +118,23 @@ async def device_types(request: Request) -> list[DeviceTypeOut]:
         DeviceTypeOut(device_type=s.device_type, newest=s.newest, releases=s.releases)
         for s in summaries
     ]
+
+
+@router.get(
+    DEVICE_TYPE_PATH,
+    response_model=DeviceTypeOut,
+    responses={404: {"description": "the server has never stored a release of this type"}},
+)
+async def device_type(request: Request, device_type: TypePath) -> DeviceTypeOut:
+    """One device type (what `fota author upload` asks before the first upload of a type)."""
+    name = _type(device_type)
+    await staff(request, read_only=True)
+    summary = await context_of(request).repository.device_type(name)
+    if summary is None:
+        raise NotFoundError(f"device type {name!r} has no releases")
+    return DeviceTypeOut(
+        device_type=summary.device_type, newest=summary.newest, releases=summary.releases
+    )
 
 
 @router.get(RELEASES, response_model=list[ReleaseOut])
