@@ -12,7 +12,51 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_output", "commit_all", "fsync_directory", "staged_output", "write_atomic"]
+__all__ = [
+    "atomic_output",
+    "commit_all",
+    "create_private_file",
+    "fsync_directory",
+    "private_directory",
+    "staged_output",
+    "write_atomic",
+]
+
+#: mode of every directory and file the update server creates (readable by its user only)
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def private_directory(path: Path) -> Path:
+    """``path`` as a directory; each missing component is created 0700 (whatever the umask).
+    Directories that exist already keep their mode."""
+    missing: list[Path] = []
+    current = path
+    while not current.is_dir():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=PRIVATE_DIR_MODE)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
+            continue  # made by another process meanwhile
+        directory.chmod(PRIVATE_DIR_MODE)
+    return path
+
+
+def create_private_file(path: Path) -> bool:
+    """Create ``path`` empty with mode 0600 unless it exists; whether it was created."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        return False
+    os.fchmod(fd, PRIVATE_FILE_MODE)
+    os.close(fd)
+    return True
 
 
 def fsync_directory(directory: Path) -> None:

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from secure_fota.atomic_file import create_private_file, private_directory
 from secure_fota.crypto.freshness import FreshnessSigner
 from secure_fota.crypto.keys import Role
 from secure_fota.errors import ConfigError
 from secure_fota.keys.directory import load_private_key_file
 from secure_fota.server.auth import Authenticator, DeviceAuthMode, FailureThrottle
 from secure_fota.server.cache import BlobCache, NewestCache, ReleaseCache
-from secure_fota.server.db.engine import create_engine
+from secure_fota.server.db.engine import create_engine, sqlite_path
 from secure_fota.server.db.migrate import upgrade
 from secure_fota.server.db.repository import Repository
 from secure_fota.server.generation import GenerationWatcher
@@ -75,8 +76,15 @@ def build_store(settings: ServerSettings) -> BlobStore:
 
 
 def _prepare_data_dir(settings: ServerSettings) -> None:
+    """The data directory (0700 when created here) and a SQLite database file created 0600
+    before SQLite creates it under the umask (its WAL and shared-memory files take the
+    database file's mode)."""
     try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_directory(settings.data_dir)
+        database = sqlite_path(settings.effective_database_url())
+        if database is not None:
+            private_directory(database.parent)
+            create_private_file(database)
     except OSError as exc:
         raise ConfigError(
             f"cannot create data directory {settings.data_dir} ({exc.strerror})"

@@ -27,6 +27,7 @@ from typing import Any, Final
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from secure_fota.atomic_file import PRIVATE_FILE_MODE, private_directory
 from secure_fota.errors import ConfigError
 from secure_fota.keys.directory import write_key_file
 from secure_fota.keys.tls import CA_FILE, CERT_FILE, KEY_FILE, generate_tls
@@ -43,6 +44,8 @@ _GRANIAN_VERSIONS: Final = ((2, 8), (3, 0))
 _GRANIAN_HINT: Final = "pip install 'secure-fota[granian]'"
 
 TlsFiles = tuple[Path, Path]
+#: the server process's umask: files 0600, directories 0700
+PRIVATE_UMASK: Final = 0o077
 
 
 def _say(message: str) -> None:
@@ -63,6 +66,9 @@ def serve(settings: ServerSettings) -> None:
         granian_version()  # a clear error before anything is created
     for line in freshness_warnings(settings.freshness_key_file):
         _say(line)
+    # whatever the server and its libraries create (database, blobs, keys, metrics files) is
+    # its user's alone; the data directory's files are also created with explicit modes
+    os.umask(PRIVATE_UMASK)
     with contextlib.ExitStack() as cleanup:
         tls = _tls_files(settings, cleanup)
         if tls is not None:
@@ -156,7 +162,9 @@ def _dev_certificate(settings: ServerSettings) -> TlsFiles:
         hosts = ["localhost", "127.0.0.1", "::1"]
         if settings.host not in ("0.0.0.0", "::", *hosts):  # noqa: S104 -- compared, not bound
             hosts.insert(0, settings.host)
-        generate_tls(directory, hosts, force=True)
+        private_directory(directory)
+        for made in generate_tls(directory, hosts, force=True):
+            made.path.chmod(PRIVATE_FILE_MODE)  # the certificates too: the server's files
     _say(
         f"warning: no TLS certificate configured; serving a DEVELOPMENT certificate. "
         f"Clients must trust {ca.resolve()}. Configure tls_cert_file/tls_key_file "

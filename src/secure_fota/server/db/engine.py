@@ -3,6 +3,7 @@ MySQL/MariaDB (aiomysql), with pre-ping so that a database outage heals without 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from secure_fota.errors import ConfigError
 
-__all__ = ["create_engine", "normalise_url"]
+__all__ = ["create_engine", "normalise_url", "sqlite_path"]
 
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -41,6 +42,17 @@ def normalise_url(text: str) -> URL:
     if driver.startswith("mysql") and "charset" not in url.query:
         url = url.update_query_dict({"charset": "utf8mb4"})
     return url
+
+
+def sqlite_path(text: str) -> Path | None:
+    """The database file of a SQLite URL (None: another database, or in memory)."""
+    url = normalise_url(text)
+    database = url.database
+    if not url.drivername.startswith("sqlite") or not database or database == ":memory:":
+        return None
+    if database.startswith("file:") or url.query.get("mode") == "memory":
+        return None
+    return Path(database)
 
 
 def create_engine(text: str, *, pool_size: int = 10, connect_timeout: float = 5.0) -> AsyncEngine:

@@ -12,7 +12,7 @@ from typing import BinaryIO, Final
 
 import anyio
 
-from secure_fota.atomic_file import fsync_directory
+from secure_fota.atomic_file import fsync_directory, private_directory
 from secure_fota.bounded_read import read_bounded
 from secure_fota.errors import StorageError
 from secure_fota.server.errors import Unavailable
@@ -48,8 +48,8 @@ class LocalBlobStore:
 
     async def start(self) -> None:
         try:
-            self._objects.mkdir(parents=True, exist_ok=True)
-            self._staging.mkdir(parents=True, exist_ok=True)
+            private_directory(self._objects)
+            private_directory(self._staging)
         except OSError as exc:
             raise StorageError(f"cannot create {self.root} ({exc.strerror})") from None
         clean_spool_dir(self._staging, max_age=self._staging_max_age)
@@ -134,7 +134,7 @@ class LocalBlobStore:
 
 
 def _install(temp: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(target.parent)
     if target.exists():
         # identical content (same digest): keep the old file, mark it recently used for GC
         temp.unlink(missing_ok=True)

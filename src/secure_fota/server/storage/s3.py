@@ -14,6 +14,7 @@ from typing import Any, Final, TypeVar
 
 import anyio
 
+from secure_fota.atomic_file import private_directory
 from secure_fota.errors import StorageError
 from secure_fota.server.errors import Unavailable
 from secure_fota.server.storage.base import (
@@ -72,7 +73,7 @@ class S3BlobStore:
         from botocore.config import Config
 
         try:
-            self._spool_dir.mkdir(parents=True, exist_ok=True)
+            private_directory(self._spool_dir)
         except OSError as exc:
             raise StorageError(f"cannot create {self._spool_dir} ({exc.strerror})") from None
         clean_spool_dir(self._spool_dir, max_age=self._staging_max_age)
