@@ -92,6 +92,8 @@ $(FUZZ_CORPUS): tests/vectors/cases.json
 	(printf '\001'; cat tests/vectors/fuzz-seeds/1-jws-rot.txt) > $@/1-jws-rot
 	for f in tests/vectors/fuzz-seeds/7-*.der; do (printf '\007'; cat "$$f") > "$@/7-$$(basename $$f)"; done
 	(printf '\010'; cat tests/vectors/fuzz-seeds/8-header-rot.json) > $@/8-header-rot
+	for f in tests/vectors/fuzz-seeds/9-*.json; do (printf '\011'; cat "$$f") > "$@/9-$$(basename $$f)"; done
+	(printf '\012'; cat tests/vectors/fuzz-seeds/10-head-404.txt) > $@/10-head-404
 
 define run_fuzz
 	@if [ -x $(HOST_BUILD)/fuzz_manifest ]; then \

@@ -35,7 +35,7 @@ def test_reference_verdict_unchanged(case: dict) -> None:
 
     verdict = reference_verdict(
         VECTORS / case["keys"],
-        VECTORS / case["manifest"],
+        file(case["manifest"]),
         file(case["bin"]),
         device_type=case["device_type"],
         installed_seq=case["installed_seq"],
@@ -44,5 +44,6 @@ def test_reference_verdict_unchanged(case: dict) -> None:
         now=case["now"],
         freshness=file(case["freshness"]),
         nonce=case["nonce"],
+        none=case.get("none", False),
     )
     assert verdict == case["expect"]

@@ -75,3 +75,76 @@ def test_statement_seq_is_informational() -> None:
 def test_manifest_key_cannot_stand_in_for_the_freshness_key() -> None:
     # a statement signed with a key the device trusts only for manifests is not accepted
     assert reason(make_statement(SIGNING, GOOD)) is Reason.FRESHNESS_INVALID
+
+
+# -- explicit answers (issue 14: a statement means exactly what its answer says) --------------
+def raw_statement(payload: dict) -> str:
+    import json
+
+    from secure_fota.crypto.freshness import FRESHNESS_TYP
+    from secure_fota.crypto.jws import CompactSigner
+
+    return CompactSigner(SERVER, FRESHNESS_TYP).sign(json.dumps(payload).encode())
+
+
+NEWEST = {
+    "answer": "newest",
+    "device_type": "sensor-v2",
+    "seq": CLAIMS.seq,
+    "manifest_sha256": GOOD.manifest_sha256,
+    "nonce": NONCE,
+    "iat": 1_700_000_000,
+}
+
+
+def nothing_new(statement: str | None, *, device_id: str | None = None) -> Reason | None:
+    from secure_fota.policy.verifier import check_nothing_new
+
+    try:
+        check_nothing_new(
+            statement, KEYS, nonce=NONCE, device_type="sensor-v2", device_id=device_id
+        )
+    except ReleaseRejected as exc:
+        return exc.reason
+    return None
+
+
+def test_hand_made_newest_is_accepted() -> None:
+    assert reason(raw_statement(NEWEST)) is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({k: v for k, v in NEWEST.items() if k != "answer"}, Reason.FRESHNESS_INVALID),
+        (NEWEST | {"answer": "maybe"}, Reason.FRESHNESS_INVALID),
+        (NEWEST | {"answer": "NEWEST"}, Reason.FRESHNESS_INVALID),
+        (NEWEST | {"extra": 1}, Reason.FRESHNESS_INVALID),
+        ({k: v for k, v in NEWEST.items() if k != "seq"}, Reason.FRESHNESS_INVALID),
+        ({k: v for k, v in NEWEST.items() if k != "manifest_sha256"}, Reason.FRESHNESS_INVALID),
+        (NEWEST | {"device_id": "dev-1"}, Reason.FRESHNESS_INVALID),  # for another device
+        (NEWEST | {"device_id": "../x"}, Reason.FRESHNESS_INVALID),
+        ({"answer": "none", "device_type": "sensor-v2", "nonce": NONCE, "iat": 1},
+         Reason.STALE_MANIFEST),  # "no release" next to a served manifest
+    ],
+)  # fmt: skip
+def test_answer_rules_on_a_manifest(payload: dict, expected: Reason) -> None:
+    assert reason(raw_statement(payload)) is expected
+
+
+def test_nothing_new_needs_a_none_answer_for_this_poll() -> None:
+    signer = FreshnessSigner(SERVER)
+    assert nothing_new(signer.sign_none(device_type="sensor-v2", nonce=NONCE)) is None
+    assert nothing_new(None) is Reason.FRESHNESS_INVALID
+    assert nothing_new(signer.sign_none(device_type="sensor-v2", nonce="1" * 32)) is (
+        Reason.FRESHNESS_INVALID
+    )
+    assert nothing_new(signer.sign_none(device_type="other", nonce=NONCE)) is (
+        Reason.FRESHNESS_INVALID
+    )
+    assert nothing_new(make_statement(SERVER, GOOD)) is Reason.STALE_MANIFEST
+    none = {"answer": "none", "device_type": "sensor-v2", "nonce": NONCE, "iat": 1}
+    assert nothing_new(raw_statement(none | {"seq": 1})) is Reason.FRESHNESS_INVALID
+    with_id = signer.sign_none(device_type="sensor-v2", nonce=NONCE, device_id="dev-1")
+    assert nothing_new(with_id) is Reason.FRESHNESS_INVALID
+    assert nothing_new(with_id, device_id="dev-1") is None

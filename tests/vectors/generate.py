@@ -283,7 +283,7 @@ class Builder:
     def case(
         self,
         name: str,
-        manifest: Path,
+        manifest: Path | None,
         binary: Path | None,
         expect: str | None,
         *,
@@ -296,8 +296,10 @@ class Builder:
         nonce: str | None = None,
         device_type: str = DEVICE,
         unchanged: bool = False,
+        none: bool = False,
     ) -> None:
-        """``unchanged``: the C side judges the manifest as on an HTTP 304 (see build_unchanged)."""
+        """``unchanged``: the C side judges the manifest as on an HTTP 304 (see build_unchanged);
+        ``none``: the answer is an HTTP 404, ``manifest`` the installed one's (see build_none)."""
         verdict = reference_verdict(
             self.out / keys,
             manifest,
@@ -309,16 +311,17 @@ class Builder:
             now=now,
             freshness=freshness,
             nonce=nonce,
+            none=none,
         )
         if verdict["reason"] != expect:
             raise SystemExit(f"case {name}: built for {expect}, reference says {verdict}")
-        if unchanged and (verdict["claims"] or {}).get("seq") != installed_seq:
-            raise SystemExit(f"case {name}: a 304 case needs the installed release's manifest")
+        if unchanged and (verdict["claims"] or {}).get("seq", installed_seq + 1) > installed_seq:
+            raise SystemExit(f"case {name}: a 304 case needs a manifest judged installed before")
         self.cases.append(
             {
                 "name": name,
                 "keys": keys,
-                "manifest": manifest.name,
+                "manifest": manifest.name if manifest else None,
                 "bin": binary.name if binary else None,
                 "device_type": device_type,
                 "installed_seq": installed_seq,
@@ -330,6 +333,7 @@ class Builder:
                 "expect": verdict,
             }
             | ({"unchanged": True} if unchanged else {})
+            | ({"none": True} if none else {})
         )
 
 
@@ -464,6 +468,7 @@ def build_all(b: Builder) -> None:  # noqa: PLR0915 -- one list of cases reads b
         )
     fresh_payload = json.dumps(
         {
+            "answer": "newest",
             "device_type": DEVICE,
             "seq": claims.seq,
             "nonce": NONCE,
@@ -515,6 +520,7 @@ def build_all(b: Builder) -> None:  # noqa: PLR0915 -- one list of cases reads b
             ),
             nonce=NONCE,
         )
+    build_answers(b, m, fresh_header)
 
     # -- envelope ----------------------------------------------------------------------
     token = m.read_bytes()
@@ -782,7 +788,7 @@ def build_all(b: Builder) -> None:  # noqa: PLR0915 -- one list of cases reads b
 
     # -- fuzzing seeds (prefixed with the fuzz target's mode byte by `make fuzz`) ----------
     seeds = b.out / "fuzz-seeds"
-    seeds.mkdir()
+    seeds.mkdir(exist_ok=True)
     (seeds / "1-jws.txt").write_bytes(signed_ok.encode())
     (seeds / "2-claims.json").write_bytes(ManifestClaims.from_dict(base).to_json())
     (seeds / "6-app.bin").write_bytes(decrypt_image(bin_.read_bytes(), k.pre))
@@ -1254,6 +1260,53 @@ class _Drop:
 _DROP = _Drop()
 
 
+def build_answers(b: Builder, m: Path, header: dict[str, Any]) -> None:
+    """Explicit answers (docs/formats.md §7, issue 14): a statement answers ``newest`` (with
+    ``seq`` and ``manifest_sha256``) or ``none``; any other member or answer is refused, and
+    the wrong answer for what was served is ``stale_manifest``."""
+    k = b.keys
+    digest = hashlib.sha256(m.read_bytes()).hexdigest()
+    newest = {"answer": "newest", "device_type": DEVICE, "seq": 1, "manifest_sha256": digest,
+              "nonce": NONCE, "iat": NOW}  # fmt: skip
+    none = {"answer": "none", "device_type": DEVICE, "nonce": NONCE, "iat": NOW}
+
+    def hand(name: str, payload: dict[str, Any]) -> Path:
+        data = json.dumps(payload, separators=(",", ":")).encode()
+        return b.write(
+            f"fresh-answer-{name}", raw_jws(header, data, k.freshness).encode(), ".freshness"
+        )
+
+    def without(payload: dict[str, Any], member: str) -> dict[str, Any]:
+        return {key: value for key, value in payload.items() if key != member}
+
+    for name, payload, expect in (
+        ("newest-ok", newest, None),
+        ("missing", without(newest, "answer"), "freshness_invalid"),
+        ("unknown", newest | {"answer": "maybe"}, "freshness_invalid"),
+        ("upper-case", newest | {"answer": "NEWEST"}, "freshness_invalid"),
+        ("not-a-string", newest | {"answer": 1}, "freshness_invalid"),
+        ("extra-member", newest | {"x": 1}, "freshness_invalid"),
+        ("newest-without-seq", without(newest, "seq"), "freshness_invalid"),
+        ("newest-without-digest", without(newest, "manifest_sha256"), "freshness_invalid"),
+        ("device-id", newest | {"device_id": "dev-1"}, "freshness_invalid"),
+        ("device-id-malformed", newest | {"device_id": "a/b"}, "freshness_invalid"),
+        ("none-on-a-manifest", none, "stale_manifest"),
+        ("none-with-seq", none | {"seq": 1}, "freshness_invalid"),
+        ("none-with-digest", none | {"manifest_sha256": digest}, "freshness_invalid"),
+    ):
+        b.case(
+            f"fresh_answer_{name.replace('-', '_')}",
+            m,
+            None,
+            expect,
+            freshness=hand(name, payload),
+            nonce=NONCE,
+        )
+    (b.out / "fuzz-seeds").mkdir(exist_ok=True)
+    (b.out / "fuzz-seeds" / "9-statement-newest.json").write_bytes(json.dumps(newest).encode())
+    (b.out / "fuzz-seeds" / "9-statement-none.json").write_bytes(json.dumps(none).encode())
+
+
 def build_unchanged(
     b: Builder, m: Path, claims: ManifestClaims, me: Path, ce: ManifestClaims
 ) -> None:
@@ -1279,6 +1332,8 @@ def build_unchanged(
         ("unchanged_freshness_ok", "fresh-ok", "already_installed"),
         ("unchanged_freshness_stale_digest", "fresh-stale", "stale_manifest"),
         ("unchanged_freshness_wrong_nonce", "fresh-nonce", "freshness_invalid"),
+        ("unchanged_answer_none", "fresh-answer-none-on-a-manifest", "stale_manifest"),
+        ("unchanged_answer_extra_member", "fresh-answer-extra-member", "freshness_invalid"),
     ):
         b.case(
             name,
@@ -1290,6 +1345,73 @@ def build_unchanged(
             nonce=NONCE,
             unchanged=True,
         )
+    # a 304 (the statement vouching for the cached manifest) for a release below the installed
+    # one: the server is rolling the device back (the record keeps seq)
+    for name, statement, installed in (
+        ("unchanged_rollback", None, claims.seq + 1),
+        ("unchanged_rollback_with_statement", "fresh-ok", claims.seq + 1),
+        ("unchanged_rollback_far_below", None, 2**31 - 1),
+        ("unchanged_rollback_stale_statement", "fresh-stale", claims.seq + 1),
+    ):
+        b.case(
+            name,
+            m,
+            None,
+            "stale_manifest" if statement == "fresh-stale" else "rollback",
+            installed_seq=installed,
+            freshness=b.out / f"{statement}.freshness" if statement else None,
+            nonce=NONCE if statement else None,
+            unchanged=True,
+        )
+    build_none(b, m, claims, me, ce)
+
+
+def build_none(b: Builder, m: Path, claims: ManifestClaims, me: Path, ce: ManifestClaims) -> None:
+    """An HTTP 404 ("no release for this type", ``"none": true``): only a statement answering
+    ``none`` for this poll is believed; the installed release's ``exp`` (its manifest, if the
+    device kept it) still bounds a freeze (``secure_ota_host verify --none``)."""
+    k = b.keys
+    signer = FreshnessSigner(k.freshness)
+
+    def none_statement(name: str, **changes: Any) -> Path:
+        values: dict[str, Any] = {"device_type": DEVICE, "nonce": NONCE, "iat": NOW} | changes
+        return b.write(f"fresh-none-{name}", signer.sign_none(**values).encode(), ".freshness")
+
+    ok = none_statement("ok")
+    empty = b.write("fresh-none-empty", b"", ".freshness")
+    assert ce.exp is not None
+    for name, manifest, statement, installed, now, expect in (
+        ("none_ok", None, ok, 1, None, "already_installed"),
+        ("none_ok_with_installed_manifest", m, ok, claims.seq, NOW, "already_installed"),
+        ("none_no_statement", None, empty, 1, None, "freshness_invalid"),
+        ("none_wrong_nonce", None, none_statement("nonce", nonce="ff" * 16), 1, None,
+         "freshness_invalid"),
+        ("none_wrong_device_type", None, none_statement("type", device_type="other"), 1, None,
+         "freshness_invalid"),
+        ("none_device_id", None, none_statement("device-id", device_id="dev-1"), 1, None,
+         "freshness_invalid"),
+        ("none_answer_newest", None, b.out / "fresh-ok.freshness", 1, None, "stale_manifest"),
+        ("none_extra_member", None, b.out / "fresh-answer-none-with-seq.freshness", 1, None,
+         "freshness_invalid"),
+        ("none_before_exp", me, ok, ce.seq, ce.exp - 1, "already_installed"),
+        ("none_at_exp", me, ok, ce.seq, ce.exp, "expired"),
+        ("none_after_exp_no_clock", me, ok, ce.seq, None, "already_installed"),
+        ("none_exp_of_another_release", me, ok, ce.seq + 1, ce.exp + 1, "already_installed"),
+        ("none_without_freshness_after_exp", me, None, ce.seq, ce.exp + 1, "expired"),
+    ):  # fmt: skip
+        b.case(
+            name,
+            manifest,
+            None,
+            expect,
+            installed_seq=installed,
+            now=now,
+            freshness=statement,
+            nonce=NONCE if statement else None,
+            none=True,
+        )
+    head = f"X-Fota-Release: 7\r\nContent-Encoding: identity\r\nX-Fota-Freshness: {ok.read_text()}"
+    (b.out / "fuzz-seeds" / "10-head-404.txt").write_bytes(b"\x00" + head.encode())
 
 
 EC_PREFIX = "ec-"  # files and the key directory of build_ec; its cases start with "ec_"

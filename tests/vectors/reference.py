@@ -18,8 +18,13 @@ from secure_fota.crypto.keyring import DeviceKeys
 from secure_fota.errors import ReleaseRejected
 from secure_fota.keys.directory import load_device_keys
 from secure_fota.limits import MAX_MANIFEST_SIZE
-from secure_fota.policy.decision import DeviceFacts, decide
-from secure_fota.policy.verifier import check_freshness, check_image, open_checked
+from secure_fota.policy.decision import DeviceFacts, decide, decide_nothing_new
+from secure_fota.policy.verifier import (
+    check_freshness,
+    check_image,
+    check_nothing_new,
+    open_checked,
+)
 
 __all__ = ["reference_verdict"]
 
@@ -32,9 +37,48 @@ def _keys(directory: Path) -> DeviceKeys:
     return _KEY_CACHE[directory]
 
 
+def _nothing_new(
+    keys: DeviceKeys,
+    manifest: Path | None,
+    *,
+    device_type: str,
+    installed_seq: int,
+    secure_version: int,
+    chip_id: int | None,
+    now: int | None,
+    freshness: Path | None,
+    nonce: str | None,
+) -> dict[str, Any]:
+    """An HTTP 404: the ``none`` statement, then :func:`decide_nothing_new` with the claims of
+    ``manifest`` (the device's copy of its installed release's manifest), if given."""
+    claims = keyset = None
+    if manifest is not None:
+        try:
+            opened = open_checked(manifest.read_bytes()[: MAX_MANIFEST_SIZE + 1], keys)
+        except ReleaseRejected as exc:
+            return {"accept": False, "reason": exc.reason.value, "claims": None, "keyset": None}
+        claims = opened.claims
+        keyset = {"version": opened.keyset.version, "kids": sorted(opened.keyset.keys)}
+    shown = {"claims": claims.to_dict() if claims else None, "keyset": keyset}
+    facts = DeviceFacts(
+        device_type=device_type,
+        chip_id=claims.chip_id if chip_id is None and claims else (chip_id or 0),
+        installed_seq=installed_seq,
+        secure_version=secure_version,
+    )
+    try:
+        if freshness is not None:
+            statement = freshness.read_bytes().decode("latin-1")
+            check_nothing_new(statement, keys, nonce=nonce or "", device_type=device_type)
+        decide_nothing_new(claims, facts, now=now)
+    except ReleaseRejected as exc:
+        return {"accept": False, "reason": exc.reason.value} | shown
+    raise AssertionError("decide_nothing_new always refuses")  # pragma: no cover
+
+
 def reference_verdict(
     keys_dir: Path,
-    manifest: Path,
+    manifest: Path | None,
     binary: Path | None,
     *,
     device_type: str,
@@ -45,11 +89,26 @@ def reference_verdict(
     freshness: Path | None = None,
     nonce: str | None = None,
     keyset_version: int | None = None,
+    none: bool = False,
 ) -> dict[str, Any]:
-    """``keyset_version`` overrides the key directory's ``keyset_version`` file."""
+    """``keyset_version`` overrides the key directory's ``keyset_version`` file. ``none``:
+    judge an HTTP 404 ("no release"; ``manifest``: the installed release's, or ``None``)."""
     keys = _keys(keys_dir)
     if keyset_version is not None:
         keys = dataclasses.replace(keys, keyset_version=keyset_version)
+    if none:
+        return _nothing_new(
+            keys,
+            manifest,
+            device_type=device_type,
+            installed_seq=installed_seq,
+            secure_version=secure_version,
+            chip_id=chip_id,
+            now=now,
+            freshness=freshness,
+            nonce=nonce,
+        )
+    assert manifest is not None
     with manifest.open("rb") as handle:
         token = handle.read(MAX_MANIFEST_SIZE + 1)
     try:

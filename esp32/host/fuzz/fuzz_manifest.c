@@ -9,6 +9,10 @@
  *   5 NAME-N.bin against the claims of ok-v1      6 decrypted app image against those claims
  *   7 DER SubjectPublicKeyInfo of a rotation key
  *   8 a JWS header whose `rot` is walked from the device's key set
+ *   9 a freshness statement's payload (so_statement_parse: answers, members)
+ *  10 the head of an HTTP 304 or 404 answer to a poll ("Name: value" lines; the next byte picks
+ *     the status): X-Fota-Release and Content-Encoding parsed as the glue parses them, the
+ *     X-Fota-Freshness statement checked for that answer and the answer decided
  * Leaks, out-of-bounds accesses and undefined behaviour abort (ASan, UBSan, LeakSanitizer).
  */
 #include <stdint.h>
@@ -38,6 +42,62 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         abort();
     }
     return 0;
+}
+
+/* Mode 10: an answer's head, as the glue sees it, judged as a 304 or a 404. */
+static void answer_head(const uint8_t *data, size_t size)
+{
+    if (size < 1) {
+        return;
+    }
+    bool not_modified = data[0] & 1;
+    char *head = malloc(size);
+    if (!head) {
+        return;
+    }
+    memcpy(head, data + 1, size - 1);
+    head[size - 1] = '\0';
+    const so_keyring_t *ring = host_ring(keys);
+    const char *nonce = "00112233445566778899aabbccddeeff";
+    so_judged_t judged;
+    (void)so_judged_init(&judged, manifest, manifest_len, &claims);
+    so_device_facts_t facts = {.device_type = "sensor-v2", .chip_id = claims.chip_id,
+                               .installed_seq = claims.seq, .has_clock = true, .now = claims.iat};
+    char *line = head;
+    while (line) {
+        char *next = strstr(line, "\r\n");
+        if (next) {
+            *next = '\0';
+            next += 2;
+        }
+        char *colon = strchr(line, ':');
+        if (colon) {
+            *colon = '\0';
+            const char *value = colon + 1;
+            while (*value == ' ') {
+                value++;
+            }
+            uint32_t seq;
+            if (!strcmp(line, "X-Fota-Release")) {
+                (void)so_header_seq(value, &seq);
+            } else if (!strcmp(line, "Content-Encoding")) {
+                (void)so_header_identity(value);
+            } else if (!strcmp(line, "X-Fota-Freshness")) {
+                const uint8_t *st = (const uint8_t *)value;
+                int r = not_modified
+                            ? so_freshness_check_digest(ring, st, strlen(value),
+                                                        judged.sha256_hex, nonce, "sensor-v2")
+                            : so_freshness_check_none(ring, st, strlen(value), nonce,
+                                                      "sensor-v2");
+                if (r == SO_OK) {
+                    (void)(not_modified ? so_decide_unchanged(&judged, &facts)
+                                        : so_decide_none(&judged, &facts));
+                }
+            }
+        }
+        line = next;
+    }
+    free(head);
 }
 
 static void stream(const uint8_t *data, size_t size, bool app_only)
@@ -71,7 +131,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1) {
         return 0;
     }
-    uint8_t mode = data[0] % 9;
+    uint8_t mode = data[0] % 11;
     data++;
     size--;
     const so_keyring_t *ring = host_ring(keys);
@@ -107,6 +167,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)so_spki_key_id(data, size, kid);
         break;
     }
+    case 9: {
+        so_statement_t st;
+        (void)so_statement_parse(data, size, &st);
+        break;
+    }
+    case 10:
+        answer_head(data, size);
+        break;
     default: {
         cJSON *header = so_json_parse(data, size, NULL);
         const cJSON *rot = cJSON_GetObjectItemCaseSensitive(header, "rot");

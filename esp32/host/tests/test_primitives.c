@@ -185,6 +185,30 @@ static void test_decide_unchanged(void)
               so_judged_init(&j, NULL, 1, &c) == SO_ERR_INVALID_ARG &&
               so_judged_init(&j, manifest, 1, NULL) == SO_ERR_INVALID_ARG,
           "NULL arguments");
+    /* the record keeps seq: a 304 for a release below the installed one is a rollback */
+    CHECK(j.seq == 10, "seq kept");
+    f.installed_seq = 11;
+    CHECK(so_decide_unchanged(&j, &f) == SO_REASON_ROLLBACK &&
+              so_decide(&c, &f) == SO_REASON_ROLLBACK,
+          "lower seq: rollback, as so_decide");
+    f.installed_seq = 9;
+    CHECK(so_decide_unchanged(&j, &f) == SO_ERR_STATE, "a record above the installed seq");
+    /* HTTP 404: nothing new, but the installed release's exp still bounds a freeze */
+    c.has_exp = true;
+    CHECK(so_judged_init(&j, manifest, sizeof manifest - 1, &c) == SO_OK, "init with exp");
+    f.installed_seq = 10;
+    f.has_clock = true;
+    f.now = 499;
+    CHECK(so_decide_none(&j, &f) == SO_REASON_ALREADY_INSTALLED, "none before exp");
+    f.now = 500;
+    CHECK(so_decide_none(&j, &f) == SO_REASON_EXPIRED, "none at exp");
+    CHECK(so_decide_none(NULL, &f) == SO_REASON_ALREADY_INSTALLED, "none without a record");
+    f.installed_seq = 11;
+    CHECK(so_decide_none(&j, &f) == SO_REASON_ALREADY_INSTALLED, "record of another release");
+    f.has_clock = false;
+    f.installed_seq = 10;
+    CHECK(so_decide_none(&j, &f) == SO_REASON_ALREADY_INSTALLED, "no clock");
+    CHECK(so_decide_none(&j, NULL) == SO_ERR_INVALID_ARG, "none: NULL facts");
 }
 
 static int fixed_rng(void *ctx, unsigned char *out, size_t len)

@@ -3,7 +3,8 @@
  *
  * Every case of tests/vectors/cases.json through the C core: the same accept/reason/claims as
  * the Python reference that generated it. Cases marked "unchanged" are judged as the glue
- * judges an HTTP 304 for the manifest (so_judged_t, so_decide_unchanged).
+ * judges an HTTP 304 for the manifest (so_judged_t, so_decide_unchanged); cases marked "none" as
+ * it judges an HTTP 404 (so_freshness_check_none, so_decide_none).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +65,8 @@ int main(int argc, char **argv)
             }
             loaded_dir = key_dir;
         }
-        char *manifest = path_join(dir, str_or_null(c, "manifest"));
+        char *manifest = str_or_null(c, "manifest") ? path_join(dir, str_or_null(c, "manifest"))
+                                                     : NULL;
         char *bin = str_or_null(c, "bin") ? path_join(dir, str_or_null(c, "bin")) : NULL;
         char *fresh = str_or_null(c, "freshness") ? path_join(dir, str_or_null(c, "freshness"))
                                                    : NULL;
@@ -83,6 +85,7 @@ int main(int argc, char **argv)
             .manifest = manifest,
             .bin = bin,
             .unchanged = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "unchanged")),
+            .none = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "none")),
         };
         host_verify_result_t result;
         host_verify(host_ring(keys), &args, &result);

@@ -243,13 +243,15 @@ static void check_bin(const so_keyring_t *ring, const host_verify_args_t *args,
     r->status = ret;
 }
 
-/* --unchanged: the device judged this manifest already_installed when it first received it
- * (the time aside: it was not expired then), and kept `judged` of it. */
+/* --unchanged, --none: the device judged this manifest already_installed when it first received
+ * it (its release was the installed one then; the time aside: it was not expired then), and
+ * kept `judged` of it. */
 static void judged_earlier(const uint8_t *token, size_t len, const so_device_facts_t *facts,
                            host_verify_result_t *r, so_judged_t *judged)
 {
     so_device_facts_t then = *facts;
     then.has_clock = false;
+    then.installed_seq = r->claims.seq;
     int first = so_decide(&r->claims, &then);
     if (first != SO_REASON_ALREADY_INSTALLED) {
         r->status = SO_ERR_INVALID_ARG;
@@ -272,7 +274,8 @@ static int check_freshness(const so_keyring_t *ring, const host_verify_args_t *a
         return SO_ERR_INVALID_ARG;
     }
     const char *nonce = args->nonce ? args->nonce : "";
-    int ret = judged ? so_freshness_check_digest(ring, statement, slen, judged->sha256_hex, nonce,
+    int ret = args->none ? so_freshness_check_none(ring, statement, slen, nonce, args->device_type)
+              : judged ? so_freshness_check_digest(ring, statement, slen, judged->sha256_hex, nonce,
                                                  args->device_type)
                      : so_freshness_check(ring, statement, slen, token, len, nonce,
                                           args->device_type);
@@ -280,13 +283,61 @@ static int check_freshness(const so_keyring_t *ring, const host_verify_args_t *a
     return ret;
 }
 
+/* --none: an HTTP 404, with the record of the installed release's manifest if one is given */
+static void verify_none(const so_keyring_t *ring, const host_verify_args_t *args,
+                        host_verify_result_t *r)
+{
+    so_device_facts_t facts = {
+        .device_type = args->device_type,
+        .chip_id = args->chip_id,
+        .installed_seq = args->installed_seq,
+        .secure_version = args->secure_version,
+        .has_clock = args->has_now,
+        .now = args->now,
+    };
+    so_judged_t judged;
+    bool have_judged = false;
+    if (args->manifest) {
+        size_t len = 0;
+        uint8_t *token = host_read_file(args->manifest, SO_MAX_MANIFEST_SIZE, &len);
+        if (!token) {
+            r->status = SO_ERR_INVALID_ARG;
+            snprintf(r->error, sizeof r->error, "%s: file not found", args->manifest);
+            return;
+        }
+        r->status = so_manifest_open(ring, token, len, &r->claims, &r->info, NULL);
+        r->have_claims = (r->status == SO_OK);
+        if (!args->has_chip) {
+            facts.chip_id = r->claims.chip_id;
+        }
+        if (r->status == SO_OK) {
+            judged_earlier(token, len, &facts, r, &judged);
+            have_judged = r->status == SO_OK;
+        }
+        free(token);
+    }
+    if (r->status == SO_OK && args->freshness_file) {
+        r->status = check_freshness(ring, args, NULL, 0, NULL, r);
+    }
+    if (r->status == SO_OK) {
+        r->status = so_decide_none(have_judged ? &judged : NULL, &facts);
+    }
+}
+
 void host_verify(const so_keyring_t *ring, const host_verify_args_t *args,
                  host_verify_result_t *r)
 {
     memset(r, 0, sizeof *r);
-    if (args->unchanged && args->bin) {
+    if ((args->unchanged || args->none) && args->bin) {
         r->status = SO_ERR_INVALID_ARG;
-        snprintf(r->error, sizeof r->error, "--unchanged judges a manifest, not a binary");
+        snprintf(r->error, sizeof r->error, "--unchanged and --none judge no binary");
+        return;
+    }
+    if (args->none) {
+        verify_none(ring, args, r);
+        if (r->status < 0 && !r->error[0]) {
+            snprintf(r->error, sizeof r->error, "internal error %d", r->status);
+        }
         return;
     }
     size_t len = 0;

@@ -22,13 +22,18 @@ typedef struct {
     uint64_t now;
     const char *freshness_file; /* NULL: no freshness check */
     const char *nonce;
-    const char *manifest;
+    const char *manifest;       /* NULL only with `none` */
     const char *bin;            /* NULL: manifest only */
     /** Judge as the glue judges an HTTP 304 for this manifest: the device judged it
      * already_installed before (the facts must make it the installed release; checked without
      * the clock) and kept only its so_judged_t; freshness by digest, then so_decide_unchanged.
      * Manifest only (`bin` NULL). */
     bool unchanged;
+    /** Judge as the glue judges an HTTP 404 ("no release for this type"): the statement must
+     * answer "none" (so_freshness_check_none), then so_decide_none with the record of
+     * `manifest` (the installed release's, judged already_installed when it was installed), or
+     * with none when `manifest` is NULL. No `bin`. */
+    bool none;
 } host_verify_args_t;
 
 typedef struct {

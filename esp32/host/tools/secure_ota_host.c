@@ -6,6 +6,7 @@
  *   secure_ota_host verify --device-keys DIR --installed-seq N --secure-version N
  *       --device-type T [--chip-id N] [--now UNIX] [--freshness FILE --nonce HEX]
  *       [--keyset-version N] [--unchanged] MANIFEST [BIN]
+ *   secure_ota_host verify ... --none [MANIFEST]
  *   secure_ota_host keyid DER_FILE...
  *
  * verify prints exactly one JSON object: {"accept": bool, "reason": null|"<code>",
@@ -16,7 +17,10 @@
  * --unchanged judges MANIFEST as the component judges an HTTP 304 for it: the device judged it
  * already_installed when it received it (else exit 1) and kept only its SHA-256 and exp
  * (so_judged_t); the freshness statement is checked against that digest, then
- * so_decide_unchanged decides (already_installed, or expired past exp).
+ * so_decide_unchanged decides (already_installed, expired past exp, rollback for a release
+ * below the installed one).
+ * --none judges an HTTP 404: the statement must answer "none", then so_decide_none with the
+ * record of MANIFEST (the installed release's, if given): already_installed, or expired.
  *
  * keyid reads each file as a DER SubjectPublicKeyInfo named by a key-rotation statement and
  * prints one line per file: {"kid": "<key id>"} or {"kid": null} if it is not such a key.
@@ -33,13 +37,15 @@ static const char USAGE[] =
     "usage: secure_ota_host verify --device-keys DIR --installed-seq N --secure-version N\n"
     "           --device-type T [--chip-id N] [--now UNIX] [--freshness FILE --nonce HEX]\n"
     "           [--keyset-version N] [--unchanged] MANIFEST [BIN]\n"
+    "       secure_ota_host verify ... --none [MANIFEST]\n"
     "       secure_ota_host keyid DER_FILE...\n"
     "\n"
     "Judge release files exactly as the ESP32 component does (docs/formats.md) and print\n"
     "{\"accept\": .., \"reason\": .., \"claims\": .., \"keyset\": ..}. Exit 0 accept, 3 reject,\n"
     "1 error. --keyset-version: the version of the device's manifest-signing key set (default:\n"
     "DIR/keyset_version, else 1). --unchanged: judge MANIFEST as on an HTTP 304 for it (the\n"
-    "device judged it already_installed before and kept its SHA-256 and exp). keyid: the key id\n"
+    "device judged it already_installed before and kept its SHA-256, exp and seq). --none:\n"
+    "judge an HTTP 404 (\"no release\"; MANIFEST: the installed release's). keyid: the key id\n"
     "of each rotation-statement key, or null.\n";
 
 static int fail(const char *message)
@@ -130,6 +136,8 @@ int main(int argc, char **argv)
             keyset_version = n; have_keyset_version = true; i++;
         } else if (!strcmp(a, "--unchanged")) {
             args.unchanged = true;
+        } else if (!strcmp(a, "--none")) {
+            args.none = true;
         } else if (a[0] == '-' && a[1] == '-') {
             fputs(USAGE, stderr);
             return fail("unknown option or missing/invalid value");
@@ -139,7 +147,7 @@ int main(int argc, char **argv)
             return fail("too many arguments");
         }
     }
-    if (!keys_dir || !have_seq || !have_sv || !args.device_type || npos < 1) {
+    if (!keys_dir || !have_seq || !have_sv || !args.device_type || (npos < 1 && !args.none)) {
         fputs(USAGE, stderr);
         return fail("--device-keys, --installed-seq, --secure-version, --device-type and MANIFEST "
                     "are required");

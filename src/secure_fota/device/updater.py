@@ -26,7 +26,14 @@ from secure_fota.errors import FotaError, ReleaseRejected, TransportError
 from secure_fota.formats.manifest import ManifestClaims
 from secure_fota.keys.directory import commit_keyset, load_device_keys
 from secure_fota.limits import MAX_MANIFEST_SIZE, STREAM_CHUNK
-from secure_fota.policy import DeviceFacts, check_image, check_manifest
+from secure_fota.policy import (
+    DeviceFacts,
+    check_image,
+    check_manifest,
+    check_nothing_new,
+    decide_nothing_new,
+)
+from secure_fota.policy.verifier import open_checked
 from secure_fota.reasons import Reason
 from secure_fota.wire import new_nonce
 
@@ -128,12 +135,13 @@ class Device:
     def _fetch_manifest(
         self, client: ServerClient, nonce: str | None
     ) -> tuple[bytes | None, str | None]:
+        """The newest manifest (``None``: the server has no release) and the statement."""
         nvs = self.state.load_nvs()
         cache = self.state.manifest_cache
         etag = nvs.manifest_etag if cache.exists() else None
         answer = client.newest_manifest(self.config.device_type, nonce=nonce, etag=etag)
         if answer.status == "none":
-            return None, None
+            return None, answer.freshness
         if answer.status == "unchanged":
             try:
                 cached = read_bounded(
@@ -147,6 +155,31 @@ class Device:
                 ) from None
             return cached, answer.freshness
         return answer.body, answer.freshness
+
+    def _installed_claims(self) -> ManifestClaims | None:
+        """The claims of the cached manifest, if it opens (the device's copy of what it judged
+        last: its installed release once judged ``already_installed``)."""
+        cache = self.state.manifest_cache
+        try:
+            token = read_bounded(cache, MAX_MANIFEST_SIZE, what="cached manifest")
+            return open_checked(token, self.keys).claims
+        except (FotaError, ReleaseRejected):
+            return None
+
+    def _nothing_new(self, statement: str | None, nonce: str | None) -> CheckResult:
+        """The server answered 404: no release for this type. With freshness required, only
+        a statement answering ``none`` for this poll is believed."""
+        try:
+            if nonce is not None:
+                check_nothing_new(
+                    statement, self.keys, nonce=nonce, device_type=self.config.device_type
+                )
+            decide_nothing_new(self._installed_claims(), self.facts(), now=self.clock())
+        except ReleaseRejected as exc:
+            if exc.reason is Reason.ALREADY_INSTALLED:
+                return CheckResult(UP_TO_DATE, detail=exc.detail)
+            return CheckResult(REJECTED, reason=exc.reason, detail=exc.detail)
+        raise AssertionError("decide_nothing_new always raises")  # pragma: no cover
 
     def _remember_manifest(self, manifest: bytes) -> None:
         import hashlib
@@ -173,7 +206,7 @@ class Device:
             except ReleaseRejected as exc:  # an oversized manifest is refused as it arrives
                 return CheckResult(REJECTED, reason=exc.reason, detail=exc.detail)
             if manifest is None:
-                return CheckResult(UP_TO_DATE, detail="the server has no release for this type")
+                return self._nothing_new(statement, nonce)
             freshness = (statement, nonce) if nonce is not None else None
             try:
                 opened = check_manifest(

@@ -6,11 +6,12 @@ one :class:`secure_fota.reasons.Reason`. The Python reference device and the tes
 the C core implements the same rules in the same order.
 """
 
-from secure_fota.policy.decision import DeviceFacts, decide
+from secure_fota.policy.decision import DeviceFacts, decide, decide_nothing_new
 from secure_fota.policy.verifier import (
     ImageCheck,
     check_image,
     check_manifest,
+    check_nothing_new,
     check_signed_image,
 )
 
@@ -19,6 +20,8 @@ __all__ = [
     "ImageCheck",
     "check_image",
     "check_manifest",
+    "check_nothing_new",
     "check_signed_image",
     "decide",
+    "decide_nothing_new",
 ]

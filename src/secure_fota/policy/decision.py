@@ -23,7 +23,7 @@ from secure_fota.formats.manifest import ManifestClaims
 from secure_fota.limits import MAX_IMAGE_SIZE
 from secure_fota.reasons import Reason
 
-__all__ = ["DeviceFacts", "decide"]
+__all__ = ["DeviceFacts", "decide", "decide_nothing_new"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,3 +83,26 @@ def decide(claims: ManifestClaims, facts: DeviceFacts, *, now: int | None) -> No
             Reason.IMAGE_TOO_LARGE,
             f"image of {claims.image_size} bytes does not fit the {facts.slot_size}-byte slot",
         )
+
+
+def decide_nothing_new(
+    installed: ManifestClaims | None, facts: DeviceFacts, *, now: int | None
+) -> None:
+    """The decision when the server answers that the device type has no release (HTTP 404,
+    its ``none`` statement checked): always :class:`ReleaseRejected` — ``already_installed``
+    (nothing to do), or ``expired`` when ``installed`` (the device's copy of its installed
+    release's manifest, if it holds one) is past ``exp`` on a trusted clock: as in rule 3, a
+    server that withholds every release must not keep the device past the author's bound."""
+    if (
+        installed is not None
+        and installed.seq == facts.installed_seq
+        and now is not None
+        and installed.exp is not None
+        and now >= installed.exp
+    ):
+        raise ReleaseRejected(
+            Reason.EXPIRED,
+            f"the server states it has no release; the installed release {installed.seq} "
+            f"expired at {installed.exp} (device time {now}): updates are being withheld",
+        )
+    raise ReleaseRejected(Reason.ALREADY_INSTALLED, "the server has no release for this type")

@@ -18,7 +18,12 @@ from __future__ import annotations
 import hashlib
 
 from secure_fota.crypto.encrypted_image import ImageDecryptor
-from secure_fota.crypto.freshness import open_statement
+from secure_fota.crypto.freshness import (
+    ANSWER_NEWEST,
+    ANSWER_NONE,
+    FreshnessStatement,
+    open_statement,
+)
 from secure_fota.crypto.keyring import DeviceKeys
 from secure_fota.crypto.manifest import OpenedManifest, open_manifest
 from secure_fota.crypto.secure_boot import verify_image
@@ -34,6 +39,7 @@ __all__ = [
     "check_freshness",
     "check_image",
     "check_manifest",
+    "check_nothing_new",
     "check_signed_image",
     "open_checked",
 ]
@@ -58,21 +64,16 @@ def open_checked(token: bytes, keys: DeviceKeys) -> OpenedManifest:
         raise ReleaseRejected(Reason.BAD_SIGNATURE, "manifest signature is not valid") from None
 
 
-def check_freshness(
+def _open_for_poll(
     statement: bytes | str | None,
-    manifest: bytes,
-    claims: ManifestClaims,
     keys: DeviceKeys,
     *,
     nonce: str,
     device_type: str,
-) -> None:
-    """Check the server's freshness statement for this poll against the manifest it came with.
-
-    ``freshness_invalid`` if it is missing, not signed by a trusted freshness key, or not for
-    this nonce and device type; ``stale_manifest`` if it vouches for another manifest. (Its
-    ``seq`` is the server's id for the release, informational only: uploaders choose ids.)
-    """
+    device_id: str | None,
+) -> FreshnessStatement:
+    """§7 steps 1-3: present, signed by a trusted freshness key, well formed, for this poll
+    (nonce), device type and device — else ``freshness_invalid``."""
     if statement is None:
         raise ReleaseRejected(Reason.FRESHNESS_INVALID, "the server sent no freshness statement")
     try:
@@ -87,11 +88,63 @@ def check_freshness(
         raise ReleaseRejected(
             Reason.FRESHNESS_INVALID, "freshness statement is for another poll or device type"
         )
+    if opened.device_id != device_id:
+        raise ReleaseRejected(Reason.FRESHNESS_INVALID, "freshness statement is for another device")
+    return opened
+
+
+def check_freshness(
+    statement: bytes | str | None,
+    manifest: bytes,
+    claims: ManifestClaims,
+    keys: DeviceKeys,
+    *,
+    nonce: str,
+    device_type: str,
+    device_id: str | None = None,
+) -> None:
+    """Check the server's statement for a poll answered with ``manifest`` (HTTP 200, or 304
+    for the device's cached copy): it must answer ``newest`` for exactly this manifest.
+
+    ``freshness_invalid`` if it is missing, not signed by a trusted freshness key, malformed,
+    or not for this nonce, device type and device; ``stale_manifest`` if it answers ``none`` or
+    vouches for another manifest. (Its ``seq`` is the server's id for the release,
+    informational only: uploaders choose ids; the claims' ``seq`` is judged by §6.)
+    """
+    opened = _open_for_poll(
+        statement, keys, nonce=nonce, device_type=device_type, device_id=device_id
+    )
+    if opened.answer != ANSWER_NEWEST:
+        raise ReleaseRejected(
+            Reason.STALE_MANIFEST,
+            f"the server states it has no release, yet served release {claims.seq}",
+        )
     if opened.manifest_sha256 != hashlib.sha256(manifest).hexdigest():
         raise ReleaseRejected(
             Reason.STALE_MANIFEST,
             f"the server vouches for another manifest (its release {opened.seq}) than the one "
             f"served (release {claims.seq})",
+        )
+
+
+def check_nothing_new(
+    statement: bytes | str | None,
+    keys: DeviceKeys,
+    *,
+    nonce: str,
+    device_type: str,
+    device_id: str | None = None,
+) -> None:
+    """Check the server's statement for a poll answered "no release" (HTTP 404): it must
+    answer ``none`` for this poll — ``freshness_invalid`` as in :func:`check_freshness`;
+    ``stale_manifest`` if it answers ``newest`` (a release exists that was not served)."""
+    opened = _open_for_poll(
+        statement, keys, nonce=nonce, device_type=device_type, device_id=device_id
+    )
+    if opened.answer != ANSWER_NONE:
+        raise ReleaseRejected(
+            Reason.STALE_MANIFEST,
+            f"the server vouches for its release {opened.seq}, but the answer was 'no release'",
         )
 
 

@@ -57,7 +57,7 @@ def manifest_answer(
     headers = manifest_headers(release)
     etag = headers["etag"]
     extra: dict[str, str] = {}
-    if nonce is not None and context.freshness is not None:
+    if nonce is not None and context.freshness is not None:  # only the newest polls pass one
         extra[FRESHNESS_HEADER] = context.freshness.sign(
             device_type=release.device_type,
             seq=release.seq,

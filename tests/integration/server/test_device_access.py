@@ -95,12 +95,30 @@ def test_freshness_statement_on_200_and_304(
         )
         assert response.status_code == 304
         assert open_statement(response.headers[FRESHNESS_HEADER], keys.freshness).nonce == other
-        # by id, too
+        assert statement.answer == "newest"
+        # the versioned newest poll signs the same answer
+        response = api.http.get(
+            f"/api/v1/device-types/{real_release.device_type}/newest/manifest",
+            params={"nonce": nonce},
+        )
+        assert open_statement(response.headers[FRESHNESS_HEADER], keys.freshness).seq == 7
+        # a release by id is no answer to "what is newest": no statement, a nonce is refused
+        # (a mirror could pair such a statement with an old manifest, issue 14)
         response = api.http.get(
             f"/api/v1/device-types/{real_release.device_type}/releases/7/manifest",
             params={"nonce": nonce},
         )
-        assert open_statement(response.headers[FRESHNESS_HEADER], keys.freshness).seq == 7
+        assert response.status_code == 422
+        assert response.json()["field"] == "nonce"
+        assert FRESHNESS_HEADER not in response.headers
+        # "no release" is signed too: answer none, no seq, no digest
+        response = api.http.get(
+            "/update/newest/manifest", params={"deviceType": "no-such-type", "nonce": nonce}
+        )
+        assert response.status_code == 404
+        none = open_statement(response.headers[FRESHNESS_HEADER], keys.freshness)
+        assert (none.answer, none.device_type, none.nonce) == ("none", "no-such-type", nonce)
+        assert none.seq is None and none.manifest_sha256 is None
         # without a nonce (seed clients) there is no statement
         response = api.http.get(
             "/update/newest/manifest", params={"deviceType": real_release.device_type}

@@ -4,8 +4,10 @@
  * secure_ota_check_for_update(): poll the newest manifest (If-None-Match with the last one
  * judged not an update, a nonce when freshness keys are configured) and have the core judge
  * the answer: a 200 is opened, its freshness statement checked and decided (so_decide); a 304
- * is judged from the record kept of the manifest it stands for (so_decide_unchanged). This file
- * gathers the device's facts and records the outcome; every decision is the core's.
+ * is judged from the record kept of the manifest it stands for (so_decide_unchanged); a 404
+ * ("no release") needs a statement answering "none" and is judged by so_decide_none (the
+ * installed release's exp still bounds a freeze). This file gathers the device's facts and
+ * records the outcome; every decision is the core's.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -85,6 +87,35 @@ static esp_err_t judge_unchanged(const secure_ota_config_t *cfg, const so_keyrin
     } else if (r == SO_REASON_EXPIRED) {
         ESP_LOGW(TAG, "the installed release expired at %" PRIu64
                  ": the server is withholding updates", last->exp);
+    } else if (r == SO_ERR_STATE) {
+        /* the record is not of the installed release: judge the manifest itself next time */
+        secure_ota_nvs_forget_judged();
+    }
+    out->verdict = secure_ota_err_from_core(r);
+    return out->verdict;
+}
+
+/* HTTP 404: the server has no release for this type. With freshness keys only a statement
+ * answering "none" for this poll is believed; the installed release's exp still applies. */
+static esp_err_t judge_none(const secure_ota_config_t *cfg, const so_keyring_t *ring,
+                            const secure_ota_headers_t *headers, const char *nonce,
+                            const so_judged_t *last, secure_ota_update_info_t *out)
+{
+    int r = SO_OK;
+    if (so_keyring_freshness_key_count(ring) > 0) {
+        r = headers->freshness_truncated
+                ? SO_REASON_FRESHNESS_INVALID
+                : so_freshness_check_none(ring, (const uint8_t *)headers->freshness,
+                                          strlen(headers->freshness), nonce, cfg->device_type);
+    }
+    if (r == SO_OK) {
+        so_device_facts_t facts;
+        ESP_RETURN_ON_ERROR(device_facts(cfg, &facts), TAG, "device facts");
+        r = so_decide_none(last, &facts);
+    }
+    if (r == SO_REASON_ALREADY_INSTALLED) {
+        ESP_LOGI(TAG, "no release for device type %s", cfg->device_type);
+        r = SO_OK;
     }
     out->verdict = secure_ota_err_from_core(r);
     return out->verdict;
@@ -194,7 +225,7 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota
     }
     ESP_GOTO_ON_ERROR(ret, done, TAG, "manifest request");
     if (status == 404) {
-        ESP_LOGI(TAG, "no release for device type %s", cfg->device_type);
+        ret = judge_none(cfg, ring, headers, nonce, have_judged ? &last : NULL, out);
         goto done;
     }
     if (status == 304 && have_judged) {

@@ -143,9 +143,11 @@ esp_err_t secure_ota_nvs_finish_pending(uint32_t seq, bool booted)
 
 /* ---- the last manifest judged not an update ---------------------------------------------- */
 
-/* so_judged_t as a blob: the SHA-256's 64 hex digits, then exp as u64 LE (0: none; claims
- * never have exp 0). 64 bytes: written by an earlier version of this component, without exp. */
-#define JUDGED_BLOB_LEN (64 + 8)
+/* so_judged_t as a blob: the SHA-256's 64 hex digits, exp as u64 LE (0: none; claims never
+ * have exp 0), seq as u32 LE. Blobs of 64 or 72 bytes were written by earlier versions of this
+ * component (without exp, without seq): they are ignored, so the next poll fetches the
+ * manifest and judges it again. */
+#define JUDGED_BLOB_LEN (64 + 8 + 4)
 
 void secure_ota_nvs_remember_judged(const so_judged_t *judged)
 {
@@ -155,11 +157,26 @@ void secure_ota_nvs_remember_judged(const so_judged_t *judged)
     for (size_t i = 0; i < 8; i++) {
         blob[64 + i] = (uint8_t)(exp >> (8 * i));
     }
+    for (size_t i = 0; i < 4; i++) {
+        blob[72 + i] = (uint8_t)(judged->seq >> (8 * i));
+    }
     nvs_handle_t nvs;
     if (nvs_open(SECURE_OTA_NVS_NAMESPACE, NVS_READWRITE, &nvs) != ESP_OK) {
         return;
     }
     if (nvs_set_blob(nvs, NVS_JUDGED, blob, sizeof blob) == ESP_OK) {
+        nvs_commit(nvs);
+    }
+    nvs_close(nvs);
+}
+
+void secure_ota_nvs_forget_judged(void)
+{
+    nvs_handle_t nvs;
+    if (nvs_open(SECURE_OTA_NVS_NAMESPACE, NVS_READWRITE, &nvs) != ESP_OK) {
+        return;
+    }
+    if (nvs_erase_key(nvs, NVS_JUDGED) == ESP_OK) {
         nvs_commit(nvs);
     }
     nvs_close(nvs);
@@ -174,18 +191,20 @@ bool secure_ota_nvs_judged(so_judged_t *out)
     }
     uint8_t blob[JUDGED_BLOB_LEN];
     size_t len = sizeof blob;
-    bool ok = nvs_get_blob(nvs, NVS_JUDGED, blob, &len) == ESP_OK &&
-              (len == 64 || len == JUDGED_BLOB_LEN);
+    bool ok = nvs_get_blob(nvs, NVS_JUDGED, blob, &len) == ESP_OK && len == JUDGED_BLOB_LEN;
     nvs_close(nvs);
     if (!ok) {
         return false;
     }
     memcpy(out->sha256_hex, blob, 64);
     out->sha256_hex[64] = '\0';
-    for (size_t i = 0; len == JUDGED_BLOB_LEN && i < 8; i++) {
+    for (size_t i = 0; i < 8; i++) {
         out->exp |= (uint64_t)blob[64 + i] << (8 * i);
     }
     out->has_exp = out->exp != 0;
+    for (size_t i = 0; i < 4; i++) {
+        out->seq |= (uint32_t)blob[72 + i] << (8 * i);
+    }
     return true;
 }
 

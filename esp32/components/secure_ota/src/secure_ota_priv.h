@@ -94,6 +94,9 @@ bool secure_ota_nvs_judged(so_judged_t *judged);
 /** Keep `judged` for the next poll's If-None-Match (best effort: a failure is not reported). */
 void secure_ota_nvs_remember_judged(const so_judged_t *judged);
 
+/** Forget the judged record (best effort): the next poll sends no If-None-Match. */
+void secure_ota_nvs_forget_judged(void);
+
 /** Replace the ring's manifest-signing keys by the stored set if that one is newer (§4.4). */
 void secure_ota_nvs_load_keyset(so_keyring_t *ring);
 

@@ -18,9 +18,10 @@ from secure_fota.server.cache import NewestEntry
 from secure_fota.server.context import ServerContext
 from secure_fota.server.delivery import send_binary, send_manifest
 from secure_fota.server.errors import Forbidden, Unavailable
+from secure_fota.server.http_errors import error_response
 from secure_fota.server.releases import Published
 from secure_fota.server.uploads import precheck, read_upload, refuse_upload
-from secure_fota.wire import NONCE, check_nonce
+from secure_fota.wire import FRESHNESS_HEADER, NONCE, check_nonce
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -168,11 +169,20 @@ async def _newest(context: ServerContext, device_type: str) -> NewestEntry:
 
 async def send_newest_manifest(request: Request, device_type: str) -> Response:
     """The manifest of ``device_type``'s newest release (a checked name), with a freshness
-    statement when the request carries a nonce."""
+    statement answering ``newest`` when the request carries a nonce; a 404 when it has none,
+    with a statement answering ``none`` (docs/formats.md §7). Only these polls sign."""
     context = context_of(request)
     nonce = nonce_of(request)
     await device(request, context, device_type)
-    entry = await _newest(context, device_type)
+    entry = await context.cache.newest(device_type)
+    if entry is None:
+        headers = {}
+        if nonce is not None and context.freshness is not None:
+            headers[FRESHNESS_HEADER] = context.freshness.sign_none(
+                device_type=device_type, nonce=nonce
+            )
+        context.metrics.errors.labels("NotFoundError", "404").inc()
+        return error_response(404, f"device type {device_type!r} has no release", None, headers)
     return send_manifest(
         request, context, release=entry.release, manifest=entry.manifest, nonce=nonce
     )

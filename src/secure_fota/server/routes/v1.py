@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from secure_fota.errors import NotFoundError
+from secure_fota.errors import InputError, NotFoundError
 from secure_fota.formats.names import check_name, check_seq
 from secure_fota.limits import MAX_NAME_LENGTH
 from secure_fota.server.cache import load_manifest
@@ -26,7 +26,6 @@ from secure_fota.server.routes.common import (
     context_of,
     device,
     get_and_head,
-    nonce_of,
     publish_upload,
     query_parameters,
     send_newest_binary,
@@ -168,20 +167,22 @@ async def _visible(request: Request, device_type: str, release_id: str) -> Relea
     RELEASE_MANIFEST,
     response_class=Response,
     responses=_ARTIFACT,
-    openapi_extra=_NONCE,
 )
 async def release_manifest(
     request: Request,
     device_type: TypePath,
     release_id: IdPath,
 ) -> Response:
-    checked_nonce = nonce_of(request)
+    if request.query_params.get(NONCE) is not None:
+        # a statement here would vouch for an old manifest to whoever asks: a mirror could
+        # pair it with a device's nonce (docs/formats.md §7); only the newest polls sign
+        raise InputError(NONCE, "is only accepted by the newest-manifest polls")
     found = await _visible(request, device_type, release_id)
     context = context_of(request)
     manifest = await load_manifest(
         context.store, found, max_size=context.settings.max_manifest_size
     )
-    return send_manifest(request, context, release=found, manifest=manifest, nonce=checked_nonce)
+    return send_manifest(request, context, release=found, manifest=manifest, nonce=None)
 
 
 @get_and_head(

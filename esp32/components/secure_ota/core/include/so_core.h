@@ -225,22 +225,58 @@ int so_manifest_open(const so_keyring_t *ring, const uint8_t *token, size_t len,
 
 /* ---- freshness (§7) ------------------------------------------------------------------ */
 
+/** A statement's answer: "newest" (200 and 304) or "none" (404). */
+typedef enum { SO_ANSWER_NEWEST = 1, SO_ANSWER_NONE = 2 } so_answer_t;
+
+/** A freshness statement's payload, validated (§7 step 1). */
+typedef struct {
+    so_answer_t answer;
+    char device_type[SO_MAX_NAME_LENGTH + 1];
+    char nonce[65];
+    uint64_t iat;
+    uint32_t seq;               /* answer newest only: the server's id of its newest release */
+    char manifest_sha256[65];   /* answer newest only; "" otherwise */
+    bool has_device_id;
+    char device_id[SO_MAX_NAME_LENGTH + 1];
+} so_statement_t;
+
 /**
- * Check the server's freshness statement for this poll. `statement` may be NULL (absent).
- * `manifest` is the manifest the device is judging. The statement's `seq` is informational
- * (the server's id of the release) and is not compared with the claims.
+ * Validate a statement's payload (JSON): `answer` "newest" with `seq` and `manifest_sha256`,
+ * or "none" without them; `device_type`, `nonce`, `iat`; optional `device_id`; no other
+ * member. SO_OK, SO_REASON_FRESHNESS_INVALID or SO_ERR_NO_MEM.
+ */
+int so_statement_parse(const uint8_t *payload, size_t len, so_statement_t *out);
+
+/** Verify a statement (JWS, trusted freshness keys) and validate its payload. */
+int so_statement_open(const so_keyring_t *ring, const uint8_t *statement, size_t statement_len,
+                      so_statement_t *out);
+
+/**
+ * Check the server's statement for a poll answered with a manifest (HTTP 200). `statement`
+ * may be NULL (absent). `manifest` is the manifest the device is judging. The statement must
+ * be for this nonce and device type and name no device (this device has no id) — else
+ * SO_REASON_FRESHNESS_INVALID — and answer "newest" for exactly this manifest — else
+ * SO_REASON_STALE_MANIFEST. Its `seq` is informational (the server's id of the release).
  */
 int so_freshness_check(const so_keyring_t *ring, const uint8_t *statement, size_t statement_len,
                        const uint8_t *manifest, size_t manifest_len, const char *nonce,
                        const char *device_type);
 
 /**
- * The same check when the device holds only the manifest's SHA-256 (hex), e.g. after an HTTP
- * 304 answer to If-None-Match.
+ * The same check when the device holds only the manifest's SHA-256 (hex): after an HTTP 304
+ * answer to If-None-Match (the judged record's sha256_hex).
  */
 int so_freshness_check_digest(const so_keyring_t *ring, const uint8_t *statement,
                               size_t statement_len, const char *manifest_sha256,
                               const char *nonce, const char *device_type);
+
+/**
+ * The check for a poll answered "no release for this type" (HTTP 404): the statement must be
+ * for this poll as above (else SO_REASON_FRESHNESS_INVALID) and answer "none" (else
+ * SO_REASON_STALE_MANIFEST: the server vouches for a release that was not served).
+ */
+int so_freshness_check_none(const so_keyring_t *ring, const uint8_t *statement,
+                            size_t statement_len, const char *nonce, const char *device_type);
 
 /** True for a name of docs/formats.md §5 (device types, firmware names). */
 bool so_name_ok(const char *name);
@@ -275,6 +311,7 @@ typedef struct {
     char sha256_hex[65]; /* SHA-256 of the manifest as received, lowercase hex (its ETag) */
     bool has_exp;        /* the claims' exp, if they have one */
     uint64_t exp;
+    uint32_t seq;        /* the claims' seq (the installed release's, when it was judged) */
 } so_judged_t;
 
 /**
@@ -285,14 +322,25 @@ int so_judged_init(so_judged_t *out, const uint8_t *manifest, size_t len, const 
 
 /**
  * The decision (§6) on an HTTP 304 answer to If-None-Match: the server's newest manifest is
- * still `judged`, which this device judged SO_REASON_ALREADY_INSTALLED before. Rule 3 again,
- * as so_decide would apply it to that manifest now (the reference judges its cached copy
- * anew): SO_REASON_EXPIRED when a trusted clock is at or past `exp`, else
- * SO_REASON_ALREADY_INSTALLED. SO_ERR_INVALID_ARG for a NULL argument. With freshness keys,
- * check the statement first (so_freshness_check_digest with judged->sha256_hex), as for a
- * manifest received.
+ * still `judged`. Rules 3 and 4 again, as so_decide would apply them to that manifest now (the
+ * reference judges its cached copy anew): its seq below the installed one is
+ * SO_REASON_ROLLBACK (a server vouching for an older release than the device runs); equal is
+ * SO_REASON_EXPIRED when a trusted clock is at or past `exp`, else
+ * SO_REASON_ALREADY_INSTALLED. A seq above the installed one was never judged "already
+ * installed": SO_ERR_STATE (poll without If-None-Match). SO_ERR_INVALID_ARG for a NULL
+ * argument. With freshness keys, check the statement first (so_freshness_check_digest with
+ * judged->sha256_hex), as for a manifest received.
  */
 int so_decide_unchanged(const so_judged_t *judged, const so_device_facts_t *facts);
+
+/**
+ * The decision on an HTTP 404 ("no release for this type"; with freshness keys, after
+ * so_freshness_check_none): SO_REASON_EXPIRED when `installed` (the record of the installed
+ * release's manifest, or NULL) has the installed seq and a trusted clock is at or past its
+ * `exp` — a server withholding every release must not hold the device past the author's
+ * bound — else SO_REASON_ALREADY_INSTALLED (nothing to do). SO_ERR_INVALID_ARG for NULL facts.
+ */
+int so_decide_none(const so_judged_t *installed, const so_device_facts_t *facts);
 
 /* ---- GCM and the esp_encrypted_img stream (§3) ------------------------------------------- */
 

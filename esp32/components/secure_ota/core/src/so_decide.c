@@ -2,7 +2,7 @@
  * SPDX-License-Identifier: Apache-2.0
  *
  * The device's decision (docs/formats.md §6), also on an HTTP 304 for the manifest it judged
- * last, and the freshness statement check (§7).
+ * last and on an HTTP 404, and the freshness statements with their answers (§7).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +59,7 @@ int so_judged_init(so_judged_t *out, const uint8_t *manifest, size_t len, const 
     so_sha256_hex(manifest, len, out->sha256_hex);
     out->has_exp = claims->has_exp;
     out->exp = claims->has_exp ? claims->exp : 0;
+    out->seq = claims->seq;
     return SO_OK;
 }
 
@@ -67,7 +68,24 @@ int so_decide_unchanged(const so_judged_t *judged, const so_device_facts_t *fact
     if (!judged || !facts) {
         return SO_ERR_INVALID_ARG;
     }
+    if ((int64_t)judged->seq < facts->installed_seq) {
+        return SO_REASON_ROLLBACK;
+    }
+    if ((int64_t)judged->seq > facts->installed_seq) {
+        return SO_ERR_STATE;
+    }
     return installed_release(judged->has_exp, judged->exp, facts);
+}
+
+int so_decide_none(const so_judged_t *installed, const so_device_facts_t *facts)
+{
+    if (!facts) {
+        return SO_ERR_INVALID_ARG;
+    }
+    if (installed && (int64_t)installed->seq == facts->installed_seq) {
+        return installed_release(installed->has_exp, installed->exp, facts);
+    }
+    return SO_REASON_ALREADY_INSTALLED;
 }
 
 static bool is_hex_lower(const char *s, size_t min, size_t max)
@@ -84,46 +102,98 @@ static bool is_hex_lower(const char *s, size_t min, size_t max)
     return true;
 }
 
-/* The statement's payload (§7 step 1); fills nonce, digest and device type. */
-static int check_payload(const uint8_t *payload, size_t len, char nonce[65], char digest[65],
-                         char device_type[SO_MAX_NAME_LENGTH + 1])
+static bool copy_name(const cJSON *v, char out[SO_MAX_NAME_LENGTH + 1])
 {
+    if (!cJSON_IsString(v) || !so_is_name(v->valuestring)) {
+        return false;
+    }
+    strcpy(out, v->valuestring);
+    return true;
+}
+
+/* The members an answer allows (§7): no other member is accepted. */
+static bool member_allowed(const char *name, so_answer_t answer)
+{
+    static const char *const common[] = {"answer", "device_type", "nonce", "iat", "device_id"};
+    for (size_t i = 0; i < sizeof common / sizeof common[0]; i++) {
+        if (!strcmp(name, common[i])) {
+            return true;
+        }
+    }
+    return answer == SO_ANSWER_NEWEST && (!strcmp(name, "seq") || !strcmp(name, "manifest_sha256"));
+}
+
+int so_statement_parse(const uint8_t *payload, size_t len, so_statement_t *out)
+{
+    if (!payload || !out) {
+        return SO_ERR_INVALID_ARG;
+    }
+    memset(out, 0, sizeof *out);
     bool no_mem = false;
     cJSON *root = so_json_parse(payload, len, &no_mem);
     if (!root) {
         return no_mem ? SO_ERR_NO_MEM : SO_REASON_FRESHNESS_INVALID;
     }
     int ret = SO_REASON_FRESHNESS_INVALID;
-    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(root, "device_type");
-    const cJSON *hash = cJSON_GetObjectItemCaseSensitive(root, "manifest_sha256");
-    const cJSON *nc = cJSON_GetObjectItemCaseSensitive(root, "nonce");
-    uint64_t seq, iat;
-    /* seq (informational) and iat are integers as in the claims (§5): 7.0 is 7 */
-    if (!cJSON_IsString(dt) || !so_is_name(dt->valuestring) ||
-        !so_json_get_int(root, "seq", 0, SO_MAX_SEQ, &seq) ||
-        !so_json_get_int(root, "iat", 0, SO_MAX_JSON_INT, &iat)) {
+    const cJSON *answer = cJSON_GetObjectItemCaseSensitive(root, "answer");
+    if (!cJSON_IsObject(root) || !cJSON_IsString(answer)) {
         goto done;
     }
-    if (!cJSON_IsString(hash) || !so_is_hex64(hash->valuestring) || !cJSON_IsString(nc) ||
+    if (!strcmp(answer->valuestring, "newest")) {
+        out->answer = SO_ANSWER_NEWEST;
+    } else if (!strcmp(answer->valuestring, "none")) {
+        out->answer = SO_ANSWER_NONE;
+    } else {
+        goto done;
+    }
+    const cJSON *member;
+    cJSON_ArrayForEach(member, root)
+    {
+        if (!member->string || !member_allowed(member->string, out->answer)) {
+            goto done;
+        }
+    }
+    const cJSON *nc = cJSON_GetObjectItemCaseSensitive(root, "nonce");
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "device_id");
+    /* iat (and seq) are integers as in the claims (§5): 7.0 is 7 */
+    if (!copy_name(cJSON_GetObjectItemCaseSensitive(root, "device_type"), out->device_type) ||
+        !so_json_get_int(root, "iat", 0, SO_MAX_JSON_INT, &out->iat) || !cJSON_IsString(nc) ||
         !is_hex_lower(nc->valuestring, 32, 64)) {
         goto done;
     }
-    strcpy(nonce, nc->valuestring);
-    strcpy(digest, hash->valuestring);
-    strcpy(device_type, dt->valuestring);
+    strcpy(out->nonce, nc->valuestring);
+    if (id) {
+        if (!copy_name(id, out->device_id)) {
+            goto done;
+        }
+        out->has_device_id = true;
+    }
+    if (out->answer == SO_ANSWER_NEWEST) {
+        uint64_t seq;
+        const cJSON *hash = cJSON_GetObjectItemCaseSensitive(root, "manifest_sha256");
+        if (!so_json_get_int(root, "seq", 0, SO_MAX_SEQ, &seq) || !cJSON_IsString(hash) ||
+            !so_is_hex64(hash->valuestring)) {
+            goto done;
+        }
+        out->seq = (uint32_t)seq;
+        strcpy(out->manifest_sha256, hash->valuestring);
+    }
     ret = SO_OK;
 done:
     cJSON_Delete(root);
+    if (ret != SO_OK) {
+        memset(out, 0, sizeof *out);
+    }
     return ret;
 }
 
-int so_freshness_check_digest(const so_keyring_t *ring, const uint8_t *statement,
-                              size_t statement_len, const char *manifest_sha256,
-                              const char *nonce, const char *device_type)
+int so_statement_open(const so_keyring_t *ring, const uint8_t *statement, size_t statement_len,
+                      so_statement_t *out)
 {
-    if (!ring || !manifest_sha256 || !nonce || !device_type) {
+    if (!ring || !out) {
         return SO_ERR_INVALID_ARG;
     }
+    memset(out, 0, sizeof *out);
     if (!statement || statement_len > SO_MAX_STATEMENT_SIZE) {
         return SO_REASON_FRESHNESS_INVALID;
     }
@@ -138,19 +208,57 @@ int so_freshness_check_digest(const so_keyring_t *ring, const uint8_t *statement
     if (ret != SO_OK) {
         return SO_REASON_FRESHNESS_INVALID;
     }
-    char their_nonce[65], digest[65], their_type[SO_MAX_NAME_LENGTH + 1];
-    ret = check_payload(payload, payload_len, their_nonce, digest, their_type);
+    ret = so_statement_parse(payload, payload_len, out);
     free(payload);
+    return ret;
+}
+
+/* §7 steps 1-3 for this poll: signed, well formed, this nonce and device type, no device id
+ * (a device of this core has none). SO_OK with *out, or a result to return. */
+static int open_for_poll(const so_keyring_t *ring, const uint8_t *statement, size_t statement_len,
+                         const char *nonce, const char *device_type, so_statement_t *out)
+{
+    if (!ring || !nonce || !device_type) {
+        return SO_ERR_INVALID_ARG;
+    }
+    int ret = so_statement_open(ring, statement, statement_len, out);
     if (ret != SO_OK) {
         return ret;
     }
-    if (strcmp(their_nonce, nonce) != 0 || strcmp(their_type, device_type) != 0) {
+    if (strcmp(out->nonce, nonce) != 0 || strcmp(out->device_type, device_type) != 0 ||
+        out->has_device_id) {
         return SO_REASON_FRESHNESS_INVALID;
     }
-    if (strcmp(digest, manifest_sha256) != 0) {
+    return SO_OK;
+}
+
+int so_freshness_check_digest(const so_keyring_t *ring, const uint8_t *statement,
+                              size_t statement_len, const char *manifest_sha256,
+                              const char *nonce, const char *device_type)
+{
+    if (!manifest_sha256) {
+        return SO_ERR_INVALID_ARG;
+    }
+    so_statement_t st;
+    int ret = open_for_poll(ring, statement, statement_len, nonce, device_type, &st);
+    if (ret != SO_OK) {
+        return ret;
+    }
+    if (st.answer != SO_ANSWER_NEWEST || strcmp(st.manifest_sha256, manifest_sha256) != 0) {
         return SO_REASON_STALE_MANIFEST;
     }
     return SO_OK;
+}
+
+int so_freshness_check_none(const so_keyring_t *ring, const uint8_t *statement,
+                            size_t statement_len, const char *nonce, const char *device_type)
+{
+    so_statement_t st;
+    int ret = open_for_poll(ring, statement, statement_len, nonce, device_type, &st);
+    if (ret != SO_OK) {
+        return ret;
+    }
+    return st.answer == SO_ANSWER_NONE ? SO_OK : SO_REASON_STALE_MANIFEST;
 }
 
 int so_freshness_check(const so_keyring_t *ring, const uint8_t *statement, size_t statement_len,
