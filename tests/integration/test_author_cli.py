@@ -474,3 +474,31 @@ def test_retired_spellings_still_work_and_warn(
     assert "warning: --device-keys is deprecated; use --keys" in err
     assert "accepted: sensor/3 (app)" in stdout
     assert " UTC" in stdout  # iat as a date, not an epoch number
+
+
+def test_release_takes_the_scheme_of_the_key_set(tmp_path: Path, fota_main) -> None:
+    keys = tmp_path / "keys"
+    code, _stdout, err = fota_main(
+        "keys", "generate", "--out", str(keys), "--secure-boot", "v2-ecdsa256"
+    )
+    assert code == 0, err
+    assert (keys / "secure_boot_scheme").read_text() == "v2-ecdsa256\n"
+    firmware = tmp_path / "app.bin"
+    firmware.write_bytes(build_app_image(ImageSpec(chip="esp32c3", version="1.0.0", size=8192)))
+    code, stdout, err = fota_main(*release_args(firmware, keys, tmp_path / "out"), "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["claims"]["secure_boot"] == "v2-ecdsa256"
+    # an ESP32-C3's ROM verifies RSA-3072 only
+    assert "warning: secure boot v2-ecdsa256 for esp32c3" in err
+    assert "verifies only v2-rsa3072" in err
+
+
+def test_release_without_warning_for_a_matching_chip(tmp_path: Path, fota_main) -> None:
+    keys = tmp_path / "keys"
+    assert fota_main("keys", "generate", "--out", str(keys), "--secure-boot", "v2-rsa3072")[0] == 0
+    firmware = tmp_path / "app.bin"
+    firmware.write_bytes(build_app_image(ImageSpec(chip="esp32c3", version="1.0.0", size=8192)))
+    code, stdout, err = fota_main(*release_args(firmware, keys, tmp_path / "out"), "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["claims"]["secure_boot"] == "v2-rsa3072"
+    assert "warning" not in err

@@ -18,6 +18,8 @@ from secure_fota.cli.options import (
     json_option,
     keys_option,
     out_option,
+    secure_boot_option,
+    secure_boot_version,
     seq_option,
     token_env_option,
 )
@@ -86,13 +88,7 @@ def release_options(function: click.decorators.FC) -> click.decorators.FC:
             ),
             keys_option(),
             out_option("Folder for the two release files (created if missing)."),
-            click.option(
-                "--secure-boot",
-                type=click.Choice(["v1", "v2"]),
-                default="v1",
-                show_default=True,
-                help="Secure boot signature version (v2 scheme follows the key type).",
-            ),
+            secure_boot_option,
             click.option(
                 "--expires", help="Manifest lifetime, e.g. 30d, 12h, 2w (default: no expiry)."
             ),
@@ -115,7 +111,7 @@ def _build(
     fw_name: str,
     keys_dir: Path,
     out_dir: Path,
-    secure_boot: str,
+    secure_boot: str | None,
     expires: str | None,
     legacy_manifest: bool,
     keystore: Path | None,
@@ -124,6 +120,7 @@ def _build(
     from secure_fota.author.release import ReleaseRequest, build_release, parse_duration
     from secure_fota.formats.names import check_name, check_seq
 
+    secure_boot = secure_boot_version(keys_dir, secure_boot)
     request = ReleaseRequest(
         firmware=firmware,
         seq=check_seq("--seq", seq),
@@ -141,7 +138,13 @@ def _build(
         from secure_fota.crypto.legacy_manifest import LEGACY_WARNING
 
         click.echo(f"warning: {LEGACY_WARNING}", err=True)
-    return build_release(request, keys, now=int(time.time()))
+    files = build_release(request, keys, now=int(time.time()))
+    from secure_fota.formats.chip_schemes import scheme_warning
+
+    chip_warning = scheme_warning(files.image.chip, files.claims.secure_boot)
+    if chip_warning:
+        click.echo(f"warning: {chip_warning}", err=True)
+    return files
 
 
 def _summary(files: ReleaseFiles, as_json: bool) -> None:
@@ -407,13 +410,7 @@ def publish(
 )
 @out_option("Folder the release files are written to (created if missing).")
 @upload_options
-@click.option(
-    "--secure-boot",
-    type=click.Choice(["v1", "v2"]),
-    default="v1",
-    show_default=True,
-    help="Secure boot signature version (v2 scheme follows the key type).",
-)
+@secure_boot_option
 @click.option("--expires", help="Manifest lifetime for every release, e.g. 30d.")
 @click.option(
     "--host",
@@ -446,7 +443,7 @@ def serve(
     ca_file: Path | None,
     new_device_type: bool,
     insecure_http: bool,
-    secure_boot: str,
+    secure_boot: str | None,
     expires: str | None,
     bind_host: str,
     port: int,
@@ -476,7 +473,7 @@ def serve(
         out_dir=out_dir,
         target=_target(server, user, token_env, ca_file, insecure_http),
         token=token,
-        secure_boot=secure_boot,
+        secure_boot=secure_boot_version(keys_dir, secure_boot),
         expires_in=parse_duration(expires) if expires else None,
         keystore=keystore,
         keystore_password=os.environ.get(keystore_password_env),

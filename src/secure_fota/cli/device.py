@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from secure_fota.cli.options import FotaGroup, ca_option, json_option, keys_option, seq_option
+from secure_fota.cli.options import (
+    FotaGroup,
+    ca_option,
+    json_option,
+    keys_option,
+    secure_boot_option,
+    secure_boot_version,
+    seq_option,
+)
 from secure_fota.cli.output import console, echo_json
 from secure_fota.errors import TransportError
 
@@ -47,13 +55,7 @@ state_option = click.option(
     help="Factory app image (signed here with the secure boot key).",
 )
 @seq_option("Release number of the factory image.", old_names=())
-@click.option(
-    "--secure-boot",
-    type=click.Choice(["v1", "v2"]),
-    default="v1",
-    show_default=True,
-    help="Secure boot version the device's bootloader checks (v2 scheme follows the key).",
-)
+@secure_boot_option
 @click.option(
     "--slot-size",
     type=click.IntRange(4096),
@@ -74,7 +76,7 @@ def init(
     ca_file: Path | None,
     firmware: Path,
     seq: str,
-    secure_boot: str,
+    secure_boot: str | None,
     slot_size: int,
     no_freshness: bool,
     force: bool,
@@ -93,7 +95,7 @@ def init(
             ca=ca_file,
             firmware=firmware,
             seq=check_seq("--seq", seq),
-            secure_boot=secure_boot,
+            secure_boot=secure_boot_version(keys_dir, secure_boot),
             slot_size=slot_size,
             require_freshness=not no_freshness,
             force=force,

@@ -36,6 +36,8 @@ __all__ = [
     "keys_option",
     "out_option",
     "parse_release",
+    "secure_boot_option",
+    "secure_boot_version",
     "seq_option",
     "token_env_option",
 ]
@@ -192,6 +194,27 @@ def ca_option(
         metavar="FILE",
         help=help,
     )
+
+
+def secure_boot_version(keys_dir: Path, given: str | None) -> str:
+    """``--secure-boot`` as given, else what the key set's ``secure_boot_scheme`` file says
+    (``v1`` for a key set without one)."""
+    if given is not None:
+        return given
+    from secure_fota.formats.secure_boot import Scheme
+    from secure_fota.keys.directory import read_secure_boot_scheme
+
+    scheme = read_secure_boot_scheme(keys_dir)
+    return "v1" if scheme in (None, Scheme.V1) else "v2"
+
+
+secure_boot_option = click.option(
+    "--secure-boot",
+    type=click.Choice(["v1", "v2"]),
+    default=None,
+    help="Secure boot signature version; default: the key set's (its secure_boot_scheme file, "
+    "written by `fota keys generate`), else v1. The v2 scheme follows the key type.",
+)
 
 
 json_option = click.option(

@@ -32,6 +32,7 @@ from secure_fota.crypto.keys import (
     secure_boot_role,
 )
 from secure_fota.errors import InputError, KeyMaterialError, NotFoundError
+from secure_fota.formats.secure_boot import Scheme
 from secure_fota.limits import MAX_ROTATIONS
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "PRE_ENCRYPTION_PUB",
     "RETIRED_DIR",
     "ROTATIONS_DIR",
+    "SECURE_BOOT_SCHEME",
     "SECURE_BOOT_SIGNING_KEY",
     "SECURE_BOOT_SIGNING_PUB",
     "GeneratedFile",
@@ -61,6 +63,7 @@ __all__ = [
     "read_key_file",
     "read_keyset_version",
     "read_rotations",
+    "read_secure_boot_scheme",
     "retired_signing_key",
     "rotation_statement",
     "write_key_file",
@@ -68,6 +71,8 @@ __all__ = [
 ]
 
 SECURE_BOOT_SIGNING_KEY: Final = "secure_boot_signing_key.pem"
+#: the secure boot scheme of the signing key (``v1``, ``v2-rsa3072``, ...), one line
+SECURE_BOOT_SCHEME: Final = "secure_boot_scheme"
 SECURE_BOOT_SIGNING_PUB: Final = "secure_boot_signing_pub.pem"
 FLASH_ENCRYPTION_KEY: Final = "flash_encryption_key.bin"
 MANIFEST_SIGNING_KEY: Final = "manifest_signing_key.pem"
@@ -188,6 +193,20 @@ def _warn_if_readable(path: Path) -> str | None:
 
 
 # -- loading -------------------------------------------------------------------------------
+
+
+def read_secure_boot_scheme(directory: Path) -> Scheme | None:
+    """The scheme ``fota keys generate`` recorded for the secure boot key (``None`` for a key
+    set made before the file existed)."""
+    path = directory / SECURE_BOOT_SCHEME
+    if not path.is_file():
+        return None
+    text = read_bounded(path, 64, what="secure boot scheme file").decode("ascii", "replace")
+    try:
+        return Scheme(text.strip())
+    except ValueError:
+        known = ", ".join(s.value for s in Scheme)
+        raise KeyMaterialError(f"{path}: unknown secure boot scheme (one of {known})") from None
 
 
 def load_private_key_file(role: Role, path: Path) -> PrivateKey:

@@ -35,6 +35,7 @@ from secure_fota.keys.directory import (
     PRE_ENCRYPTION_PUB,
     RETIRED_DIR,
     ROTATIONS_DIR,
+    SECURE_BOOT_SCHEME,
     SECURE_BOOT_SIGNING_KEY,
     SECURE_BOOT_SIGNING_PUB,
     GeneratedFile,
@@ -102,6 +103,12 @@ def generate_key_set(
             public_pem(secure_boot_key),
             False,
             "secure boot public key (device bootloader)",
+        ),
+        (
+            SECURE_BOOT_SCHEME,
+            f"{secure_boot}\n".encode(),
+            False,
+            "secure boot scheme of that key (fota author release reads it)",
         ),
         (
             FLASH_ENCRYPTION_KEY,
