@@ -121,19 +121,24 @@ def browser(chromium: Any, dashboard: Dashboard) -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser context (no cookies), 1280x800, recording CSP violations."""
+    """A fresh browser context (no cookies), 1280x800, recording CSP violations and script
+    errors."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     page.csp_violations = []
-    page.on(
-        "console",
-        lambda message: (
+    page.js_errors = []
+
+    def console(message: Any) -> None:
+        if "Content Security Policy" in message.text or "Content-Security-Policy" in message.text:
             page.csp_violations.append(message.text)
-            if "Content Security Policy" in message.text
-            or "Content-Security-Policy" in message.text
-            else None
-        ),
-    )
+        elif message.type == "error":
+            page.js_errors.append(message.text)
+
+    def error(exc: Any) -> None:
+        page.js_errors.append(str(exc))
+
+    page.on("console", console)
+    page.on("pageerror", error)
     try:
         yield page
     finally:

@@ -62,6 +62,7 @@ def test_sign_in_see_a_release_yank_unyank_and_delete_it(page: Any, dashboard: D
     page.wait_for_selector("text=No release matches.")
     assert _newest(dashboard, "door-lock") is None
     assert page.csp_violations == []
+    assert page.js_errors == []
 
 
 def test_session_cookie_flags_and_security_headers(page: Any, dashboard: Dashboard):
@@ -88,9 +89,9 @@ def test_session_cookie_flags_and_security_headers(page: Any, dashboard: Dashboa
         assert "frame-ancestors 'none'" in CSP and "script-src 'self'" in CSP
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["cache-control"] == "no-store"
-    # no inline script or handler: every <script> has a src (or is a JSON data block)
+    # no inline script or handler: every <script> has a src
     for script in page.locator("script").all():
-        assert script.get_attribute("src") or script.get_attribute("type") == "application/json"
+        assert script.get_attribute("src")
     html = page.content()
     assert not re.search(r"\son[a-z]+\s*=", html), "inline event handler"
     assert " style=" not in html

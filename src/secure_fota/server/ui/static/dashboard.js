@@ -1,12 +1,13 @@
 // secure-fota dashboard: charts from JSON data blocks, re-drawn after htmx swaps.
-// No inline scripts anywhere: the pages hold data in <script type="application/json">.
+// No inline scripts anywhere: a chart's data is JSON in its canvas's data-chart attribute
+// (htmx drops <script> elements from swapped content, so no JSON <script> blocks either).
 (function () {
   "use strict";
 
   var COLOURS = ["#2563eb", "#16a34a", "#dc2626", "#d97706", "#7c3aed", "#0891b2",
     "#db2777", "#65a30d", "#475569", "#ea580c"];
-  var SERIES = { confirmed: "#16a34a", failed: "#dc2626", pending: "#94a3b8",
-    in_progress: "#2563eb", rolled_back: "#d97706" };
+  var SERIES = { confirmed: "#16a34a", failed: "#dc2626", silent: "#7c3aed",
+    pending: "#94a3b8", rolled_back: "#d97706" };
 
   function colourFor(label, index) {
     return SERIES[label] || COLOURS[index % COLOURS.length];
@@ -16,11 +17,7 @@
     if (canvas.dataset.drawn === "1" || typeof Chart === "undefined") {
       return;
     }
-    var source = document.getElementById(canvas.dataset.source);
-    if (!source) {
-      return;
-    }
-    var spec = JSON.parse(source.textContent);
+    var spec = JSON.parse(canvas.dataset.chart);
     var datasets = spec.datasets.map(function (set, index) {
       var colour = colourFor(set.key || set.label, index);
       var background = spec.type === "doughnut" ?
@@ -46,7 +43,7 @@
   }
 
   function drawAll(root) {
-    var canvases = (root || document).querySelectorAll("canvas[data-source]");
+    var canvases = (root || document).querySelectorAll("canvas[data-chart]");
     for (var i = 0; i < canvases.length; i++) {
       build(canvases[i]);
     }
@@ -54,7 +51,7 @@
 
   document.addEventListener("DOMContentLoaded", function () { drawAll(document); });
   document.addEventListener("htmx:beforeSwap", function (event) {
-    var old = event.detail.target.querySelectorAll("canvas[data-source]");
+    var old = event.detail.target.querySelectorAll("canvas[data-chart]");
     for (var i = 0; i < old.length; i++) {
       if (old[i].chart) { old[i].chart.destroy(); }
     }
