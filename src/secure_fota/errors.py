@@ -15,6 +15,7 @@ from __future__ import annotations
 from secure_fota.reasons import Reason
 
 __all__ = [
+    "BadRequest",
     "ConfigError",
     "ConflictError",
     "FormatError",
@@ -69,6 +70,12 @@ class MissingParameter(InputError):
 
     def __init__(self, field: str) -> None:
         super().__init__(field, "is required")
+
+
+class BadRequest(InputError):
+    """The request is syntactically broken (malformed multipart body, ...) (400)."""
+
+    http_status = 400
 
 
 def required(field: str, value: str | None) -> str:

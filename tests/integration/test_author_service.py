@@ -12,7 +12,7 @@ import pytest
 
 from secure_fota.author.service import ServiceConfig, create_service
 from secure_fota.author.upload import Credentials, UploadTarget
-from secure_fota.devtools.harness import ThreadedServer, free_port
+from secure_fota.devtools.harness import ThreadedServer, free_port, run_fota
 
 TOKEN = "service-token-for-tests"
 
@@ -115,3 +115,93 @@ def test_failed_upload_is_never_200(service) -> None:
     response = post(url, **GOOD)
     assert response.status_code == 502
     assert "upload" in response.json()["error"]
+
+
+def test_a_file_part_is_400_not_500(service) -> None:
+    """The service takes a path to firmware, never the firmware: a multipart body with a file
+    part (as the seed's FW Author app might send) answers 400 with the reason (before: 500)."""
+    url, out, _ = service
+    response = httpx.post(
+        f"{url}/upload",
+        data=GOOD,
+        files={"firmware": ("app.bin", b"\xe9" * 64, "application/octet-stream")},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=30,
+    )
+    assert response.status_code == 400, response.text
+    assert "file" in response.json()["error"]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data; boundary=x", b"--x\r\nno headers end"),
+        ("multipart/form-data", b"no boundary"),
+        ("application/x-www-form-urlencoded", b"id=" + b"9" * 20_000),
+    ],
+)
+def test_malformed_forms_are_4xx(service, content_type: str, body: bytes) -> None:
+    url, out, _ = service
+    response = httpx.post(
+        f"{url}/upload",
+        content=body,
+        headers={"Authorization": f"Bearer {TOKEN}", "content-type": content_type},
+        timeout=30,
+    )
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    assert "error" in response.json()
+    assert not out.exists()
+
+
+# -- the command line: `fota author serve`, `fota author upload` ---------------------------
+
+SECRET = "fota_" + "Zq9" * 15  # what a bearer token looks like
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "example.com"])  # noqa: S104
+def test_serve_refuses_a_non_loopback_bind(host: str, tmp_path: Path, key_dir: Path) -> None:
+    """The service speaks plain HTTP with a bearer token and holds signing keys: off loopback
+    it is refused, as `fota server run` refuses plain HTTP (before: it served on 0.0.0.0;
+    here, a child process that would still be serving after 30 s)."""
+    (tmp_path / "fw").mkdir()
+    result = run_fota(
+        "author", "serve", "--keys", str(key_dir), "--firmware-dir", str(tmp_path / "fw"),
+        "--out", str(tmp_path / "out"), "--server", "https://127.0.0.1:1", "--user", "u",
+        "--host", host, "--port", str(free_port()),
+        env={"FOTA_UPLOAD_PASSWORD": "p", "FOTA_SERVICE_TOKEN": "t" * 32},
+        timeout=30,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert f"refusing plain HTTP on {host}" in result.stderr
+    assert "loopback" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["upload", "serve"])
+def test_token_env_mistake_never_prints_the_secret(
+    command: str, tmp_path: Path, key_dir: Path, fota_main, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--token-env` takes a variable's name; given the token itself by mistake, the error
+    names the option and never echoes the value (before: 'environment variable fota_… is not
+    set', the secret in the terminal and the CI log)."""
+    monkeypatch.delenv("FOTA_NOT_SET_HERE", raising=False)
+    monkeypatch.setenv("FOTA_SERVICE_TOKEN", "t" * 32)
+    (tmp_path / "fw").mkdir()
+    if command == "upload":
+        base = ["author", "upload", str(tmp_path), "--seq", "1", "--device-type", "sensor",
+                "--name", "app", "--server", "https://127.0.0.1:1"]  # fmt: skip
+    else:
+        base = ["author", "serve", "--keys", str(key_dir), "--firmware-dir",
+                str(tmp_path / "fw"), "--out", str(tmp_path / "out"),
+                "--server", "https://127.0.0.1:1", "--port", str(free_port())]  # fmt: skip
+    code, out, err = fota_main(*base, "--token-env", SECRET)
+    assert code != 0
+    assert SECRET not in out + err
+    assert SECRET[:12] not in out + err
+    assert "--token-env" in err
+    assert "name of an environment variable" in err
+    # a real variable name that is unset is named (it is no secret)
+    code, out, err = fota_main(*base, "--token-env", "FOTA_NOT_SET_HERE")
+    assert code != 0
+    assert "FOTA_NOT_SET_HERE is not set" in err

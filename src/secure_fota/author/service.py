@@ -3,11 +3,13 @@
 ``POST /upload`` with ``id``, ``deviceType``, ``fwName`` and ``firmwarePath`` (form fields or
 query parameters) builds a release from a firmware file and uploads it to the update server.
 
-Answers: 200 (uploaded; JSON with the claims), 400 (a parameter is missing), 401 (no or wrong
-bearer token), 403 (``firmwarePath`` outside the firmware directory), 404 (firmware file not
-found), 409 (the server holds a different release under that id), 422 (invalid parameter,
-invalid firmware image, or the configured key files cannot be loaded), 502 (the update server
-failed or refused the upload). It never answers 200 unless the server accepted the upload.
+Answers: 200 (uploaded; JSON with the claims), 400 (a parameter is missing, a malformed form,
+or a file part: the service reads firmware from its directory, never from the request), 401
+(no or wrong bearer token), 403 (``firmwarePath`` outside the firmware directory), 404
+(firmware file not found), 409 (the server holds a different release under that id), 422
+(invalid parameter, invalid firmware image, or the configured key files cannot be loaded),
+502 (the update server failed or refused the upload). It never answers 200 unless the server
+accepted the upload.
 Errors have the update server's body (:func:`secure_fota.wire.error_body`) and each error's
 ``http_status``.
 """
@@ -25,6 +27,8 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -33,6 +37,7 @@ from secure_fota.author.release import ReleaseRequest, build_release
 from secure_fota.author.upload import UploadTarget, upload_release
 from secure_fota.crypto.keyring import AuthorKeys
 from secure_fota.errors import (
+    BadRequest,
     FotaError,
     InputError,
     KeyMaterialError,
@@ -164,12 +169,28 @@ async def _parameters(request: Request) -> dict[str, str]:
     values = dict(request.query_params)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        length = int(request.headers.get("content-length") or 0)
-        if length > _MAX_FORM_BYTES:
+        length = request.headers.get("content-length") or "0"
+        if not (length.isascii() and length.isdigit()):
+            raise BadRequest("content-length", "is not a number")
+        if int(length) > _MAX_FORM_BYTES:
             raise InputError("body", f"larger than {_MAX_FORM_BYTES} bytes")
-        async with request.form(max_files=0, max_fields=16, max_part_size=4096) as form:
-            values.update({k: v for k, v in form.items() if isinstance(v, str)})
+        try:
+            async with request.form(max_files=0, max_fields=16, max_part_size=4096) as form:
+                values.update({k: v for k, v in form.items() if isinstance(v, str)})
+        except (HTTPException, MultiPartException) as exc:
+            raise _form_error(str(getattr(exc, "detail", None) or exc)) from None
     return values
+
+
+def _form_error(detail: str) -> BadRequest:
+    """Starlette's reason a form was refused, as a 400 for the client."""
+    if "files" in detail.lower():
+        return BadRequest(
+            "body",
+            f"has a file part; send {FIRMWARE_PATH} (a file in the service's --firmware-dir), "
+            "not the file",
+        )
+    return BadRequest("body", f"is not a valid form ({detail.rstrip('.')})")
 
 
 def _release_parameters(values: dict[str, str]) -> tuple[int, str, str, str]:

@@ -18,6 +18,7 @@ from secure_fota.cli.options import (
     json_option,
     keys_option,
     out_option,
+    secret_from_env,
     secure_boot_option,
     secure_boot_version,
     seq_option,
@@ -285,10 +286,7 @@ def _target(
     if (user is None) == (token_env is None):
         raise InputError("--user/--token-env", "give exactly one of --user and --token-env")
     if token_env is not None:
-        token = os.environ.get(token_env)
-        if not token:
-            raise InputError("--token-env", f"environment variable {token_env} is not set")
-        credentials = Credentials(token=token)
+        credentials = Credentials(token=secret_from_env("--token-env", token_env))
     else:
         password = os.environ.get("FOTA_UPLOAD_PASSWORD")
         if password is None:
@@ -417,7 +415,7 @@ def publish(
     "bind_host",
     default="127.0.0.1",
     show_default=True,
-    help="Address to bind (keep it on loopback: this service holds signing keys).",
+    help="Loopback address to bind (others are refused: plain HTTP, signing keys).",
 )
 @click.option(
     "--port",
@@ -462,7 +460,18 @@ def serve(
 
     from secure_fota.author.release import parse_duration
     from secure_fota.author.service import ServiceConfig, create_service
+    from secure_fota.errors import ConfigError
+    from secure_fota.loopback import is_loopback
+    from secure_fota.server.uvicorn_protocol import HeadTimeoutProtocol
 
+    if not is_loopback(bind_host):
+        # the same rule as `fota server run` for plain HTTP: bearer tokens in clear text and a
+        # signing service belong on this machine only
+        raise ConfigError(
+            f"refusing plain HTTP on {bind_host}: the author service speaks plain HTTP with a "
+            "bearer token and signs with your keys; --host must be a loopback address "
+            "(127.0.0.1, ::1, localhost)"
+        )
     token = os.environ.get(service_token_env)
     if not token:
         token = secrets.token_urlsafe(32)
@@ -479,4 +488,12 @@ def serve(
         keystore_password=os.environ.get(keystore_password_env),
         allow_new_device_type=new_device_type,
     )
-    uvicorn.run(create_service(config), host=bind_host, port=port, log_level="info")
+    uvicorn.run(
+        create_service(config),
+        host=bind_host,
+        port=port,
+        log_level="info",
+        http=HeadTimeoutProtocol,  # the update server's request-head deadline and bounds
+        proxy_headers=False,  # no proxy belongs in front of a loopback-only service
+        server_header=False,
+    )

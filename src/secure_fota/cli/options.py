@@ -17,9 +17,11 @@ declared with :class:`RenamedOption` and rewritten by :class:`FotaCommand` befor
 from __future__ import annotations
 
 import datetime
+import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
 
@@ -36,6 +38,7 @@ __all__ = [
     "keys_option",
     "out_option",
     "parse_release",
+    "secret_from_env",
     "secure_boot_option",
     "secure_boot_version",
     "seq_option",
@@ -180,6 +183,28 @@ def token_env_option(
         show_default=default is not None,
         metavar="VAR",
         help=help,
+    )
+
+
+#: how an environment variable's name is shown in messages; anything else given as a name
+#: (most likely the secret itself, pasted by mistake) is never echoed
+_ECHOABLE_ENV_NAME: Final = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+
+
+def secret_from_env(option: str, name: str) -> str:
+    """The secret in environment variable ``name`` (given with ``option``); an InputError that
+    never shows ``name`` unless it looks like a variable name (``FOTA_TOKEN``): what was given
+    may be the secret itself."""
+    value = os.environ.get(name) if name and "=" not in name and "\0" not in name else None
+    if value:
+        return value
+    if _ECHOABLE_ENV_NAME.fullmatch(name):
+        raise InputError(option, f"environment variable {name} is not set")
+    raise InputError(
+        option,
+        "takes the name of an environment variable holding the secret (e.g. FOTA_TOKEN), "
+        "not the secret itself; the value given is not shown, and no variable of that name "
+        "is set",
     )
 
 

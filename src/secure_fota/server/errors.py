@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from secure_fota.errors import FotaError, InputError, StorageError
+from secure_fota.errors import BadRequest, FotaError, InputError, StorageError
 
 __all__ = [
     "AuthenticationRequired",
@@ -63,9 +63,3 @@ class RequestTimeout(FotaError):
     """The request body did not arrive within the configured time (408)."""
 
     http_status = 408
-
-
-class BadRequest(InputError):
-    """The request is syntactically broken (malformed multipart body, ...) (400)."""
-
-    http_status = 400
