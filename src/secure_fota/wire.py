@@ -54,6 +54,7 @@ __all__ = [
     "UPLOAD_FIELDS",
     "check_nonce",
     "describe_error",
+    "device_auth_headers",
     "device_type_url",
     "error_body",
     "new_nonce",
@@ -189,6 +190,12 @@ def newest_binary_url(base: str, device_type: str) -> str:
 def device_type_url(base: str, device_type: str) -> str:
     """One device type's summary (404: the server has never seen it)."""
     return _root(base) + API_V1 + DEVICE_TYPE_PATH.format(device_type=quote(device_type))
+
+
+def device_auth_headers(token: str | None) -> dict[str, str]:
+    """The header a device sends on every request when the server needs device tokens
+    (``device_auth`` = ``device-type-token`` or ``device-token``): a bearer token."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def upload_url(base: str) -> str:

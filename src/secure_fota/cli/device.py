@@ -15,6 +15,8 @@ from secure_fota.cli.options import (
     secure_boot_option,
     secure_boot_version,
     seq_option,
+    token_env_option,
+    token_from_env,
 )
 from secure_fota.cli.output import console, echo_json
 from secure_fota.errors import TransportError
@@ -66,6 +68,11 @@ state_option = click.option(
 @click.option(
     "--no-freshness", is_flag=True, help="Do not require the server's freshness statements."
 )
+@token_env_option(
+    "Environment variable holding the device's bearer token, for a server whose device "
+    "endpoints need one (device_auth = device-type-token or device-token); it is stored in "
+    "the device's state, as an ESP32 keeps it in NVS."
+)
 @click.option("--force", is_flag=True, help="Replace an existing device in --state.")
 def init(
     state: Path,
@@ -79,6 +86,7 @@ def init(
     secure_boot: str | None,
     slot_size: int,
     no_freshness: bool,
+    token_env: str | None,
     force: bool,
 ) -> None:
     """Provision a device: keys, CA and the factory image as release SEQ."""
@@ -99,6 +107,7 @@ def init(
             slot_size=slot_size,
             require_freshness=not no_freshness,
             force=force,
+            token=token_from_env(token_env),
         )
     )
     click.echo(

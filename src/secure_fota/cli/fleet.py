@@ -13,6 +13,8 @@ from secure_fota.cli.options import (
     installed_seq_option,
     keys_option,
     out_option,
+    token_env_option,
+    token_from_env,
 )
 from secure_fota.cli.output import console
 
@@ -76,6 +78,10 @@ def fleet() -> None:
     show_default=True,
     help="Most TLS connections open at once.",
 )
+@token_env_option(
+    "Environment variable holding the bearer token every simulated device sends (a server "
+    "with device_auth = device-type-token or device-token)."
+)
 @click.option("--allow-remote", is_flag=True, help="Allow a non-loopback server (you must own it).")
 @out_option(
     "Also write the summary as JSON to this file.",
@@ -85,14 +91,15 @@ def fleet() -> None:
     dir_okay=False,
     old_names=("--json-out",),
 )
-def simulate(json_out: Path | None, **options: object) -> None:
+def simulate(json_out: Path | None, token_env: str | None, **options: object) -> None:
     """Run N devices on one asyncio loop; print polls, 304s, updates, errors and latency."""
     import asyncio
 
     from secure_fota.device.fleet import FleetConfig
     from secure_fota.device.fleet import simulate as run
 
-    report = asyncio.run(run(FleetConfig(**options)))  # type: ignore[arg-type]
+    config = FleetConfig(token=token_from_env(token_env), **options)  # type: ignore[arg-type]
+    report = asyncio.run(run(config))
     summary = report.summary()
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)

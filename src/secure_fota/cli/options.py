@@ -43,6 +43,7 @@ __all__ = [
     "secure_boot_version",
     "seq_option",
     "token_env_option",
+    "token_from_env",
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -206,6 +207,14 @@ def secret_from_env(option: str, name: str) -> str:
         "not the secret itself; the value given is not shown, and no variable of that name "
         "is set",
     )
+
+
+def token_from_env(variable: str | None, option: str = "--token-env") -> str | None:
+    """The token held by the environment variable named ``variable`` (``None`` when no
+    variable is named); a named but unset variable is one error line (:func:`secret_from_env`)."""
+    if variable is None:
+        return None
+    return secret_from_env(option, variable).strip()
 
 
 def ca_option(

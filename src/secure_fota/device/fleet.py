@@ -33,6 +33,7 @@ from secure_fota.tls_client import client_context
 from secure_fota.wire import (
     FRESHNESS_HEADER,
     RELEASE_HEADER,
+    device_auth_headers,
     new_nonce,
     newest_manifest_url,
     poll_query,
@@ -57,6 +58,8 @@ class FleetConfig:
     max_connections: int = 512
     timeout: float = 10.0
     allow_remote: bool = False
+    #: a bearer token every device sends (servers with device_auth)
+    token: str | None = field(default=None, repr=False)
 
     def validated(self) -> FleetConfig:
         if not 1 <= self.devices <= 100_000:
@@ -287,7 +290,10 @@ async def simulate(config: FleetConfig) -> FleetReport:
         clients = [
             await stack.enter_async_context(
                 httpx.AsyncClient(
-                    verify=context, limits=limits, timeout=httpx.Timeout(config.timeout)
+                    verify=context,
+                    limits=limits,
+                    timeout=httpx.Timeout(config.timeout),
+                    headers=device_auth_headers(config.token),
                 )
             )
             for _ in range(shards)

@@ -51,6 +51,8 @@ class Provisioning:
     slot_size: int = MAX_IMAGE_SIZE
     require_freshness: bool = True
     force: bool = False
+    #: the bearer token for a server with device_auth (stored like the ESP32's NVS key)
+    token: str | None = None
 
 
 def provision(request: Provisioning) -> DeviceConfig:
@@ -100,6 +102,8 @@ def provision(request: Provisioning) -> DeviceConfig:
         require_freshness=request.require_freshness and bool(keys.freshness),
     )
     state.save_config(config)
+    if request.token:
+        state.save_token(request.token)
     flash = Flash(request.state, request.slot_size)
     flash.write_factory(signed)
     flash.burn_secure_version(image.app_desc.secure_version)

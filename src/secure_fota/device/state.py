@@ -24,6 +24,8 @@ CONFIG_FILE: Final = "device.json"
 NVS_FILE: Final = "nvs.json"
 KEYS_DIR: Final = "keys"
 CA_FILE: Final = "ca.pem"
+#: the device's bearer token (its NVS key ``fota_token`` on an ESP32), mode 0600
+TOKEN_FILE: Final = "device_token"  # noqa: S105 -- a file name
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,17 @@ class StateDir:
     @property
     def ca(self) -> Path:
         return self.path / CA_FILE
+
+    def load_token(self) -> str | None:
+        """The token the device sends (``None``: the server's device endpoints are open)."""
+        path = self.path / TOKEN_FILE
+        try:
+            return path.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def save_token(self, token: str) -> None:
+        write_atomic(self.path / TOKEN_FILE, token.encode(), mode=0o600)
 
     @property
     def manifest_cache(self) -> Path:

@@ -30,6 +30,7 @@ from secure_fota.tls_client import client_context, connect_failure
 from secure_fota.wire import (
     FRESHNESS_HEADER,
     RELEASE_HEADER,
+    device_auth_headers,
     newest_binary_url,
     newest_manifest_url,
     poll_query,
@@ -122,6 +123,7 @@ class ServerClient:
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
         min_rate: float = MIN_RATE,
+        token: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -132,7 +134,7 @@ class ServerClient:
             timeout=httpx.Timeout(timeout),
             transport=transport,
             http2=False,
-            headers=_REQUEST_HEADERS,
+            headers={**_REQUEST_HEADERS, **device_auth_headers(token)},
         )
 
     def close(self) -> None:

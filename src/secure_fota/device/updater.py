@@ -129,7 +129,12 @@ class Device:
 
     def _client(self) -> ServerClient:
         ca = self.state.ca if self.state.ca.exists() else None
-        return ServerClient(self.config.server, ca_file=ca, timeout=self.config.timeout)
+        return ServerClient(
+            self.config.server,
+            ca_file=ca,
+            timeout=self.config.timeout,
+            token=self.state.load_token(),
+        )
 
     # -- check ------------------------------------------------------------------------
     def _fetch_manifest(
