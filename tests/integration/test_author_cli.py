@@ -228,6 +228,41 @@ def test_ec_manifest_encryption_release(tmp_path: Path, firmware: Path, fota_mai
     assert list(out.iterdir()) == []
 
 
+def test_ecies_pre_encryption_release(tmp_path: Path, firmware: Path, fota_main) -> None:
+    keys = tmp_path / "keys"
+    code, _, err = fota_main(
+        "keys", "generate", "--out", str(keys), "--pre-encryption", "ecies-p256",
+        "--manifest-encryption", "ec-p256", "--secure-boot", "v2-ecdsa256",
+    )  # fmt: skip
+    assert code == 0, err
+    assert (keys / "pre_encryption_hmac_key.bin").stat().st_mode & 0o777 == 0o600
+    assert not (keys / "pre_encryption_key.pem").exists()
+    image = tmp_path / "c3.bin"
+    image.write_bytes(build_app_image(ImageSpec(chip="esp32c3", size=20_000)))
+    code, _, err = fota_main(*release_args(image, keys, tmp_path, "--secure-boot", "v2"))
+    assert code == 0, err
+    code, stdout, _ = fota_main(
+        "author", "verify", str(tmp_path / "app-3.manifest"), str(tmp_path / "app-3.bin"),
+        "--keys", str(keys), "--json",
+    )  # fmt: skip
+    assert code == 0, stdout
+    # a device bundle carries the HMAC key, not a PEM image key
+    device = tmp_path / "device"
+    from secure_fota.keys.directory import copy_device_keys
+
+    copy_device_keys(keys, device)
+    assert (device / "pre_encryption_hmac_key.bin").exists()
+    assert load_device_keys(device).image_decryption is not None
+    # the original ESP32 has no HMAC peripheral: refused, nothing written
+    out = tmp_path / "esp32"
+    out.mkdir()
+    esp32 = tmp_path / "esp32.bin"
+    esp32.write_bytes(build_app_image(ImageSpec(chip="esp32", size=20_000)))
+    code, _, err = fota_main(*release_args(esp32, keys, out, "--secure-boot", "v2"))
+    assert code == 1 and "no HMAC peripheral" in err, err
+    assert list(out.iterdir()) == []
+
+
 def test_legacy_manifest(tmp_path: Path, key_dir: Path, firmware: Path, fota_main) -> None:
     from secure_fota.crypto.keys import Role, load_private_key, load_public_key
     from secure_fota.crypto.legacy_manifest import open_legacy_manifest

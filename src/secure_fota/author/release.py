@@ -17,7 +17,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 from secure_fota.atomic_file import commit_all, staged_output
-from secure_fota.crypto.encrypted_image import EncryptedImageWriter, EncryptionResult
+from secure_fota.crypto.encrypted_image import (
+    EncryptedImageWriter,
+    EncryptionResult,
+    pre_encryption_scheme,
+)
 from secure_fota.crypto.keyring import AuthorKeys
 from secure_fota.crypto.keys import secure_boot_scheme_of
 from secure_fota.crypto.legacy_manifest import seal_legacy_manifest
@@ -124,6 +128,10 @@ def _check_image(image: AppImage, scheme: Scheme) -> None:
         )
 
 
+#: chips without the HMAC peripheral (ESP-IDF's SOC_HMAC_SUPPORTED): no ECIES pre-encryption
+_NO_HMAC: Final = frozenset({"esp32", "esp32c2"})
+
+
 def _sign_and_encrypt(
     firmware: BinaryIO, binary: BinaryIO, signer: SecureBootSigner, keys: AuthorKeys
 ) -> tuple[AppImage, EncryptionResult]:
@@ -151,6 +159,12 @@ def _sign_and_encrypt(
         sinks.append(boot_hasher.update)  # V2 ECDSA-384 signs a SHA-384 digest
     image = read_app_image(_Tee(firmware, sinks), max_size=MAX_IMAGE_SIZE, sha256=sha256)
     _check_image(image, scheme)
+    if image.chip in _NO_HMAC and pre_encryption_scheme(keys.pre_encryption) == "ecies-p256":
+        raise FormatError(
+            "app image",
+            f"the {image.chip} has no HMAC peripheral, which esp_encrypted_img's ECIES scheme "
+            "derives the device key with; use a key set with --pre-encryption rsa3072",
+        )
     if writer is None or image.length != size:
         # only when the signed image would exceed the size limit: the writer says so
         EncryptedImageWriter(binary, keys.pre_encryption, signed_length(scheme, image.length))

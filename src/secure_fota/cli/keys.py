@@ -47,9 +47,22 @@ def keys() -> None:
     help="Manifest encryption key type (JWE RSA-OAEP-256, or ECDH-ES+A256KW: about 20x less "
     "device time).",
 )
+@click.option(
+    "--pre-encryption",
+    type=click.Choice(["rsa3072", "ecies-p256"]),
+    default="rsa3072",
+    show_default=True,
+    help="Image pre-encryption scheme of esp_encrypted_img: RSA-3072, or ECIES-P256 (>= 2.4; "
+    "the device key is derived from an eFuse HMAC key; chips with an HMAC peripheral).",
+)
 @click.option("--force", is_flag=True, help="Overwrite existing key files (destroys the old keys).")
 def generate(
-    out: Path, secure_boot: str, manifest_signing: str, manifest_encryption: str, force: bool
+    out: Path,
+    secure_boot: str,
+    manifest_signing: str,
+    manifest_encryption: str,
+    pre_encryption: str,
+    force: bool,
 ) -> None:
     """Create the whole key set: secure boot, flash encryption, manifest and image keys.
 
@@ -65,6 +78,7 @@ def generate(
         secure_boot=secure_boot,
         manifest_signing=manifest_signing,
         manifest_encryption=manifest_encryption,
+        pre_encryption=pre_encryption,
         force=force,
     )
     table = Table("file", "mode", "what it is and where it goes", title=f"key set in {out}")

@@ -1,9 +1,16 @@
-"""Streaming encryption and decryption of Espressif's esp_encrypted_img (RSA-3072) format.
+"""Streaming encryption and decryption of Espressif's esp_encrypted_img format.
 
-A fresh AES-256 key and 16-byte IV per image; the key is wrapped with RSA-3072 PKCS#1 v1.5
-(the format's choice, kept for compatibility with ``esp_encrypted_img`` on the device); the
-image is encrypted with AES-256-GCM without associated data. Both directions hold one chunk
-in memory at a time.
+A 16-byte IV per image and AES-256-GCM without associated data. The AES key, by the key's type:
+
+* RSA-3072: a fresh random key, wrapped with RSA-3072 PKCS#1 v1.5 (the format's choice, kept for
+  compatibility with ``esp_encrypted_img`` on the device);
+* EC P-256 (ECIES, esp_encrypted_img >= 2.4): HKDF-SHA256(salt = a fresh 32-byte salt in the
+  header, input = the x coordinate of ECDH between a fresh ephemeral key, whose public point is
+  in the header, and the device's key, info = ``"_esp_enc_img_ecc"``, 32 bytes). The device's
+  private scalar is PBKDF2-HMAC-SHA256 of its 32-byte eFuse HMAC key (:func:`ecies_device_key`),
+  so the key itself never sits in flash.
+
+Both directions hold one chunk in memory at a time.
 """
 
 from __future__ import annotations
@@ -12,14 +19,17 @@ import hashlib
 import io
 import os
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers import AEADDecryptionContext, Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from secure_fota.errors import FormatError, KeyMaterialError, VerificationError
 from secure_fota.formats.encrypted_image import (
+    ECIES_SALT_SIZE,
     HEADER_SIZE,
     IV_SIZE,
     EncryptedImageHeader,
@@ -28,22 +38,74 @@ from secure_fota.limits import MAX_IMAGE_SIZE
 from secure_fota.reasons import Reason
 
 __all__ = [
+    "ECIES_HMAC_KEY_SIZE",
     "EncryptedImageWriter",
     "EncryptionResult",
+    "ImageDecryptionKey",
     "ImageDecryptor",
+    "PreEncryptionKey",
     "decrypt_image",
+    "ecies_device_key",
     "encrypt_image",
+    "pre_encryption_scheme",
 ]
 
+#: the image key of a key set: RSA-3072 or (ECIES) P-256
+PreEncryptionKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+ImageDecryptionKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
 _AES_KEY_SIZE = 32
+#: the eFuse HMAC key (purpose HMAC_UP) a device's ECIES key is derived from
+ECIES_HMAC_KEY_SIZE: Final = 32
+#: esp_encrypted_img's fixed PBKDF2 salt and iteration count, and its HKDF info
+_ECIES_PBKDF2_SALT: Final = bytes.fromhex(
+    "0e2160642dae76d33448e43d7720123d9f3b1eceb88e573a4e8f7fb94ff0c869"
+)
+_ECIES_PBKDF2_ITERATIONS: Final = 2048
+_ECIES_HKDF_INFO: Final = b"_esp_enc_img_ecc"
+_P256_ORDER: Final = int("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551", 16)
 
 
-def _check_rsa3072(key: rsa.RSAPublicKey | rsa.RSAPrivateKey) -> None:
-    if key.key_size != 3072:
+def pre_encryption_scheme(key: PreEncryptionKey | ImageDecryptionKey) -> str:
+    """``rsa3072`` or ``ecies-p256`` for a key fit for pre-encryption, else KeyMaterialError."""
+    if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
+        if key.key_size != 3072:
+            raise KeyMaterialError(
+                f"pre-encryption needs an RSA-3072 key, got RSA-{key.key_size} "
+                "(the esp_encrypted_img header has room for exactly 384 key bytes)"
+            )
+        return "rsa3072"
+    if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) and (
+        key.curve.name == "secp256r1"
+    ):
+        return "ecies-p256"
+    raise KeyMaterialError("pre-encryption needs an RSA-3072 or EC P-256 (ECIES) key")
+
+
+def ecies_device_key(hmac_key: bytes) -> ec.EllipticCurvePrivateKey:
+    """The device's ECIES private key, derived from its 32-byte eFuse HMAC key as
+    esp_encrypted_img does: PBKDF2-HMAC-SHA256(hmac_key, fixed salt, 2048 iterations, 32 bytes),
+    read big-endian, which must lie in 1..n-1 (else KeyMaterialError: pick another HMAC key)."""
+    if len(hmac_key) != ECIES_HMAC_KEY_SIZE:
         raise KeyMaterialError(
-            f"pre-encryption needs an RSA-3072 key, got RSA-{key.key_size} "
-            "(the esp_encrypted_img header has room for exactly 384 key bytes)"
+            f"an ECIES HMAC key is {ECIES_HMAC_KEY_SIZE} bytes, got {len(hmac_key)}"
         )
+    derived = hashlib.pbkdf2_hmac(
+        "sha256", hmac_key, _ECIES_PBKDF2_SALT, _ECIES_PBKDF2_ITERATIONS, 32
+    )
+    scalar = int.from_bytes(derived, "big")
+    if not 0 < scalar < _P256_ORDER:
+        raise KeyMaterialError("this HMAC key derives no valid P-256 key (pick another one)")
+    return ec.derive_private_key(scalar, ec.SECP256R1())
+
+
+def _ecies_aes_key(shared: bytes, salt: bytes) -> bytes:
+    return HKDF(hashes.SHA256(), _AES_KEY_SIZE, salt, _ECIES_HKDF_INFO).derive(shared)
+
+
+def _p256_point(key: ec.EllipticCurvePublicKey) -> bytes:
+    numbers = key.public_numbers()
+    return numbers.x.to_bytes(32, "big") + numbers.y.to_bytes(32, "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,23 +131,31 @@ class EncryptedImageWriter:
     def __init__(
         self,
         out: BinaryIO,
-        public_key: rsa.RSAPublicKey,
+        public_key: PreEncryptionKey,
         plaintext_size: int,
         *,
         hash_plaintext: bool = True,
     ) -> None:
-        if not isinstance(public_key, rsa.RSAPublicKey):
-            raise KeyMaterialError("pre-encryption needs an RSA-3072 public key")
-        _check_rsa3072(public_key)
+        if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            raise KeyMaterialError("pre-encryption needs an RSA-3072 or EC P-256 public key")
+        pre_encryption_scheme(public_key)
         if not 0 < plaintext_size <= MAX_IMAGE_SIZE:
             raise FormatError("image", f"size {plaintext_size} is outside 1..{MAX_IMAGE_SIZE}")
         self._out = out
         self._size = plaintext_size
         self._written = 0
         self._start = out.tell()
-        aes_key = os.urandom(_AES_KEY_SIZE)
         self._iv = os.urandom(IV_SIZE)
-        self._wrapped = public_key.encrypt(aes_key, padding.PKCS1v15())
+        if isinstance(public_key, rsa.RSAPublicKey):
+            aes_key = os.urandom(_AES_KEY_SIZE)
+            self._wrapped = public_key.encrypt(aes_key, padding.PKCS1v15())
+        else:
+            ephemeral = ec.generate_private_key(ec.SECP256R1())
+            salt = os.urandom(ECIES_SALT_SIZE)
+            aes_key = _ecies_aes_key(ephemeral.exchange(ec.ECDH(), public_key), salt)
+            self._wrapped = EncryptedImageHeader.ecies_key_field(
+                _p256_point(ephemeral.public_key()), salt
+            )
         self._encryptor = Cipher(algorithms.AES(aes_key), modes.GCM(self._iv)).encryptor()
         self._hash = hashlib.sha256() if hash_plaintext else None
         out.write(b"\0" * HEADER_SIZE)
@@ -116,7 +186,7 @@ class EncryptedImageWriter:
         return EncryptionResult(header=header, plaintext_sha256=plaintext_sha256)
 
 
-def encrypt_image(plaintext: bytes, public_key: rsa.RSAPublicKey) -> bytes:
+def encrypt_image(plaintext: bytes, public_key: PreEncryptionKey) -> bytes:
     """Encrypt an image held in memory (tests and small tools; releases stream)."""
     buffer = io.BytesIO()
     writer = EncryptedImageWriter(buffer, public_key, len(plaintext))
@@ -135,14 +205,16 @@ class ImageDecryptor:
 
     def __init__(
         self,
-        private_key: rsa.RSAPrivateKey,
+        private_key: ImageDecryptionKey,
         *,
         expected_size: int | None = None,
         max_size: int = MAX_IMAGE_SIZE,
     ) -> None:
-        if not isinstance(private_key, rsa.RSAPrivateKey):
-            raise KeyMaterialError("pre-encryption decryption needs an RSA-3072 private key")
-        _check_rsa3072(private_key)
+        if not isinstance(private_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise KeyMaterialError(
+                "pre-encryption decryption needs an RSA-3072 or EC P-256 private key"
+            )
+        pre_encryption_scheme(private_key)
         self._key = private_key
         self._expected = expected_size
         self._max = max_size
@@ -159,10 +231,7 @@ class ImageDecryptor:
                 f"bin_size {header.bin_size} differs from the expected {self._expected}",
                 reason=Reason.IMAGE_HEADER_INVALID,
             )
-        try:
-            aes_key = self._key.decrypt(header.wrapped_key, padding.PKCS1v15())
-        except ValueError:
-            raise VerificationError("image key") from None
+        aes_key = self._aes_key(header)
         if len(aes_key) != _AES_KEY_SIZE:
             raise VerificationError("image key")
         self.header = header
@@ -170,6 +239,19 @@ class ImageDecryptor:
         self._decryptor = Cipher(
             algorithms.AES(aes_key), modes.GCM(header.iv, header.tag)
         ).decryptor()
+
+    def _aes_key(self, header: EncryptedImageHeader) -> bytes:
+        if isinstance(self._key, rsa.RSAPrivateKey):
+            try:
+                return self._key.decrypt(header.wrapped_key, padding.PKCS1v15())
+            except ValueError:
+                raise VerificationError("image key") from None
+        point, salt = header.ecies_parts()
+        try:
+            sender = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + point)
+        except ValueError:
+            raise VerificationError("image key", "ECIES public key is not on P-256") from None
+        return _ecies_aes_key(self._key.exchange(ec.ECDH(), sender), salt)
 
     def _context(self) -> AEADDecryptionContext:
         if self._decryptor is None:
@@ -213,7 +295,7 @@ class ImageDecryptor:
 
 
 def decrypt_image(
-    data: bytes, private_key: rsa.RSAPrivateKey, *, max_size: int = MAX_IMAGE_SIZE
+    data: bytes, private_key: ImageDecryptionKey, *, max_size: int = MAX_IMAGE_SIZE
 ) -> bytes:
     """Decrypt a whole esp_encrypted_img file held in memory and check its tag."""
     decryptor = ImageDecryptor(private_key, max_size=max_size)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from secure_fota.crypto.keys import (
     ManifestDecryptionKey,
     ManifestEncryptionKey,
@@ -29,7 +27,8 @@ class AuthorKeys:
     secure_boot: PrivateKey
     manifest_signing: PrivateKey
     manifest_encryption: ManifestEncryptionKey
-    pre_encryption: rsa.RSAPublicKey
+    #: RSA-3072 or (ECIES, esp_encrypted_img >= 2.4) EC P-256
+    pre_encryption: PublicKey
     warnings: tuple[str, ...] = ()
     #: key-rotation statements leading to ``manifest_signing``'s key set, oldest first
     rotations: tuple[str, ...] = ()
@@ -40,7 +39,8 @@ class DeviceKeys:
     """The keys a device holds (never an author's private signing keys)."""
 
     manifest_decryption: ManifestDecryptionKey
-    image_decryption: rsa.RSAPrivateKey
+    #: RSA-3072, or the P-256 key an ECIES device derives from its eFuse HMAC key
+    image_decryption: PrivateKey
     manifest_signing: TrustedKeys
     secure_boot: PublicKey
     freshness: TrustedKeys = field(default_factory=dict)

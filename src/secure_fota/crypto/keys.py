@@ -79,7 +79,7 @@ def _allowed(role: Role, key: PrivateKey | PublicKey) -> bool:
     if role is Role.MANIFEST_ENCRYPTION:
         return (is_rsa and size in (3072, 4096)) or curve == "secp256r1"
     if role is Role.PRE_ENCRYPTION:
-        return is_rsa and size == 3072
+        return (is_rsa and size == 3072) or curve == "secp256r1"
     return curve == "secp256r1"  # Role.FRESHNESS
 
 
@@ -88,7 +88,7 @@ _EXPECTED: Final = {
     Role.SECURE_BOOT_V2: "an RSA-3072, EC P-256 or EC P-384 key",
     Role.MANIFEST_SIGNING: "an RSA-3072/4096 or EC P-256 key",
     Role.MANIFEST_ENCRYPTION: "an RSA-3072/4096 key (RSA-4096 recommended) or an EC P-256 key",
-    Role.PRE_ENCRYPTION: "an RSA-3072 key (the esp_encrypted_img format has room for no other)",
+    Role.PRE_ENCRYPTION: "an RSA-3072 key or an EC P-256 key (esp_encrypted_img's two schemes)",
     Role.FRESHNESS: "an EC P-256 key",
 }
 

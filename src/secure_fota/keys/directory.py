@@ -46,6 +46,7 @@ __all__ = [
     "MANIFEST_SIGNING_KEY",
     "MANIFEST_SIGNING_PUB",
     "MANIFEST_SIGNING_PUBS",
+    "PRE_ENCRYPTION_HMAC_KEY",
     "PRE_ENCRYPTION_KEY",
     "PRE_ENCRYPTION_PUB",
     "RETIRED_DIR",
@@ -81,6 +82,10 @@ MANIFEST_ENCRYPTION_KEY: Final = "manifest_encryption_key.pem"
 MANIFEST_ENCRYPTION_PUB: Final = "manifest_encryption_pub.pem"
 PRE_ENCRYPTION_KEY: Final = "pre_encryption_key.pem"
 PRE_ENCRYPTION_PUB: Final = "pre_encryption_pub.pem"
+#: ECIES key sets (``--pre-encryption ecies-p256``): the device's 32-byte eFuse HMAC key
+#: (``espefuse burn-key BLOCK_KEYn pre_encryption_hmac_key.bin HMAC_UP``), instead of
+#: ``pre_encryption_key.pem``; its P-256 key is derived from it (esp_encrypted_img >= 2.4)
+PRE_ENCRYPTION_HMAC_KEY: Final = "pre_encryption_hmac_key.bin"
 FRESHNESS_KEY: Final = "freshness_key.pem"
 FRESHNESS_PUB: Final = "freshness_pub.pem"
 #: the trusted manifest-signing keys: the current one, an old one kept (``.vN``), or the keys
@@ -214,13 +219,6 @@ def load_private_key_file(role: Role, path: Path) -> PrivateKey:
     return load_private_key(role, read_key_file(path), str(path), own_key_file=True)
 
 
-def _rsa_public(role: Role, path: Path) -> rsa.RSAPublicKey:
-    key = load_public_key(role, read_key_file(path), str(path))
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise KeyMaterialError(f"{path}: {role.value} needs an RSA key")
-    return key
-
-
 def load_author_keys(
     directory: Path,
     *,
@@ -264,7 +262,11 @@ def load_author_keys(
             read_key_file(directory / MANIFEST_ENCRYPTION_PUB),
             str(directory / MANIFEST_ENCRYPTION_PUB),
         ),
-        pre_encryption=_rsa_public(Role.PRE_ENCRYPTION, directory / PRE_ENCRYPTION_PUB),
+        pre_encryption=load_public_key(
+            Role.PRE_ENCRYPTION,
+            read_key_file(directory / PRE_ENCRYPTION_PUB),
+            str(directory / PRE_ENCRYPTION_PUB),
+        ),
         warnings=tuple(warnings),
         rotations=_last_rotations(directory),
     )
@@ -296,12 +298,22 @@ def _secure_boot_public(directory: Path) -> PublicKey:
 def load_device_keys(directory: Path) -> DeviceKeys:
     """Load what a device holds from a key directory (author's layout or a device bundle)."""
 
-    def rsa_private(name: str, role: Role) -> rsa.RSAPrivateKey:
-        path = directory / name
-        key = load_private_key_file(role, path)
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise KeyMaterialError(f"{path}: {role.value} needs an RSA key")
-        return key
+    def image_key() -> PrivateKey:
+        hmac_path = directory / PRE_ENCRYPTION_HMAC_KEY
+        if (directory / PRE_ENCRYPTION_KEY).exists() or not hmac_path.exists():
+            key = load_private_key_file(Role.PRE_ENCRYPTION, directory / PRE_ENCRYPTION_KEY)
+            if not isinstance(key, rsa.RSAPrivateKey):
+                raise KeyMaterialError(
+                    f"{directory / PRE_ENCRYPTION_KEY}: pre-encryption needs an RSA-3072 key "
+                    f"(an ECIES device holds {PRE_ENCRYPTION_HMAC_KEY} instead)"
+                )
+            return key
+        from secure_fota.crypto.encrypted_image import ecies_device_key
+
+        try:
+            return ecies_device_key(read_key_file(hmac_path))
+        except KeyMaterialError as exc:
+            raise KeyMaterialError(f"{hmac_path}: {exc}") from None
 
     def trusted_signing_keys() -> dict[str, PublicKey]:
         keys = _trusted_keys(directory, MANIFEST_SIGNING_PUBS, Role.MANIFEST_SIGNING)
@@ -314,7 +326,7 @@ def load_device_keys(directory: Path) -> DeviceKeys:
         manifest_decryption=load_private_key_file(
             Role.MANIFEST_ENCRYPTION, directory / MANIFEST_ENCRYPTION_KEY
         ),
-        image_decryption=rsa_private(PRE_ENCRYPTION_KEY, Role.PRE_ENCRYPTION),
+        image_decryption=image_key(),
         manifest_signing=trusted_signing_keys(),
         secure_boot=_secure_boot_public(directory),
         freshness=freshness,
@@ -350,12 +362,16 @@ def read_rotations(directory: Path) -> list[str]:
 def copy_device_keys(source: Path, target: Path) -> None:
     """Give a device its half of ``source`` (a key set or a device bundle), in ``target``.
 
-    The two decryption keys (0600), the trusted manifest-signing and freshness public keys,
+    The two decryption keys (0600; an ECIES set's HMAC key instead of the image key), the
+    trusted manifest-signing and freshness public keys,
     the key set version and the secure boot public key (derived from the private key when the
     set has no public file); nothing that signs.
     """
     target.mkdir(parents=True, exist_ok=True)
-    for name in (MANIFEST_ENCRYPTION_KEY, PRE_ENCRYPTION_KEY):
+    image_key = PRE_ENCRYPTION_KEY
+    if not (source / PRE_ENCRYPTION_KEY).exists() and (source / PRE_ENCRYPTION_HMAC_KEY).exists():
+        image_key = PRE_ENCRYPTION_HMAC_KEY
+    for name in (MANIFEST_ENCRYPTION_KEY, image_key):
         write_key_file(target / name, read_key_file(source / name), private=True, force=True)
     for pattern in (MANIFEST_SIGNING_PUBS, FRESHNESS_PUBS):
         for path in sorted(source.glob(pattern)):

@@ -31,6 +31,7 @@ from secure_fota.keys.directory import (
     MANIFEST_SIGNING_KEY,
     MANIFEST_SIGNING_PUB,
     MANIFEST_SIGNING_PUBS,
+    PRE_ENCRYPTION_HMAC_KEY,
     PRE_ENCRYPTION_KEY,
     PRE_ENCRYPTION_PUB,
     RETIRED_DIR,
@@ -51,6 +52,7 @@ from secure_fota.keys.directory import (
 __all__ = [
     "MANIFEST_ENCRYPTION_KINDS",
     "MANIFEST_SIGNING_KINDS",
+    "PRE_ENCRYPTION_KINDS",
     "SECURE_BOOT_SCHEMES",
     "Rotation",
     "generate_key_set",
@@ -68,6 +70,9 @@ MANIFEST_SIGNING_KINDS: Final = {"rsa3072": "rsa3072", "ecdsa256": "ecdsa256"}
 #: ``--manifest-encryption`` choices: the outer JWE's RSA-OAEP-256 or ECDH-ES+A256KW (the key
 #: file's type records the choice; devices accept only their own key's algorithm)
 MANIFEST_ENCRYPTION_KINDS: Final = {"rsa4096": "rsa4096", "ec-p256": "ecdsa256"}
+#: ``--pre-encryption`` choices: esp_encrypted_img's RSA-3072 scheme, or its ECIES-P256 scheme
+#: (>= 2.4; chips with an HMAC peripheral: the device key is derived from an eFuse HMAC key)
+PRE_ENCRYPTION_KINDS: Final = ("rsa3072", "ecies-p256")
 
 
 def generate_key_set(
@@ -76,6 +81,7 @@ def generate_key_set(
     secure_boot: str = "v1",
     manifest_signing: str = "rsa3072",
     manifest_encryption: str = "rsa4096",
+    pre_encryption: str = "rsa3072",
     force: bool = False,
     generate: Callable[[str], PrivateKey] = generate_private_key,
 ) -> list[GeneratedFile]:
@@ -86,10 +92,12 @@ def generate_key_set(
         raise InputError("--manifest-signing", "must be rsa3072 or ecdsa256")
     if manifest_encryption not in MANIFEST_ENCRYPTION_KINDS:
         raise InputError("--manifest-encryption", "must be rsa4096 or ec-p256")
+    if pre_encryption not in PRE_ENCRYPTION_KINDS:
+        raise InputError("--pre-encryption", "must be rsa3072 or ecies-p256")
     secure_boot_key = generate(SECURE_BOOT_SCHEMES[secure_boot])
     signing = generate(MANIFEST_SIGNING_KINDS[manifest_signing])
     encryption = generate(MANIFEST_ENCRYPTION_KINDS[manifest_encryption])
-    pre = generate("rsa3072")
+    pre_files = _pre_encryption_files(pre_encryption, generate)
     freshness = generate("ecdsa256")
     files = [
         (
@@ -130,13 +138,7 @@ def generate_key_set(
             False,
             "manifest encryption public key (author)",
         ),
-        (
-            PRE_ENCRYPTION_KEY,
-            private_pem(pre),
-            True,
-            "image decryption key (device flash, encrypted)",
-        ),
-        (PRE_ENCRYPTION_PUB, public_pem(pre), False, "image encryption public key (author)"),
+        *pre_files,
         (
             FRESHNESS_KEY,
             private_pem(freshness),
@@ -146,6 +148,46 @@ def generate_key_set(
         (FRESHNESS_PUB, public_pem(freshness), False, "freshness public key (device)"),
     ]
     return write_key_files(out, files, force)
+
+
+def _pre_encryption_files(
+    kind: str, generate: Callable[[str], PrivateKey]
+) -> list[tuple[str, bytes, bool, str]]:
+    if kind == "rsa3072":
+        pre = generate("rsa3072")
+        return [
+            (
+                PRE_ENCRYPTION_KEY,
+                private_pem(pre),
+                True,
+                "image decryption key (device flash, encrypted)",
+            ),
+            (PRE_ENCRYPTION_PUB, public_pem(pre), False, "image encryption public key (author)"),
+        ]
+    from secure_fota.crypto.encrypted_image import ECIES_HMAC_KEY_SIZE, ecies_device_key
+    from secure_fota.errors import KeyMaterialError
+
+    while True:  # about 1 in 2**32 HMAC keys derives no valid scalar: draw again
+        hmac_key = os.urandom(ECIES_HMAC_KEY_SIZE)
+        try:
+            device = ecies_device_key(hmac_key)
+        except KeyMaterialError:
+            continue
+        break
+    return [
+        (
+            PRE_ENCRYPTION_HMAC_KEY,
+            hmac_key,
+            True,
+            "image key: eFuse HMAC key (espefuse burn-key ... HMAC_UP; keep offline)",
+        ),
+        (
+            PRE_ENCRYPTION_PUB,
+            public_pem(device),
+            False,
+            "image encryption public key, ECIES-P256 (author)",
+        ),
+    ]
 
 
 @dataclass(frozen=True, slots=True)
