@@ -228,7 +228,7 @@ def test_ec_manifest_encryption_release(tmp_path: Path, firmware: Path, fota_mai
     assert list(out.iterdir()) == []
 
 
-def test_ecies_pre_encryption_release(tmp_path: Path, firmware: Path, fota_main) -> None:
+def test_ecies_pre_encryption_release(tmp_path: Path, fota_main) -> None:
     keys = tmp_path / "keys"
     code, _, err = fota_main(
         "keys", "generate", "--out", str(keys), "--pre-encryption", "ecies-p256",

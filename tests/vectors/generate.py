@@ -30,7 +30,11 @@ from joserfc import jwe, jws  # noqa: E402
 from joserfc.jwk import ECKey, RSAKey  # noqa: E402
 
 from secure_fota.author.release import ReleaseRequest, build_release  # noqa: E402
-from secure_fota.crypto.encrypted_image import decrypt_image, encrypt_image  # noqa: E402
+from secure_fota.crypto.encrypted_image import (  # noqa: E402
+    decrypt_image,
+    ecies_device_key,
+    encrypt_image,
+)
 from secure_fota.crypto.freshness import FreshnessSigner  # noqa: E402
 from secure_fota.crypto.key_rotation import make_rotation  # noqa: E402
 from secure_fota.crypto.keyring import AuthorKeys  # noqa: E402
@@ -43,6 +47,7 @@ from secure_fota.crypto.keys import (  # noqa: E402
 )
 from secure_fota.crypto.manifest import seal_manifest, sign_compact  # noqa: E402
 from secure_fota.crypto.secure_boot import sign_image  # noqa: E402
+from secure_fota.formats.app_image import chip_id_for  # noqa: E402
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image  # noqa: E402
 from secure_fota.formats.manifest import MANIFEST_TYP, ManifestClaims  # noqa: E402
 from secure_fota.formats.secure_boot import Scheme  # noqa: E402
@@ -66,6 +71,10 @@ class Keys:
         # ECDH-ES+A256KW (fota keys generate --manifest-encryption ec-p256): keys-ec-p256/
         self.encryption_ec = generate_private_key("ecdsa256")
         self.other_encryption_ec = generate_private_key("ecdsa256")
+        # ECIES-P256 pre-encryption (--pre-encryption ecies-p256): keys-ec-ecies/ holds the
+        # eFuse HMAC key; the device derives its P-256 image key from it
+        self.ecies_hmac = os.urandom(32)
+        self.ecies = ecies_device_key(self.ecies_hmac)
         self.pre = generate_private_key("rsa3072")
         self.freshness = generate_private_key("ecdsa256")
         self.secure_boot = {
@@ -92,12 +101,17 @@ class Keys:
         signing: list[PrivateKey] | None = None,
         keyset_version: int | None = None,
         encryption: PrivateKey | None = None,
+        ecies: bool = False,
     ) -> None:
         directory.mkdir()
         trusted = signing or [self.signing, self.signing_ec]
         files = {
             "manifest_encryption_key.pem": private_pem(encryption or self.encryption),
-            "pre_encryption_key.pem": private_pem(self.pre),
+            **(
+                {"pre_encryption_hmac_key.bin": self.ecies_hmac}
+                if ecies
+                else {"pre_encryption_key.pem": private_pem(self.pre)}
+            ),
             "secure_boot_signing_pub.pem": public_pem(self.secure_boot[scheme]),
             "freshness_pub.pem": public_pem(self.freshness),
         }
@@ -116,12 +130,13 @@ class Keys:
         signing: PrivateKey | None = None,
         rotations: tuple[str, ...] = (),
         encryption: PrivateKey | None = None,
+        pre: PrivateKey | None = None,
     ) -> AuthorKeys:
         return AuthorKeys(
             secure_boot=self.secure_boot[scheme],
             manifest_signing=signing or self.signing,
             manifest_encryption=(encryption or self.encryption).public_key(),
-            pre_encryption=self.pre.public_key(),
+            pre_encryption=(pre or self.pre).public_key(),
             rotations=rotations,
         )
 
@@ -202,6 +217,7 @@ class Builder:
         secure_version: int = 1,
         rotations: tuple[str, ...] = (),
         encryption: PrivateKey | None = None,
+        pre: PrivateKey | None = None,
     ) -> tuple[Path, Path, ManifestClaims]:
         image = build_app_image(
             ImageSpec(
@@ -226,7 +242,7 @@ class Builder:
                 secure_boot="v1" if scheme == "v1" else "v2",
                 expires_in=expires,
             ),
-            self.keys.author(scheme, signing, rotations, encryption),
+            self.keys.author(scheme, signing, rotations, encryption, pre),
             now=NOW,
         )
         manifest = self.out / f"{name}.manifest"
@@ -1545,6 +1561,60 @@ def build_ec(b: Builder) -> None:
     )
 
 
+def build_ecies(b: Builder) -> None:
+    """ECIES-P256 pre-encryption (docs/formats.md §3) for a device whose manifest key is P-256
+    too, its image key derived from an eFuse HMAC key (keys-ec-ecies/: the HMAC key file)."""
+    k = b.keys
+    keys = f"keys-{EC_PREFIX}ecies"
+    k.write_device_dir(b.out / keys, "v2-ecdsa256", encryption=k.encryption_ec, ecies=True)
+    chip = {"scheme": "v2-ecdsa256", "chip": "esp32c3", "encryption": k.encryption_ec}
+    m, bin_, claims = b.release(f"{EC_PREFIX}ecies-ok", pre=k.ecies, **chip)
+    facts = {"keys": keys, "chip_id": chip_id_for("esp32c3")}
+    b.case("ec_ecies_accept", m, bin_, None, **facts)
+    # an RSA-3072 image for this device: the 384 bytes are no point || salt || zeros
+    m_rsa, bin_rsa, _ = b.release(f"{EC_PREFIX}ecies-rsa-image", **chip)
+    b.case("ec_ecies_rsa_image", m_rsa, bin_rsa, "image_header_invalid", **facts)
+    # the ECIES image on a device whose image key is RSA-3072 (keys-ec-p256)
+    b.case(
+        "ec_ecies_image_on_rsa_device",
+        m,
+        bin_,
+        "image_decrypt_failed",
+        keys=f"keys-{EC_PREFIX}p256",
+        chip_id=facts["chip_id"],
+    )
+    data = bin_.read_bytes()
+    base = claims.to_dict()
+
+    def resealed(name: str, new_bin: bytes, expect: str) -> None:
+        values = dict(base, enc_sha256=hashlib.sha256(new_bin).hexdigest())
+        token = seal_manifest(
+            ManifestClaims.from_dict(values),
+            signing_key=k.signing,
+            encryption_key=k.encryption_ec.public_key(),
+        )
+        stem = EC_PREFIX + name.replace("_", "-")
+        b.case(f"ec_{name}", b.write(stem, token), b.write(stem, new_bin, ".bin"), expect, **facts)
+
+    p256 = 2**256 - 2**224 + 2**192 + 2**96 - 1
+    x_is_p = bytearray(data)
+    x_is_p[4:36] = p256.to_bytes(32, "big")
+    resealed("ecies_point_x_is_p", bytes(x_is_p), "image_decrypt_failed")
+    resealed("ecies_point_off_curve", tamper(data, 67), "image_decrypt_failed")
+    resealed("ecies_salt_tampered", tamper(data, 80), "image_decrypt_failed")
+    resealed("ecies_reserved_nonzero", tamper(data, 387), "image_header_invalid")
+    resealed("ecies_tag_tampered", tamper(data, 410), "image_decrypt_failed")
+    resealed("ecies_ciphertext_tampered", tamper(data, 4000), "image_decrypt_failed")
+    # not resealed: the manifest's enc_sha256 catches it first
+    b.case(
+        "ec_ecies_bin_tampered",
+        m,
+        b.write(f"{EC_PREFIX}ecies-bin-tampered", tamper(data, 80), ".bin"),
+        "enc_digest_mismatch",
+        **facts,
+    )
+
+
 def _clear(out: Path, keep: Any) -> None:
     for path in out.iterdir():
         if path.name in ("README.md", "generate.py", "reference.py", "__init__.py", "__pycache__"):
@@ -1573,6 +1643,7 @@ def main(out: Path = HERE, *, only_ec: bool = False) -> None:
         if not only_ec:
             build_all(builder)
         build_ec(builder)
+        build_ecies(builder)
     finally:
         shutil.rmtree(builder.work)
     all_cases = previous + builder.cases

@@ -282,6 +282,87 @@ static void time_hashing(void)
     free(buf);
 }
 
+/*
+ * Espressif's ECIES-P256 vector (tests/fixtures/esp_encrypted_img/ecies, SOURCES.md): its test
+ * app mocks the PBKDF2 over the HMAC key, so the ring gets that scalar directly (white box).
+ */
+static void test_espressif_ecies(const char *vectors)
+{
+    static const uint8_t scalar[32] = {
+        0x83, 0x17, 0x93, 0x66, 0x0d, 0xe4, 0x91, 0x33, 0x66, 0xae, 0x1e, 0x37, 0x9b, 0x2c, 0xeb, 0x43,
+        0x17, 0xc8, 0x87, 0x00, 0xcc, 0x07, 0x91, 0xd9, 0x8e, 0x5a, 0x2a, 0x2d, 0x5c, 0x71, 0xaf, 0x66};
+    char *path = join(vectors, "../fixtures/esp_encrypted_img/ecies/image_ecc.bin");
+    size_t len = 0;
+    uint8_t *file = host_read_file(path, 4096, &len);
+    free(path);
+    CHECK(file && len == 522, "Espressif ECIES vector present");
+    if (!file) {
+        return;
+    }
+    so_keyring_t *ring = NULL;
+    so_keyring_new(test_rng, NULL, &ring);
+    mbedtls_pk_context *pk = &ring->image_key;
+    CHECK(mbedtls_pk_setup(pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)) == 0, "pk");
+    mbedtls_ecp_keypair *kp = mbedtls_pk_ec(*pk);
+    CHECK(mbedtls_ecp_group_load(so_ec_group(kp), MBEDTLS_ECP_DP_SECP256R1) == 0 &&
+              mbedtls_mpi_read_binary(so_ec_d(kp), scalar, 32) == 0,
+          "scalar");
+    ring->has_image_key = true;
+    uint8_t plain[600], copy[522];
+    size_t plain_len = 0;
+    size_t chunks[] = {len, 1, 7, 100, 511, 513, 0, 0};
+    for (size_t i = 0; i < sizeof chunks / sizeof chunks[0]; i++) {
+        int ret = decrypt_all(ring, file, len, chunks[i], plain, &plain_len);
+        CHECK(ret == SO_OK && plain_len == 10 && memcmp(plain, "test file\n", 10) == 0,
+              "Espressif ECIES vector, chunk %zu: %d", chunks[i], ret);
+    }
+    size_t offsets[] = {4, 67, 68, 99, 390, 410, 515};
+    for (size_t i = 0; i < sizeof offsets / sizeof offsets[0]; i++) {
+        memcpy(copy, file, len);
+        copy[offsets[i]] ^= 1;
+        CHECK(decrypt_all(ring, copy, len, 0, plain, &plain_len) == SO_REASON_IMAGE_DECRYPT_FAILED,
+              "flip at %zu refused", offsets[i]);
+    }
+    memcpy(copy, file, len);
+    copy[200] = 1;
+    CHECK(decrypt_all(ring, copy, len, 0, plain, &plain_len) == SO_REASON_IMAGE_HEADER_INVALID,
+          "reserved bytes 100..387 must be zero");
+    so_keyring_free(ring);
+    free(file);
+}
+
+static int failing_hmac(void *ctx, const uint8_t *msg, size_t len, uint8_t out[32])
+{
+    int *calls = ctx;
+    (void)msg;
+    (void)len;
+    memset(out, 0, 32);
+    return ++*calls == 7 ? -1 : 0;
+}
+
+static int zero_hmac(void *ctx, const uint8_t *msg, size_t len, uint8_t out[32])
+{
+    (void)ctx;
+    (void)msg;
+    (void)len;
+    memset(out, 0, 32); /* every U is 0: the scalar 0 is not a key */
+    return 0;
+}
+
+static void test_derive_image_key(void)
+{
+    so_keyring_t *ring = NULL;
+    so_keyring_new(test_rng, NULL, &ring);
+    int calls = 0;
+    CHECK(so_keyring_derive_image_key(NULL, zero_hmac, NULL) == SO_ERR_INVALID_ARG, "no ring");
+    CHECK(so_keyring_derive_image_key(ring, NULL, NULL) == SO_ERR_INVALID_ARG, "no callback");
+    CHECK(so_keyring_derive_image_key(ring, failing_hmac, &calls) == SO_ERR_KEY && calls == 7,
+          "a failing HMAC stops the derivation");
+    CHECK(so_keyring_derive_image_key(ring, zero_hmac, NULL) == SO_ERR_KEY && !ring->has_image_key,
+          "scalar 0 refused");
+    so_keyring_free(ring);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -293,6 +374,9 @@ int main(int argc, char **argv)
     test_own_release(argv[1], "keys-v1", "ok-v1");
     test_own_release(argv[1], "keys-v2-rsa3072", "ok-v2-rsa3072");
     test_own_release(argv[1], "keys-v2-ecdsa384", "ok-v2-ecdsa384");
+    test_own_release(argv[1], "keys-ec-ecies", "ec-ecies-ok");
+    test_espressif_ecies(argv[1]);
+    test_derive_image_key();
     test_api(argv[1]);
     time_hashing();
     return test_summary("test_stream");

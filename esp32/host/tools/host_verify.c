@@ -10,6 +10,7 @@
 
 #include "mbedtls/ctr_drbg.h"
 #include "mbedtls/entropy.h"
+#include "mbedtls/md.h"
 
 #define MAX_KEY_FILE (64u * 1024u)
 #define STREAM_CHUNK (64u * 1024u)
@@ -142,6 +143,38 @@ static int load_keyset_version(so_keyring_t *ring, const char *dir, char *err, s
     return 0;
 }
 
+/* The host's stand-in for the HMAC peripheral: HMAC-SHA256 under the key file's 32 bytes. */
+static int file_hmac(void *ctx, const uint8_t *msg, size_t len, uint8_t out[32])
+{
+    return mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), ctx, 32, msg, len, out);
+}
+
+/* An ECIES key set (docs/formats.md §3, §10): the image key derived from the HMAC key file. */
+static int load_image_key(so_keyring_t *ring, const char *dir, char *err, size_t err_len)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/pre_encryption_key.pem", dir);
+    FILE *probe = fopen(path, "rb");
+    snprintf(path, sizeof path, "%s/pre_encryption_hmac_key.bin", dir);
+    size_t len = 0;
+    uint8_t *hmac_key = probe ? NULL : host_read_file(path, 64, &len);
+    if (probe) {
+        fclose(probe);
+    }
+    if (!hmac_key) {
+        return load_one(ring, dir, "pre_encryption_key.pem", so_keyring_set_image_key, err,
+                        err_len);
+    }
+    int ret = len == 32 ? so_keyring_derive_image_key(ring, file_hmac, hmac_key) : SO_ERR_KEY;
+    memset(hmac_key, 0, len);
+    free(hmac_key);
+    if (ret != SO_OK) {
+        snprintf(err, err_len, "%s: no ECIES image key derives from it (%d)", path, ret);
+        return -1;
+    }
+    return 0;
+}
+
 static int drbg_random(void *ctx, unsigned char *out, size_t len)
 {
     return mbedtls_ctr_drbg_random(ctx, out, len);
@@ -166,8 +199,7 @@ host_keys_t *host_load_keys(const char *dir, char *err, size_t err_len)
     }
     ok = ok && load_one(keys->ring, dir, "manifest_encryption_key.pem", so_keyring_set_manifest_key,
                         err, err_len) == 0;
-    ok = ok && load_one(keys->ring, dir, "pre_encryption_key.pem", so_keyring_set_image_key, err,
-                        err_len) == 0;
+    ok = ok && load_image_key(keys->ring, dir, err, err_len) == 0;
     ok = ok && load_glob(keys->ring, dir, "manifest_signing_pub*.pem", so_keyring_add_signing_key,
                          &count, err, err_len) == 0;
     if (ok && count == 0) {

@@ -107,6 +107,22 @@ void so_keyring_free(so_keyring_t *ring);
 int so_keyring_set_manifest_key(so_keyring_t *ring, const uint8_t *pem, size_t len);
 /** Image (pre-encryption) key: RSA-3072 private key, PEM. */
 int so_keyring_set_image_key(so_keyring_t *ring, const uint8_t *pem, size_t len);
+
+/**
+ * HMAC-SHA256 of `msg` under the device's secret HMAC key (on the ESP32-S2/S3/C3/C6/H2/P4: the
+ * HMAC peripheral with an eFuse key of purpose HMAC_UP, esp_hmac_calculate). 0 on success.
+ */
+typedef int (*so_hmac_cb)(void *ctx, const uint8_t *msg, size_t len, uint8_t out[32]);
+
+/**
+ * Image key for esp_encrypted_img's ECIES-P256 scheme (docs/formats.md §3), derived as the
+ * esp_encrypted_img component (>= 2.4) derives it: the P-256 private scalar is
+ * PBKDF2-HMAC-SHA256(password = the HMAC key behind `hmac`, salt = esp_encrypted_img's fixed
+ * 32 bytes, 2048 iterations, 32 bytes), read big-endian. The key never exists outside the
+ * ring. SO_OK; SO_ERR_KEY if `hmac` fails or the scalar is not in 1..n-1; SO_ERR_NO_MEM.
+ * Replaces an RSA image key; ECIES images then decrypt (so_encimg_*, so_image_check_*).
+ */
+int so_keyring_derive_image_key(so_keyring_t *ring, so_hmac_cb hmac, void *hmac_ctx);
 /** Add a trusted manifest-signing public key (RSA-3072/4096 or P-256); up to SO_MAX_TRUSTED_KEYS. */
 int so_keyring_add_signing_key(so_keyring_t *ring, const uint8_t *pem, size_t len);
 /** Add a trusted freshness public key (P-256). */

@@ -1,10 +1,11 @@
 /*
  * SPDX-License-Identifier: Apache-2.0
  *
- * Elliptic-curve key agreement for the manifest's ECDH-ES+A256KW (docs/formats.md §4.2):
- * P-256 ECDH against a received public point (checked to be on the curve first), the JWA
- * Concat KDF (RFC 7518 §4.6.2) and AES key unwrap (RFC 3394; Debian's mbedTLS 2.28 is built
- * without MBEDTLS_NIST_KW_C, so it is written here on top of AES-ECB).
+ * Elliptic-curve key agreement for the manifest's ECDH-ES+A256KW (docs/formats.md §4.2) and
+ * the image's ECIES-P256 (§3): P-256 ECDH against a received public point (checked to be on
+ * the curve first), the JWA Concat KDF (RFC 7518 §4.6.2), AES key unwrap (RFC 3394; Debian's
+ * mbedTLS 2.28 is built without MBEDTLS_NIST_KW_C, so it is written here on top of AES-ECB) and
+ * HKDF-SHA256 (RFC 5869, on mbedtls_md_hmac: MBEDTLS_HKDF_C is optional in ESP-IDF).
  */
 #include <string.h>
 
@@ -91,4 +92,22 @@ int so_aes_kw_unwrap(const uint8_t kek[32], const uint8_t *in, size_t in_len, ui
         return -1;
     }
     return 0;
+}
+
+int so_hkdf_sha256_32(const uint8_t *salt, size_t salt_len, const uint8_t *ikm, size_t ikm_len,
+                      const uint8_t *info, size_t info_len, uint8_t out[32])
+{
+    const mbedtls_md_info_t *md = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+    uint8_t prk[32], block[64 + 1];
+    if (!md || info_len > 64) {
+        return -1;
+    }
+    int ret = mbedtls_md_hmac(md, salt, salt_len, ikm, ikm_len, prk); /* extract */
+    memcpy(block, info, info_len);                                      /* expand, T(1) */
+    block[info_len] = 0x01;
+    if (ret == 0) {
+        ret = mbedtls_md_hmac(md, prk, sizeof prk, block, info_len + 1, out);
+    }
+    so_wipe(prk, sizeof prk);
+    return ret == 0 ? 0 : -1;
 }

@@ -291,7 +291,32 @@ static int fail(so_encimg_t *dec, int reason)
     return reason;
 }
 
-/* Header complete: parse it and unwrap the AES key. */
+/*
+ * ECIES-P256 (esp_encrypted_img >= 2.4, docs/formats.md §3): the 384 bytes are the sender's
+ * point X || Y, a 32-byte HKDF salt and 288 zero bytes; AES key = HKDF-SHA256(salt, ECDH x,
+ * "_esp_enc_img_ecc").
+ */
+static int ecies_key(so_encimg_t *dec, uint8_t key[32])
+{
+    static const uint8_t info[16] = "_esp_enc_img_ecc"; /* 16 bytes, no NUL */
+    const uint8_t *field = dec->header.wrapped_key;
+    for (size_t i = 96; i < sizeof dec->header.wrapped_key; i++) {
+        if (field[i]) {
+            return SO_REASON_IMAGE_HEADER_INVALID;
+        }
+    }
+    uint8_t z[32];
+    int ret = SO_REASON_IMAGE_DECRYPT_FAILED;
+    if (so_p256_shared_x(mbedtls_pk_ec(dec->ring->image_key), field, dec->ring->rng,
+                         dec->ring->rng_ctx, z) == 0 &&
+        so_hkdf_sha256_32(field + 64, 32, z, sizeof z, info, sizeof info, key) == 0) {
+        ret = SO_OK;
+    }
+    so_wipe(z, sizeof z);
+    return ret;
+}
+
+/* Header complete: parse it and unwrap (RSA-3072) or derive (ECIES-P256) the AES key. */
 static int start(so_encimg_t *dec)
 {
     int ret = so_enc_header_parse(dec->raw, &dec->header);
@@ -300,11 +325,17 @@ static int start(so_encimg_t *dec)
     }
     uint8_t key[64];
     size_t key_len = 0;
-    mbedtls_rsa_context *rsa = mbedtls_pk_rsa(dec->ring->image_key);
-    if (mbedtls_rsa_get_len(rsa) != 384 ||
-        so_rsa_pkcs1v15_decrypt(rsa, dec->ring->rng, dec->ring->rng_ctx, dec->header.wrapped_key,
-                                key, sizeof key, &key_len) != 0 ||
-        key_len != 32) {
+    if (so_pk_curve(&dec->ring->image_key) == MBEDTLS_ECP_DP_SECP256R1) {
+        ret = ecies_key(dec, key);
+        if (ret != SO_OK) {
+            so_wipe(key, sizeof key);
+            return fail(dec, ret);
+        }
+    } else if (mbedtls_rsa_get_len(mbedtls_pk_rsa(dec->ring->image_key)) != 384 ||
+               so_rsa_pkcs1v15_decrypt(mbedtls_pk_rsa(dec->ring->image_key), dec->ring->rng,
+                                       dec->ring->rng_ctx, dec->header.wrapped_key, key,
+                                       sizeof key, &key_len) != 0 ||
+               key_len != 32) {
         so_wipe(key, sizeof key);
         return fail(dec, SO_REASON_IMAGE_DECRYPT_FAILED);
     }

@@ -130,6 +130,9 @@ int so_p256_shared_x(const mbedtls_ecp_keypair *key, const uint8_t pub[64], so_r
 void so_concat_kdf_a256kw(const uint8_t z[32], const char *alg, uint8_t kek[32]);
 /** AES-256 key unwrap (RFC 3394): `in_len` - 8 bytes to `out`; 0, or -1 (integrity check). */
 int so_aes_kw_unwrap(const uint8_t kek[32], const uint8_t *in, size_t in_len, uint8_t *out);
+/** HKDF-SHA256 (RFC 5869) with a 32-byte output and `info` of at most 64 bytes; 0 or -1. */
+int so_hkdf_sha256_32(const uint8_t *salt, size_t salt_len, const uint8_t *ikm, size_t ikm_len,
+                      const uint8_t *info, size_t info_len, uint8_t out[32]);
 
 /* ---- JWS ------------------------------------------------------------------------------ */
 

@@ -258,6 +258,60 @@ int so_keyring_set_image_key(so_keyring_t *ring, const uint8_t *pem, size_t len)
                        fits_image_key);
 }
 
+int so_keyring_derive_image_key(so_keyring_t *ring, so_hmac_cb hmac, void *hmac_ctx)
+{
+    static const uint8_t salt[32] = {0x0e, 0x21, 0x60, 0x64, 0x2d, 0xae, 0x76, 0xd3,
+                                     0x34, 0x48, 0xe4, 0x3d, 0x77, 0x20, 0x12, 0x3d,
+                                     0x9f, 0x3b, 0x1e, 0xce, 0xb8, 0x8e, 0x57, 0x3a,
+                                     0x4e, 0x8f, 0x7f, 0xb9, 0x4f, 0xf0, 0xc8, 0x69};
+    if (!ring || !hmac) {
+        return SO_ERR_INVALID_ARG;
+    }
+    /* PBKDF2 (RFC 8018), one 32-byte block: U1 = HMAC(salt || INT(1)), Ui = HMAC(Ui-1) */
+    uint8_t msg[36], u[32], t[32];
+    memcpy(msg, salt, sizeof salt);
+    msg[32] = 0;
+    msg[33] = 0;
+    msg[34] = 0;
+    msg[35] = 1;
+    int ret = hmac(hmac_ctx, msg, sizeof msg, u) == 0 ? SO_OK : SO_ERR_KEY;
+    memcpy(t, u, sizeof t);
+    for (int i = 1; ret == SO_OK && i < 2048; i++) {
+        if (hmac(hmac_ctx, u, sizeof u, u) != 0) {
+            ret = SO_ERR_KEY;
+        }
+        for (size_t j = 0; j < sizeof t; j++) {
+            t[j] ^= u[j];
+        }
+    }
+    mbedtls_pk_context pk;
+    mbedtls_pk_init(&pk);
+    if (ret == SO_OK) {
+        ret = SO_ERR_NO_MEM;
+        if (mbedtls_pk_setup(&pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)) == 0) {
+            mbedtls_ecp_keypair *kp = mbedtls_pk_ec(pk);
+            ret = SO_ERR_KEY;
+            if (mbedtls_ecp_group_load(so_ec_group(kp), MBEDTLS_ECP_DP_SECP256R1) == 0 &&
+                mbedtls_mpi_read_binary(so_ec_d(kp), t, sizeof t) == 0 &&
+                mbedtls_ecp_check_privkey(so_ec_group(kp), so_ec_d(kp)) == 0 &&
+                mbedtls_ecp_mul(so_ec_group(kp), so_ec_point(kp), so_ec_d(kp),
+                                &so_ec_group(kp)->G, ring->rng, ring->rng_ctx) == 0) {
+                ret = SO_OK;
+            }
+        }
+    }
+    so_wipe(u, sizeof u);
+    so_wipe(t, sizeof t);
+    if (ret != SO_OK) {
+        mbedtls_pk_free(&pk);
+        return ret;
+    }
+    mbedtls_pk_free(&ring->image_key);
+    ring->image_key = pk;
+    ring->has_image_key = true;
+    return SO_OK;
+}
+
 int so_keyring_set_secure_boot_key(so_keyring_t *ring, const uint8_t *pem, size_t len)
 {
     return replace_key(ring, &ring->secure_boot_key, &ring->has_secure_boot_key, pem, len, false,
