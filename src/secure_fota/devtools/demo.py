@@ -5,12 +5,19 @@ Keys and a development CA are generated, the update server starts on a free loop
 simulated ESP32 updates from 1.0.0 to 1.1.0 (through an interrupted, resumed download), and
 then three attacks are mounted and refused. Every outcome is checked: the demo fails loudly
 if anything behaves otherwise than described.
+
+The user's steps are run as the real ``fota`` commands, in the workspace folder, exactly as
+printed (copy them into a shell in that folder to repeat them); only the attacker's forgeries
+are made in this process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shlex
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,17 +26,16 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.panel import Panel
+from rich.text import Text
 
 from secure_fota.author.release import ReleaseRequest, build_release
 from secure_fota.author.upload import Credentials, UploadTarget, upload_release
-from secure_fota.device.provision import Provisioning, provision
 from secure_fota.device.updater import Device
-from secure_fota.devtools.harness import LocalServer
+from secure_fota.devtools.harness import LocalServer, fota_argv
 from secure_fota.errors import FotaError
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
 from secure_fota.keys.directory import FRESHNESS_KEY, load_author_keys
-from secure_fota.keys.generate import generate_key_set
-from secure_fota.keys.tls import CA_FILE, CERT_FILE, KEY_FILE, generate_tls
+from secure_fota.keys.tls import CA_FILE, CERT_FILE, KEY_FILE
 
 __all__ = ["DemoFailed", "run_demo"]
 
@@ -72,18 +78,45 @@ class _Workspace:
 
 
 @contextlib.contextmanager
-def _server(ws: _Workspace) -> Iterator[str]:
+def _server(ws: _Workspace, story: _Story) -> Iterator[str]:
     server = LocalServer(
         ws.server,
         tls_cert=ws.tls / CERT_FILE,
         tls_key=ws.tls / KEY_FILE,
         ca_file=ws.ca,
-        env={"FOTA_FRESHNESS_KEY_FILE": str(ws.keys / FRESHNESS_KEY)},
+        extra_args=["--freshness-key", str(ws.keys / FRESHNESS_KEY)],
         log_file=ws.root / "server.log",
+    )
+    story.command(
+        f"fota server run --data-dir server-data --port {server.port} "
+        "--tls-cert tls/server.pem --tls-key tls/server.key "
+        "--freshness-key keys/freshness_key.pem &"
+    )
+    story.command(
+        f"fota server user add {UPLOADER} --role uploader --password-stdin "
+        '--data-dir server-data <<< "$FOTA_UPLOAD_PASSWORD"'
     )
     server.add_user(UPLOADER, PASSWORD)
     with server:
         yield server.url
+
+
+def _fota(ws: _Workspace, story: _Story, *args: str) -> str:
+    """Show ``fota ARGS`` and run it in the workspace, as printed; its output, or DemoFailed."""
+    story.command(shlex.join(["fota", *args]))
+    env = {**os.environ, "FOTA_UPLOAD_PASSWORD": PASSWORD}
+    done = subprocess.run(
+        fota_argv(*args),
+        cwd=ws.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise DemoFailed(f"`fota {shlex.join(args)}` failed: {done.stderr.strip()}")
+    return done.stdout
 
 
 class _Story:
@@ -91,11 +124,13 @@ class _Story:
         self.console = console
         self.number = 0
 
-    def step(self, title: str, command: str | None = None) -> None:
+    def step(self, title: str) -> None:
         self.number += 1
         self.console.print(f"\n[bold cyan]{self.number}. {title}[/bold cyan]")
-        if command:
-            self.console.print(f"   [dim]$ {command}[/dim]")
+
+    def command(self, command: str) -> None:
+        # one line however wide: a command is copied, not read
+        self.console.print(Text(f"   $ {command}", style="dim"), soft_wrap=True)
 
     def say(self, text: str) -> None:
         self.console.print(f"   {text}")
@@ -112,26 +147,33 @@ def _expect(condition: bool, message: str) -> None:
         raise DemoFailed(message)
 
 
-def run_demo(workspace: Path | None = None, console: Console | None = None) -> None:
-    """Run the demo; raise :class:`DemoFailed` if any outcome differs from the story."""
+def run_demo(
+    workspace: Path | None = None, console: Console | None = None, *, keep: bool = False
+) -> None:
+    """Run the demo; raise :class:`DemoFailed` if any outcome differs from the story. A
+    temporary workspace is removed afterwards unless ``keep``; a given ``workspace`` is kept."""
     out = console or Console(highlight=False)
     story = _Story(out)
     started = time.monotonic()
-    root = workspace or Path(tempfile.mkdtemp(prefix="fota-demo-"))
+    root = (workspace or Path(tempfile.mkdtemp(prefix="fota-demo-"))).resolve()
     ws = _Workspace(root)
     ws.releases.mkdir(parents=True, exist_ok=True)
     out.print(
         Panel.fit(
             "secure-fota demo: sign, encrypt, serve and install firmware on a simulated ESP32, "
-            f"then watch three attacks fail.\nWorkspace: {root}",
+            f"then watch three attacks fail.\nWorkspace: {root} (the commands run in it)",
             border_style="cyan",
         )
     )
     try:
         _run(ws, story)
     finally:
-        if workspace is None:
+        if workspace is None and not keep:
             shutil.rmtree(root, ignore_errors=True)
+        else:
+            out.print(
+                f"workspace kept in {root} (FOTA_UPLOAD_PASSWORD={PASSWORD})", soft_wrap=True
+            )
     out.print(
         Panel.fit(
             f"[green]demo complete in {time.monotonic() - started:.1f} s[/green]: "
@@ -163,23 +205,27 @@ def _upload(target: UploadTarget, ws: _Workspace, seq: int, name: str = "sensor-
     upload_release(target, out_dir=ws.releases, fw_name=name, seq=seq, device_type=DEVICE_TYPE)
 
 
+def _publish(ws: _Workspace, story: _Story, url: str, image: str, seq: int) -> None:
+    _fota(
+        ws, story,
+        "author", "publish", image, "--seq", str(seq), "--device-type", DEVICE_TYPE,
+        "--name", "sensor-app", "--keys", "keys", "--out", "releases", "--expires", "30d",
+        "--server", url, "--ca", "tls/ca.pem", "--user", UPLOADER,
+        *(["--new-device-type"] if seq == 1 else []),
+    )  # fmt: skip
+
+
 def _run(ws: _Workspace, story: _Story) -> None:
-    story.step(
-        "Generate the key set and a development TLS certificate",
-        "fota keys generate --out keys && fota keys tls --out tls --host 127.0.0.1",
-    )
-    generate_key_set(ws.keys)
-    generate_tls(ws.tls, ["127.0.0.1", "localhost"])
+    story.step("Generate the key set and a development TLS certificate")
+    _fota(ws, story, "keys", "generate", "--out", "keys")
+    _fota(ws, story, "keys", "tls", "--out", "tls", "--host", "127.0.0.1", "--host", "localhost")
     story.ok(
         "secure boot (ECDSA P-256), manifest signing (RSA-3072), manifest encryption "
         "(RSA-4096), image encryption (RSA-3072), freshness (P-256), flash encryption key"
     )
 
-    story.step(
-        "Start the update server (SQLite + local files, TLS, freshness statements)",
-        "fota server run --data-dir server-data --tls-cert tls/server.pem ...",
-    )
-    with _server(ws) as url:
+    story.step("Start the update server (SQLite + local files, TLS, freshness statements)")
+    with _server(ws, story) as url:
         story.ok(f"listening on {url}")
         target = UploadTarget(url, Credentials(user=UPLOADER, password=PASSWORD), ca_file=ws.ca)
 
@@ -197,59 +243,39 @@ def _run(ws: _Workspace, story: _Story) -> None:
         )
         story.ok("valid headers, checksums, appended SHA-256 and esp_app_desc_t")
 
-        story.step(
-            "Release and upload 1.0.0 as release #1",
-            f"fota author publish app-1.0.0.bin --seq 1 --device-type {DEVICE_TYPE} ...",
-        )
-        _release(ws, v1, 1)
-        _upload(target, ws, 1)
+        story.step("Release and upload 1.0.0 as release greenhouse-sensor/1")
+        _publish(ws, story, url, "app-1.0.0.bin", 1)
         story.ok("signed for secure boot, pre-encrypted, manifest signed then encrypted, uploaded")
 
-        story.step(
-            "Provision a device running 1.0.0",
-            f"fota device init --state device --device-type {DEVICE_TYPE} "
-            "--firmware app-1.0.0.bin --seq 1 ...",
-        )
-        provision(
-            Provisioning(
-                state=ws.device,
-                device_type=DEVICE_TYPE,
-                chip="esp32",
-                keys=ws.keys,
-                server=url,
-                ca=ws.ca,
-                firmware=v1,
-                seq=1,
-            )
-        )
+        story.step("Provision a device running 1.0.0")
+        _fota(
+            ws, story,
+            "device", "init", "--state", "device", "--device-type", DEVICE_TYPE,
+            "--chip", "esp32", "--keys", "keys", "--server", url, "--ca", "tls/ca.pem",
+            "--firmware", "app-1.0.0.bin", "--seq", "1",
+        )  # fmt: skip
         device = Device(ws.device)
         story.ok(
             f"device holds only its keys; runs {device.status()['version']} from the factory slot"
         )
 
-        story.step("Release and upload 1.1.0 as release #2")
-        _release(ws, v2, 2)
-        _upload(target, ws, 2)
+        story.step("Release and upload 1.1.0 as release greenhouse-sensor/2")
+        _publish(ws, story, url, "app-1.1.0.bin", 2)
         check = device.check_for_update()
         _expect(check.result == "update-available", f"expected an update, got {check.to_dict()}")
         story.ok(
-            f"device check: update available, release #{check.claims.seq if check.claims else '?'} "
+            f"device check: update available, release "
+            f"{DEVICE_TYPE}/{check.claims.seq if check.claims else '?'} "
             "(manifest decrypted, signature, freshness nonce and policy verified)"
         )
 
-        story.step(
-            "The device updates; the link drops half way and the download resumes",
-            "fota device update --state device",
-        )
+        story.step("The device updates; the link drops half way and the download resumes")
         try:
-            device.perform_update(interrupt_after=100 * 1024)
-        except FotaError as exc:
-            story.say(f"[yellow]link lost[/yellow]: {exc}")
+            _fota(ws, story, "device", "update", "--state", "device", "--interrupt-after", "102400")
+        except DemoFailed as exc:
+            story.say(f"[yellow]link lost[/yellow]: {str(exc).splitlines()[-1]}")
+        _fota(ws, story, "device", "update", "--state", "device")
         device = Device(ws.device)
-        result = device.perform_update()
-        _expect(
-            result.result == "updated", f"expected the update to install, got {result.to_dict()}"
-        )
         status = device.status()
         _expect(status["version"] == "1.1.0" and status["seq"] == 2, f"unexpected state {status}")
         story.ok(
