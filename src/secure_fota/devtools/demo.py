@@ -171,9 +171,7 @@ def run_demo(
         if workspace is None and not keep:
             shutil.rmtree(root, ignore_errors=True)
         else:
-            out.print(
-                f"workspace kept in {root} (FOTA_UPLOAD_PASSWORD={PASSWORD})", soft_wrap=True
-            )
+            out.print(f"workspace kept in {root} (FOTA_UPLOAD_PASSWORD={PASSWORD})", soft_wrap=True)
     out.print(
         Panel.fit(
             f"[green]demo complete in {time.monotonic() - started:.1f} s[/green]: "
