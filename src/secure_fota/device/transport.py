@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import re
+import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
+import httpcore
 import httpx
 
 from secure_fota.errors import ReleaseRejected, TransportError
@@ -42,10 +44,98 @@ __all__ = ["ManifestAnswer", "ServerClient"]
 _CHUNK: Final = 16 * 1024
 #: the slowest average rate a transfer may have (bytes/s) on top of one timeout of slack
 MIN_RATE: Final = 1024
+_PAST_DEADLINE: Final = "the request's deadline has passed"
 #: what every request asks for: the bytes as stored, never a compressed form
 _REQUEST_HEADERS: Final = {"Accept-Encoding": "identity"}
 #: a decimal number in a header (ASCII digits only: "\u0663" is a digit to str.isdigit)
 _DECIMAL: Final = re.compile(r"[0-9]{1,19}")
+
+
+class _Deadline:
+    """The deadline (``time.monotonic()``) of the request in flight, if any: every connect,
+    TLS handshake, write and read of its connection is bounded by what is left of it, so a
+    server that drips its response head cannot hold the device past its budget (httpx only
+    bounds each read)."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def left(self, timeout: float | None) -> float | None:
+        if self.at is None:
+            return timeout
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise httpcore.ReadTimeout(_PAST_DEADLINE)
+        return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream, deadline: _Deadline) -> None:
+        self._inner = inner
+        self._deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            return self._inner.read(max_bytes, self._deadline.left(timeout))
+        except httpcore.ReadTimeout:
+            self._deadline.left(None)  # the deadline, not the read timeout, cut it: say so
+            raise
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._deadline.left(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        inner = self._inner.start_tls(ssl_context, server_hostname, self._deadline.left(timeout))
+        return _DeadlineStream(inner, self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self, deadline: _Deadline) -> None:
+        self._inner = httpcore.SyncBackend()
+        self._deadline = deadline
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(
+            host, port, self._deadline.left(timeout), local_address, socket_options
+        )
+        return _DeadlineStream(stream, self._deadline)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_unix_socket(path, self._deadline.left(timeout), socket_options)
+        return _DeadlineStream(stream, self._deadline)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _deadline_transport(context: ssl.SSLContext, deadline: _Deadline) -> httpx.HTTPTransport:
+    """httpx's transport over a connection pool whose sockets obey ``deadline``."""
+    transport = httpx.HTTPTransport(verify=context, http2=False, retries=0)
+    # httpx takes no network backend: its pool is replaced (httpx 0.2x keeps it in _pool)
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=context, http1=True, http2=False, network_backend=_DeadlineBackend(deadline)
+    )
+    return transport
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +153,12 @@ class ManifestAnswer:
 def _mapped(what: str, server: str) -> Iterator[None]:
     try:
         yield
-    except httpx.TimeoutException:
+    except httpx.TimeoutException as exc:
+        if str(exc) == _PAST_DEADLINE:
+            raise TransportError(
+                f"{what}: too slow, gave up (slow retrieval: {_PAST_DEADLINE})",
+                reason=Reason.TIMEOUT,
+            ) from None
         raise TransportError(f"{what}: {server} timed out", reason=Reason.TIMEOUT) from None
     except httpx.ConnectError as exc:
         raise TransportError(
@@ -129,6 +224,9 @@ class ServerClient:
         self.timeout = timeout
         self.min_rate = min_rate
         verify = client_context(ca_file)
+        self._in_flight = _Deadline()
+        if transport is None:
+            transport = _deadline_transport(verify, self._in_flight)
         self._client = httpx.Client(
             verify=verify,
             timeout=httpx.Timeout(timeout),
@@ -158,6 +256,7 @@ class ServerClient:
         deadline = self._deadline(MAX_MANIFEST_SIZE)
         with (
             _mapped(what, self.base_url),
+            self._bounded(deadline),
             self._client.stream("GET", url, params=params, headers=headers) as response,
         ):
             freshness = response.headers.get(FRESHNESS_HEADER)
@@ -198,7 +297,19 @@ class ServerClient:
                 release_id=release,
             )
 
+    @contextlib.contextmanager
+    def _bounded(self, deadline: float) -> Iterator[None]:
+        """Every socket operation of the request inside is bounded by ``deadline``: the
+        connection, the TLS handshake, the response head and the body (a server dripping its
+        head once held a poll 76 s against an 18 s budget)."""
+        self._in_flight.at = deadline
+        try:
+            yield
+        finally:
+            self._in_flight.at = None
+
     def _deadline(self, size: int) -> float:
+        """Started before the request: one timeout plus ``size`` at the minimum rate."""
         return time.monotonic() + self.timeout + size / self.min_rate
 
     @staticmethod
@@ -261,6 +372,7 @@ class ServerClient:
         deadline = self._deadline(expected_size - offset)
         with (
             _mapped("download", self.base_url),
+            self._bounded(deadline),
             self._client.stream("GET", url, headers=headers) as response,
         ):
             if offset and response.status_code in (200, 416):

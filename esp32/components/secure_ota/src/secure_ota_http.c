@@ -22,7 +22,19 @@ static const char *TAG = "secure_ota";
 
 typedef struct {
     secure_ota_headers_t *headers;
+    int64_t deadline; /* esp_timer_get_time() by which the whole request must be done */
+    int configured_ms; /* the configured read timeout */
 } event_ctx_t;
+
+/* What is left of the deadline as a read timeout: at least 1 ms, at most the configured one. */
+static int timeout_left_ms(int64_t deadline, int configured_ms)
+{
+    int64_t left = (deadline - esp_timer_get_time()) / 1000;
+    if (left < 1) {
+        left = 1;
+    }
+    return left < configured_ms ? (int)left : configured_ms;
+}
 
 static void copy_header(char *dst, size_t cap, const char *value, bool *truncated)
 {
@@ -43,6 +55,9 @@ static esp_err_t on_event(esp_http_client_event_t *evt)
     if (evt->event_id != HTTP_EVENT_ON_HEADER || !ctx || !evt->header_key || !evt->header_value) {
         return ESP_OK;
     }
+    /* A server dripping its head: esp_http_client bounds each read only (ESP-IDF < 5.5), so
+     * every header line shrinks the read timeout to what is left of the request's deadline */
+    esp_http_client_set_timeout_ms(evt->client, timeout_left_ms(ctx->deadline, ctx->configured_ms));
     secure_ota_headers_t *h = ctx->headers;
     if (!strcasecmp(evt->header_key, "X-Fota-Release")) {
         copy_header(h->release, sizeof h->release, evt->header_value, NULL);
@@ -90,12 +105,17 @@ esp_err_t secure_ota_http_get(const secure_ota_config_t *cfg, const secure_ota_r
     memset(headers, 0, sizeof *headers);
     *status = 0;
     *body_len = 0;
-    event_ctx_t ctx = {.headers = headers};
+    /* one deadline for the whole request, set before connecting: connection, TLS handshake,
+     * response head and body (slow retrieval and a dripped head alike) */
+    size_t expected = req->expected ? req->expected : req->max_body;
+    const int64_t deadline = secure_ota_deadline(cfg, expected ? expected : SO_MAX_MANIFEST_SIZE);
+    const int configured_ms = cfg->timeout_ms ? cfg->timeout_ms : CONFIG_SECURE_OTA_HTTP_TIMEOUT_MS;
+    event_ctx_t ctx = {.headers = headers, .deadline = deadline, .configured_ms = configured_ms};
     esp_http_client_config_t http = {
         .url = req->url,
         .cert_pem = cfg->ca_cert.pem,
         .cert_len = cfg->ca_cert.len,
-        .timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : CONFIG_SECURE_OTA_HTTP_TIMEOUT_MS,
+        .timeout_ms = timeout_left_ms(deadline, configured_ms),
         .event_handler = on_event,
         .user_data = &ctx,
         .disable_auto_redirect = true,
@@ -124,6 +144,8 @@ esp_err_t secure_ota_http_get(const secure_ota_config_t *cfg, const secure_ota_r
     }
     ESP_GOTO_ON_ERROR(esp_http_client_open(client, 0), done, TAG, "connect to %s", req->url);
     int64_t length = esp_http_client_fetch_headers(client);
+    ESP_GOTO_ON_FALSE(esp_timer_get_time() < deadline, ESP_ERR_TIMEOUT, done, TAG,
+                      "response head too slow: past the request's deadline");
     *status = esp_http_client_get_status_code(client);
     if (*status != 200 && *status != 206) {
         goto done; /* 304, 404 ... : the caller decides; no body is read */
@@ -137,12 +159,9 @@ esp_err_t secure_ota_http_get(const secure_ota_config_t *cfg, const secure_ota_r
     ESP_GOTO_ON_FALSE(!req->max_body || length <= (int64_t)req->max_body, SECURE_OTA_ERR_SERVER,
                       done, TAG, "body of %lld bytes is larger than %u", (long long)length,
                       (unsigned)req->max_body);
-    /* slow retrieval: however the server trickles, the body ends by this deadline */
-    size_t expected = req->expected ? req->expected : req->max_body;
-    if (!expected) {
-        expected = length > 0 ? (size_t)length : SO_MAX_MANIFEST_SIZE;
-    }
-    const int64_t deadline = secure_ota_deadline(cfg, expected);
+    /* slow retrieval: however the server trickles, the body ends by the same deadline; each
+     * read waits at most what is left of it */
+    esp_http_client_set_timeout_ms(client, timeout_left_ms(deadline, configured_ms));
     const size_t chunk = 2048;
     buf = malloc(chunk);
     ESP_GOTO_ON_FALSE(buf, ESP_ERR_NO_MEM, done, TAG, "no memory for the body buffer");
@@ -150,6 +169,7 @@ esp_err_t secure_ota_http_get(const secure_ota_config_t *cfg, const secure_ota_r
         ESP_GOTO_ON_FALSE(esp_timer_get_time() < deadline, ESP_ERR_TIMEOUT, done, TAG,
                           "too slow (slow retrieval): gave up after %u bytes",
                           (unsigned)*body_len);
+        esp_http_client_set_timeout_ms(client, timeout_left_ms(deadline, configured_ms));
         int n = esp_http_client_read(client, buf, (int)chunk);
         if (n == -ESP_ERR_HTTP_EAGAIN) {
             continue; /* timed out before data: the deadline above bounds the retries */

@@ -95,8 +95,12 @@ static esp_err_t plain_update(const secure_ota_config_t *cfg, const so_keyring_t
         .decrypt_user_ctx = &ctx,
         .enc_img_header_size = esp_encrypted_img_get_header_size(),
     };
+    /* set before the request: esp_https_ota_begin reads the response head, each read bounded
+     * by timeout_ms only (ESP-IDF < 5.5), so its time counts against the deadline too */
     const int64_t deadline = secure_ota_deadline(cfg, claims->enc_size);
     ESP_GOTO_ON_ERROR(esp_https_ota_begin(&ota_cfg, &ota), fail, TAG, "esp_https_ota_begin");
+    ESP_GOTO_ON_FALSE(esp_timer_get_time() < deadline, ESP_ERR_TIMEOUT, fail, TAG,
+                      "response head too slow: past the download's deadline");
     esp_err_t err;
     while ((err = esp_https_ota_perform(ota)) == ESP_ERR_HTTPS_OTA_IN_PROGRESS) {
         if (esp_timer_get_time() >= deadline) {
