@@ -246,6 +246,41 @@ static void test_answer_headers(void)
     }
 }
 
+static void test_bearer_header(void)
+{
+    char out[SO_AUTH_HEADER_MAX];
+    /* the server's tokens: secrets.token_urlsafe(32), 43 characters of base64url */
+    const char *server = "q3N0-Yk_2xWm9VbE1aH8uT5rJ6pL0oZcXdFgSiKwQeR";
+    CHECK(so_bearer_header(server, out, sizeof out) == SO_OK, "server token");
+    CHECK(!strcmp(out, "Bearer q3N0-Yk_2xWm9VbE1aH8uT5rJ6pL0oZcXdFgSiKwQeR"), "header %s", out);
+    CHECK(so_bearer_header("a.b~c+d/e==", out, sizeof out) == SO_OK &&
+              !strcmp(out, "Bearer a.b~c+d/e=="),
+          "token68 with padding");
+    char longest[SO_MAX_TOKEN_LENGTH + 2];
+    memset(longest, 'x', sizeof longest);
+    longest[SO_MAX_TOKEN_LENGTH] = '\0';
+    CHECK(so_bearer_header(longest, out, sizeof out) == SO_OK &&
+              strlen(out) == SO_AUTH_HEADER_MAX - 1,
+          "the longest token fits SO_AUTH_HEADER_MAX");
+    longest[SO_MAX_TOKEN_LENGTH] = 'x';
+    longest[SO_MAX_TOKEN_LENGTH + 1] = '\0';
+    CHECK(so_bearer_header(longest, out, sizeof out) == SO_ERR_INVALID_ARG && out[0] == '\0',
+          "one character too long");
+    /* header injection and other ill-formed tokens: nothing is written */
+    const char *bad[] = {"", "tok en", "tok\r\nX-Evil: 1", "tok\n", "=abc", "ab=c", "tök",
+                         "tok\t", "\"tok\"", "tok;"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        strcpy(out, "unchanged?");
+        CHECK(so_bearer_header(bad[i], out, sizeof out) == SO_ERR_INVALID_ARG && out[0] == '\0',
+              "token %zu refused", i);
+    }
+    CHECK(so_bearer_header(NULL, out, sizeof out) == SO_ERR_INVALID_ARG, "NULL token");
+    CHECK(so_bearer_header("abc", NULL, 0) == SO_ERR_INVALID_ARG, "NULL out");
+    CHECK(so_bearer_header("abc", out, 10) == SO_ERR_INVALID_ARG && out[0] == '\0',
+          "out too small");
+    CHECK(so_bearer_header("abc", out, 11) == SO_OK && !strcmp(out, "Bearer abc"), "exact fit");
+}
+
 static void test_gcm(void)
 {
     srand(7);
@@ -335,6 +370,7 @@ int main(void)
     test_decide();
     test_decide_unchanged();
     test_answer_headers();
+    test_bearer_header();
     test_gcm();
     test_aes_kw();
     return test_summary("test_primitives");

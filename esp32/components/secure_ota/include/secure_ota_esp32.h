@@ -125,6 +125,10 @@ typedef struct {
     bool resumable;
     /** The device's clock is trusted (SNTP over an authenticated channel): check `exp`. */
     bool trusted_clock;
+    /** Bearer token sent as "Authorization: Bearer ..." on every request (NULL: none, for a
+     * server with device_auth = open). secure_ota_config_from_kconfig() fills it from the NVS
+     * string "fota_token" (namespace "secure_ota"), else CONFIG_SECURE_OTA_DEVICE_TOKEN. */
+    const char *device_token;
 } secure_ota_config_t;
 
 /** The config from Kconfig; keys and CA must still be filled in by the application. */

@@ -14,9 +14,17 @@
 
 static const char *TAG = "secure_ota";
 
+/* the NVS token outlives the call (the config points at it); one updater per device */
+static char s_nvs_token[SO_MAX_TOKEN_LENGTH + 1];
+
 void secure_ota_config_from_kconfig(secure_ota_config_t *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
+    if (secure_ota_nvs_token(s_nvs_token, sizeof s_nvs_token)) {
+        cfg->device_token = s_nvs_token;
+    } else if (CONFIG_SECURE_OTA_DEVICE_TOKEN[0]) {
+        cfg->device_token = CONFIG_SECURE_OTA_DEVICE_TOKEN;
+    }
     cfg->server_url = CONFIG_SECURE_OTA_SERVER_URL;
     cfg->device_type = CONFIG_SECURE_OTA_DEVICE_TYPE;
     cfg->timeout_ms = CONFIG_SECURE_OTA_HTTP_TIMEOUT_MS;
@@ -37,7 +45,22 @@ esp_err_t secure_ota_check_config(const secure_ota_config_t *cfg)
                         "device type '%s' is not a valid name", cfg->device_type);
     ESP_RETURN_ON_FALSE(strlen(cfg->server_url) < SECURE_OTA_URL_MAX - 128, ESP_ERR_INVALID_ARG,
                         TAG, "server URL too long");
+    char auth[SO_AUTH_HEADER_MAX];
+    ESP_RETURN_ON_ERROR(secure_ota_auth_header(cfg, auth, sizeof auth), TAG,
+                        "device token: 1 to %u characters of A-Z a-z 0-9 - . _ ~ + / (then '=')",
+                        (unsigned)SO_MAX_TOKEN_LENGTH);
     return ESP_OK;
+}
+
+esp_err_t secure_ota_auth_header(const secure_ota_config_t *cfg, char *out, size_t cap)
+{
+    if (cap) {
+        out[0] = '\0';
+    }
+    if (!cfg->device_token) {
+        return ESP_OK;
+    }
+    return so_bearer_header(cfg->device_token, out, cap) == SO_OK ? ESP_OK : ESP_ERR_INVALID_ARG;
 }
 
 static int device_rng(void *ctx, unsigned char *out, size_t len)

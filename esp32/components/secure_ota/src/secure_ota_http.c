@@ -132,6 +132,12 @@ esp_err_t secure_ota_http_get(const secure_ota_config_t *cfg, const secure_ota_r
     char *buf = NULL;
     ESP_GOTO_ON_ERROR(esp_http_client_set_header(client, "Accept-Encoding", "identity"), done, TAG,
                       "Accept-Encoding header");
+    char auth[SO_AUTH_HEADER_MAX];
+    ESP_GOTO_ON_ERROR(secure_ota_auth_header(cfg, auth, sizeof auth), done, TAG, "device token");
+    if (auth[0]) {
+        ESP_GOTO_ON_ERROR(esp_http_client_set_header(client, "Authorization", auth), done, TAG,
+                          "Authorization header");
+    }
     if (req->range) {
         ESP_GOTO_ON_ERROR(esp_http_client_set_header(client, "Range", req->range), done, TAG,
                           "Range header");

@@ -208,6 +208,23 @@ bool secure_ota_nvs_judged(so_judged_t *out)
     return true;
 }
 
+/* ---- the device's bearer token ------------------------------------------------------------ */
+
+bool secure_ota_nvs_token(char *buf, size_t cap)
+{
+    nvs_handle_t nvs;
+    if (cap == 0 || nvs_open(SECURE_OTA_NVS_NAMESPACE, NVS_READONLY, &nvs) != ESP_OK) {
+        return false;
+    }
+    size_t len = cap;
+    bool ok = nvs_get_str(nvs, SECURE_OTA_NVS_TOKEN, buf, &len) == ESP_OK && len > 1;
+    nvs_close(nvs);
+    if (!ok) {
+        buf[0] = '\0';
+    }
+    return ok;
+}
+
 /* ---- the manifest-signing key set (docs/formats.md §4.4) ---------------------------------- */
 
 void secure_ota_nvs_load_keyset(so_keyring_t *ring)

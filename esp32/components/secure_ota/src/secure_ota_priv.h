@@ -31,6 +31,10 @@ typedef struct {
     bool content_encoding_truncated;
 } secure_ota_headers_t;
 
+/** The Authorization header value for cfg->device_token into `out` (SO_AUTH_HEADER_MAX bytes):
+ * ESP_OK with "" when there is no token, ESP_ERR_INVALID_ARG for an ill-formed one. */
+esp_err_t secure_ota_auth_header(const secure_ota_config_t *cfg, char *out, size_t cap);
+
 /** Receives body bytes; returns ESP_OK to continue. */
 typedef esp_err_t (*secure_ota_sink_t)(void *ctx, const uint8_t *data, size_t len);
 
@@ -99,6 +103,11 @@ void secure_ota_nvs_forget_judged(void);
 
 /** Replace the ring's manifest-signing keys by the stored set if that one is newer (§4.4). */
 void secure_ota_nvs_load_keyset(so_keyring_t *ring);
+
+/** The NVS key of the device's bearer token (a string in SECURE_OTA_NVS_NAMESPACE). */
+#define SECURE_OTA_NVS_TOKEN "fota_token"
+/** The token stored in NVS into `buf` (true), or false when there is none or it does not fit. */
+bool secure_ota_nvs_token(char *buf, size_t cap);
 
 /** Stage `set`, reached by the rotations of release `seq`'s manifest, until it is confirmed. */
 esp_err_t secure_ota_nvs_stage_keyset(const so_keyset_t *set, uint32_t seq);

@@ -63,6 +63,14 @@ static esp_err_t decrypt_cb(decrypt_cb_arg_t *args, void *user_ctx)
     return ESP_OK;
 }
 
+/* esp_https_ota's init callback has no context: the header of the one running update */
+static char s_auth[SO_AUTH_HEADER_MAX];
+
+static esp_err_t add_auth_header(esp_http_client_handle_t client)
+{
+    return s_auth[0] ? esp_http_client_set_header(client, "Authorization", s_auth) : ESP_OK;
+}
+
 static esp_err_t plain_update(const secure_ota_config_t *cfg, const so_keyring_t *ring,
                               const so_claims_t *claims, const char *url)
 {
@@ -87,8 +95,11 @@ static esp_err_t plain_update(const secure_ota_config_t *cfg, const so_keyring_t
         .disable_auto_redirect = true,
     };
     size_t chunk = cfg->chunk_size ? cfg->chunk_size : CONFIG_SECURE_OTA_CHUNK_SIZE;
+    ESP_GOTO_ON_ERROR(secure_ota_auth_header(cfg, s_auth, sizeof s_auth), fail, TAG,
+                      "device token");
     esp_https_ota_config_t ota_cfg = {
         .http_config = &http,
+        .http_client_init_cb = add_auth_header,
         .partial_http_download = chunk > 0,
         .max_http_request_size = (int)chunk,
         .decrypt_cb = decrypt_cb,

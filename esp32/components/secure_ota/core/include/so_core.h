@@ -74,6 +74,9 @@ const char *so_reason_name(int reason);
 #define SO_MIN_IMAGE_SIZE      (24u + 8u + 256u + 16u)
 #define SO_MAX_NAME_LENGTH     64u
 #define SO_MAX_SEQ             2147483647u
+#define SO_MAX_TOKEN_LENGTH    256u /* a device's bearer token (the server's are 43) */
+/** Room for "Bearer " + the longest token + NUL. */
+#define SO_AUTH_HEADER_MAX     (7u + SO_MAX_TOKEN_LENGTH + 1u)
 #define SO_MAX_DESC_STRING     32u
 #define SO_MAX_STATEMENT_SIZE  2048u
 #define SO_ENC_HEADER_SIZE     512u
@@ -452,6 +455,18 @@ int so_header_seq(const char *value, uint32_t *out);
  * inflates nothing).
  */
 int so_header_identity(const char *value);
+
+/* ---- the device's request headers ------------------------------------------------------- */
+
+/**
+ * The Authorization header value a device sends when the server's device endpoints need a
+ * token (device_auth = device-type-token or device-token): "Bearer " + `token` in `out`.
+ * The token must be 1..SO_MAX_TOKEN_LENGTH characters of RFC 7235's token68 (A-Z a-z 0-9
+ * - . _ ~ + / then at most trailing '='), so that nothing (a space, CR, LF) can end the header
+ * early. SO_OK; SO_ERR_INVALID_ARG for NULL, an empty, overlong or ill-formed token, or an
+ * `out` too small (then `out` holds "" when cap > 0).
+ */
+int so_bearer_header(const char *token, char *out, size_t cap);
 
 /* ---- helpers --------------------------------------------------------------------------- */
 

@@ -114,6 +114,41 @@ int so_header_identity(const char *value)
     }
 }
 
+static bool token68_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/';
+}
+
+int so_bearer_header(const char *token, char *out, size_t cap)
+{
+    if (out && cap) {
+        out[0] = '\0';
+    }
+    if (!token || !out) {
+        return SO_ERR_INVALID_ARG;
+    }
+    size_t n = 0;
+    while (n <= SO_MAX_TOKEN_LENGTH && token[n] && token68_char(token[n])) {
+        n++;
+    }
+    size_t len = n;
+    while (len <= SO_MAX_TOKEN_LENGTH && token[len] == '=') {
+        len++;
+    }
+    if (n == 0 || len > SO_MAX_TOKEN_LENGTH || token[len] != '\0') {
+        return SO_ERR_INVALID_ARG;
+    }
+    static const char prefix[] = "Bearer ";
+    if (cap < sizeof prefix + len) {
+        return SO_ERR_INVALID_ARG;
+    }
+    memcpy(out, prefix, sizeof prefix - 1);
+    memcpy(out + sizeof prefix - 1, token, len);
+    out[sizeof prefix - 1 + len] = '\0';
+    return SO_OK;
+}
+
 const char *so_secure_boot_name(so_secure_boot_t scheme)
 {
     switch (scheme) {
