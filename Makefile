@@ -121,7 +121,7 @@ bench: $(STAMP)
 	  { echo "make bench needs wrk and nginx (apt-get install wrk nginx-light)"; exit 1; }
 	$(BIN)/python bench/author.py --runs 5 --memory-sizes 1,8
 	$(BIN)/python bench/server.py --workers 1 --duration $(BENCH_SECONDS) --repeats 1 \
-	  --tests poll-200,poll-304,poll-nonce,newconn,resume,download,range,latency
+	  --tests poll-200,poll-304,poll-nonce,newconn,resume,download,range,range16,newest-range16,latency
 ifeq ($(HOST_MISSING),)
 	$(BIN)/python bench/c_core.py --repeats 7
 else

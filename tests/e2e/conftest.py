@@ -142,7 +142,7 @@ def start_server(
     tls: Path,
     *,
     extra_env: dict[str, str] | None = None,
-    http_server: str = "uvicorn",
+    http_server: str | None = None,
 ) -> LocalServer:
     server = LocalServer(
         root / "server-data",
@@ -150,7 +150,7 @@ def start_server(
         tls_key=tls / "server.key",
         ca_file=tls / "ca.pem",
         env={"FOTA_FRESHNESS_KEY_FILE": str(keys / "freshness_key.pem"), **(extra_env or {})},
-        extra_args=[] if http_server == "uvicorn" else ["--http-server", http_server],
+        extra_args=[] if http_server is None else ["--http-server", http_server],
     )
     server.add_user(USER, PASSWORD)
     server.start()
@@ -170,11 +170,10 @@ def fleet(
     request: pytest.FixtureRequest, tmp_path: Path, keys_and_tls: tuple[Path, Path]
 ) -> Iterator[Fleet]:
     """A fresh server (own data directory) for each test, sharing the module's keys; under
-    uvicorn, or the HTTP server a test names (``parametrize("fleet", [...], indirect=True)``)."""
+    `fota server run`'s default HTTP server, or the one a test names
+    (``parametrize("fleet", [...], indirect=True)``)."""
     keys, tls = keys_and_tls
-    http_server = getattr(request, "param", "uvicorn")
-    if http_server == "granian":
-        pytest.importorskip("granian", reason="granian is not installed (pip install '.[granian]')")
+    http_server = getattr(request, "param", None)
     server = start_server(tmp_path, keys, tls, http_server=http_server)
     try:
         yield Fleet(
