@@ -94,8 +94,8 @@ do_qemu() {
   export_tree qemu+keycodemapdb f5772a62ec52591ff6870b7e8ef32482371f22c6 "$QEMU_SRC/subprojects/keycodemapdb"
   export_tree ucb-bar+berkeley-softfloat-3 b64af41c3276f97f0e181920400ee056b9c88037 "$QEMU_SRC/subprojects/berkeley-softfloat-3"
   export_tree ucb-bar+berkeley-testfloat-3 06b20075dd3c1a5d0dd007a93643282832221612 "$QEMU_SRC/subprojects/berkeley-testfloat-3"
-  cp -r "$QEMU_SRC"/subprojects/packagefiles/berkeley-softfloat-3/* "$QEMU_SRC/subprojects/berkeley-softfloat-3/"
-  cp -r "$QEMU_SRC"/subprojects/packagefiles/berkeley-testfloat-3/* "$QEMU_SRC/subprojects/berkeley-testfloat-3/"
+  cp -rp "$QEMU_SRC"/subprojects/packagefiles/berkeley-softfloat-3/* "$QEMU_SRC/subprojects/berkeley-softfloat-3/"
+  cp -rp "$QEMU_SRC"/subprojects/packagefiles/berkeley-testfloat-3/* "$QEMU_SRC/subprojects/berkeley-testfloat-3/"
   # our patches; the files they (or a previous set of patches) touched get a fresh mtime so that an
   # incremental ninja recompiles them (the exported tree carries the commit's mtimes)
   local p f

@@ -77,6 +77,8 @@ def build_idf_project(
     idf = [
         idf_python(env),
         f"{env['IDF_PATH']}/tools/idf.py",
+        "-DCMAKE_C_COMPILER_WORKS=1",
+        "-DCMAKE_CXX_COMPILER_WORKS=1",
         "-B",
         str(build),
         "-DSDKCONFIG=" + str(build / "sdkconfig"),
