@@ -104,7 +104,8 @@ typedef struct {
     secure_ota_pem_t ca_cert;
     /** RSA-4096 (or 3072) private key that decrypts manifests. */
     secure_ota_pem_t manifest_key;
-    /** RSA-3072 private key that unwraps image keys (esp_encrypted_img). */
+    /** RSA-3072 private key that unwraps image keys (esp_encrypted_img). Unused with
+     * CONFIG_SECURE_OTA_IMAGE_KEY_FROM_HMAC (ECIES: derived from an eFuse HMAC key). */
     secure_ota_pem_t image_key;
     /** Trusted manifest-signing public keys (RSA-3072/4096 or P-256), chosen by kid: the key
      * set embedded in the firmware. A newer set stored in NVS replaces it (§4.4). */

@@ -11,6 +11,9 @@
 #include "esp_random.h"
 #include "sdkconfig.h"
 #include "secure_ota_priv.h"
+#if CONFIG_SECURE_OTA_IMAGE_KEY_FROM_HMAC
+#include "esp_hmac.h"
+#endif
 
 static const char *TAG = "secure_ota";
 
@@ -70,6 +73,18 @@ static int device_rng(void *ctx, unsigned char *out, size_t len)
     return 0;
 }
 
+#if CONFIG_SECURE_OTA_IMAGE_KEY_FROM_HMAC
+/* The HMAC peripheral with the eFuse key (purpose HMAC_UP): the ECIES image key's PBKDF2. */
+static int efuse_hmac(void *ctx, const uint8_t *msg, size_t len, uint8_t out[32])
+{
+    (void)ctx;
+    return esp_hmac_calculate((hmac_key_id_t)CONFIG_SECURE_OTA_IMAGE_HMAC_KEY_ID, msg, len, out) ==
+                   ESP_OK
+               ? 0
+               : -1;
+}
+#endif
+
 esp_err_t secure_ota_keyring(const secure_ota_config_t *cfg, so_keyring_t **out)
 {
     so_keyring_t *ring = NULL;
@@ -79,7 +94,11 @@ esp_err_t secure_ota_keyring(const secure_ota_config_t *cfg, so_keyring_t **out)
                                         cfg->manifest_key.len);
     }
     if (r == SO_OK) {
+#if CONFIG_SECURE_OTA_IMAGE_KEY_FROM_HMAC
+        r = so_keyring_derive_image_key(ring, efuse_hmac, NULL);
+#else
         r = so_keyring_set_image_key(ring, (const uint8_t *)cfg->image_key.pem, cfg->image_key.len);
+#endif
     }
     for (size_t i = 0; r == SO_OK && i < cfg->signing_key_count; i++) {
         r = so_keyring_add_signing_key(ring, (const uint8_t *)cfg->signing_keys[i].pem,

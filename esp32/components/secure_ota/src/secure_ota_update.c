@@ -23,6 +23,13 @@
 #if !CONFIG_ESP_HTTPS_OTA_DECRYPT_CB
 #error "secure_ota needs CONFIG_ESP_HTTPS_OTA_DECRYPT_CB=y (esp_encrypted_img with esp_https_ota)"
 #endif
+/* esp_encrypted_img (>= 2.4) decrypts one scheme, chosen in its own Kconfig: it must be ours */
+#if CONFIG_SECURE_OTA_IMAGE_KEY_FROM_HMAC && !CONFIG_PRE_ENCRYPTED_OTA_USE_ECIES
+#error "CONFIG_SECURE_OTA_IMAGE_KEY_FROM_HMAC needs esp_encrypted_img's CONFIG_PRE_ENCRYPTED_OTA_USE_ECIES"
+#endif
+#if !CONFIG_SECURE_OTA_IMAGE_KEY_FROM_HMAC && CONFIG_PRE_ENCRYPTED_OTA_USE_ECIES
+#error "esp_encrypted_img is set to ECIES: set CONFIG_SECURE_OTA_IMAGE_KEY_FROM_HMAC too"
+#endif
 
 static const char *TAG = "secure_ota";
 
@@ -80,8 +87,12 @@ static esp_err_t plain_update(const secure_ota_config_t *cfg, const so_keyring_t
     int r = so_image_check_new(ring, claims, true, &ctx.check);
     ESP_RETURN_ON_ERROR(secure_ota_err_from_core(r), TAG, "image check");
     esp_decrypt_cfg_t dcfg = {
+#if CONFIG_SECURE_OTA_IMAGE_KEY_FROM_HMAC
+        .hmac_key_id = CONFIG_SECURE_OTA_IMAGE_HMAC_KEY_ID,
+#else
         .rsa_priv_key = cfg->image_key.pem,
         .rsa_priv_key_len = cfg->image_key.len,
+#endif
     };
     ctx.dec = esp_encrypted_img_decrypt_start(&dcfg);
     ESP_GOTO_ON_FALSE(ctx.dec, ESP_ERR_NO_MEM, fail, TAG, "esp_encrypted_img_decrypt_start");

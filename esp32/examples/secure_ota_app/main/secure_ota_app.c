@@ -31,7 +31,9 @@ static const char *TAG = "secure_ota_app";
 
 EMBEDDED(ca_cert_pem);
 EMBEDDED(manifest_encryption_key_pem);
+#if !CONFIG_SECURE_OTA_IMAGE_KEY_FROM_HMAC /* else derived from the eFuse HMAC key */
 EMBEDDED(pre_encryption_key_pem);
+#endif
 EMBEDDED(manifest_signing_pub_pem);
 EMBEDDED(freshness_pub_pem);
 EMBEDDED(secure_boot_signing_pub_pem);
@@ -50,7 +52,9 @@ static secure_ota_config_t make_config(void)
     secure_ota_config_from_kconfig(&cfg);
     cfg.ca_cert = (secure_ota_pem_t)PEM(ca_cert_pem);
     cfg.manifest_key = (secure_ota_pem_t)PEM(manifest_encryption_key_pem);
+#if !CONFIG_SECURE_OTA_IMAGE_KEY_FROM_HMAC
     cfg.image_key = (secure_ota_pem_t)PEM(pre_encryption_key_pem);
+#endif
     cfg.signing_keys = signing;
     cfg.signing_key_count = sizeof signing / sizeof signing[0];
     cfg.freshness_keys = freshness;
