@@ -44,3 +44,5 @@ MAX_HEADER_LINE: Final = 8 * 1024
 MAX_HEADERS: Final = 100
 #: largest request head in all (request line, headers, line ends); larger answers 431
 MAX_REQUEST_HEAD: Final = 64 * 1024
+#: redirects a device follows for one request (HTTPS to HTTPS only; presigned S3 downloads)
+MAX_REDIRECTS: Final = 5

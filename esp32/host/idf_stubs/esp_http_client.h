@@ -26,6 +26,8 @@ typedef struct {
 esp_http_client_handle_t esp_http_client_init(const esp_http_client_config_t *config);
 esp_err_t esp_http_client_set_header(esp_http_client_handle_t client, const char *key, const char *value);
 esp_err_t esp_http_client_set_timeout_ms(esp_http_client_handle_t client, int timeout_ms);
+esp_err_t esp_http_client_delete_header(esp_http_client_handle_t client, const char *key);
+esp_err_t esp_http_client_set_redirection(esp_http_client_handle_t client);
 esp_err_t esp_http_client_open(esp_http_client_handle_t client, int write_len);
 int64_t esp_http_client_fetch_headers(esp_http_client_handle_t client);
 bool esp_http_client_is_chunked_response(esp_http_client_handle_t client);

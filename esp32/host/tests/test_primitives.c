@@ -281,6 +281,23 @@ static void test_bearer_header(void)
     CHECK(so_bearer_header("abc", out, 11) == SO_OK && !strcmp(out, "Bearer abc"), "exact fit");
 }
 
+static void test_redirects(void)
+{
+    const char *ok[] = {"https://cdn.example.com/x?sig=1", "HTTPS://s3.local:9000/b/k", "/api/v1/x",
+                        "https://127.0.0.1:8443"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        CHECK(so_redirect_ok(ok[i]) == SO_OK, "redirect %s", ok[i]);
+    }
+    const char *refused[] = {"http://cdn.example.com/x", "ftp://x/y", "//evil.example/x", "",
+                             "https://user:pw@cdn.example.com/x", "https://@x/", "https:///x",
+                             "https://x/a b", "https://x/\x01", "javascript:alert(1)", "x/y",
+                             "https:\\\\x\\y"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        CHECK(so_redirect_ok(refused[i]) == SO_REASON_REDIRECT_REFUSED, "redirect %s", refused[i]);
+    }
+    CHECK(so_redirect_ok(NULL) == SO_REASON_REDIRECT_REFUSED, "NULL");
+}
+
 static void test_gcm(void)
 {
     srand(7);
@@ -371,6 +388,7 @@ int main(void)
     test_decide_unchanged();
     test_answer_headers();
     test_bearer_header();
+    test_redirects();
     test_gcm();
     test_aes_kw();
     return test_summary("test_primitives");

@@ -73,6 +73,12 @@ state_option = click.option(
     "endpoints need one (device_auth = device-type-token or device-token); it is stored in "
     "the device's state, as an ESP32 keeps it in NVS."
 )
+@click.option(
+    "--insecure-plain-http-for-tests",
+    is_flag=True,
+    help="TESTS ONLY: accept an http:// --server (no TLS: anyone on the path reads the token "
+    "and answers for the server). Without it, http:// is refused.",
+)
 @click.option("--force", is_flag=True, help="Replace an existing device in --state.")
 def init(
     state: Path,
@@ -87,6 +93,7 @@ def init(
     slot_size: int,
     no_freshness: bool,
     token_env: str | None,
+    insecure_plain_http_for_tests: bool,
     force: bool,
 ) -> None:
     """Provision a device: keys, CA and the factory image as release SEQ."""
@@ -108,8 +115,11 @@ def init(
             require_freshness=not no_freshness,
             force=force,
             token=token_from_env(token_env),
+            insecure_plain_http_for_tests=insecure_plain_http_for_tests,
         )
     )
+    if insecure_plain_http_for_tests and server.lower().startswith("http://"):
+        click.echo("warning: this device talks plain HTTP to its server (TESTS ONLY)", err=True)
     click.echo(
         f"device {device_type} ({chip}) provisioned in {state}: factory release "
         f"{device_type}/{seq}, "

@@ -34,7 +34,7 @@ from secure_fota.keys.directory import (
 from secure_fota.limits import MAX_IMAGE_SIZE
 from secure_fota.tls_client import client_context
 
-__all__ = ["Provisioning", "provision"]
+__all__ = ["Provisioning", "check_server_url", "provision"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +53,30 @@ class Provisioning:
     force: bool = False
     #: the bearer token for a server with device_auth (stored like the ESP32's NVS key)
     token: str | None = None
+    #: accept a plain ``http://`` server (tests only: no TLS, no server authentication)
+    insecure_plain_http_for_tests: bool = False
+
+
+def check_server_url(server: str, *, plain_http: bool = False) -> str:
+    """``server`` if it is an ``https://`` URL (``http://`` only with ``plain_http``, for
+    tests); else :class:`InputError` naming ``--server``."""
+    scheme, sep, rest = server.partition("://")
+    scheme = scheme.lower()
+    if not sep or not rest or scheme not in ("https", "http"):
+        raise InputError("--server", f"{server!r} is not an https:// URL")
+    if scheme == "http" and not plain_http:
+        raise InputError(
+            "--server",
+            f"{server!r} is plain HTTP: the device's token and polls would travel unprotected "
+            "and any host on the path could answer for the server; use https:// "
+            "(--insecure-plain-http-for-tests exists for test rigs only)",
+        )
+    return server
 
 
 def provision(request: Provisioning) -> DeviceConfig:
     """Create the device's state directory; refuse to overwrite one unless ``force``."""
+    check_server_url(request.server, plain_http=request.insecure_plain_http_for_tests)
     check_name("--device-type", request.device_type)
     seq = check_seq("--seq", request.seq)
     chip_id = chip_id_for(request.chip)

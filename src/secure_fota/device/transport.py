@@ -26,7 +26,7 @@ import httpcore
 import httpx
 
 from secure_fota.errors import ReleaseRejected, TransportError
-from secure_fota.limits import MAX_MANIFEST_SIZE
+from secure_fota.limits import MAX_MANIFEST_SIZE, MAX_REDIRECTS
 from secure_fota.reasons import Reason
 from secure_fota.tls_client import client_context, connect_failure
 from secure_fota.wire import (
@@ -45,6 +45,11 @@ _CHUNK: Final = 16 * 1024
 #: the slowest average rate a transfer may have (bytes/s) on top of one timeout of slack
 MIN_RATE: Final = 1024
 _PAST_DEADLINE: Final = "the request's deadline has passed"
+#: answers that name another URL for the same bytes
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+#: request headers that never follow a redirect to another origin
+_CREDENTIALS: Final = ("authorization", "proxy-authorization", "cookie")
+
 #: what every request asks for: the bytes as stored, never a compressed form
 _REQUEST_HEADERS: Final = {"Accept-Encoding": "identity"}
 #: a decimal number in a header (ASCII digits only: "\u0663" is a digit to str.isdigit)
@@ -257,7 +262,7 @@ class ServerClient:
         with (
             _mapped(what, self.base_url),
             self._bounded(deadline),
-            self._client.stream("GET", url, params=params, headers=headers) as response,
+            self._get(url, params=params, headers=headers, what=what) as response,
         ):
             freshness = response.headers.get(FRESHNESS_HEADER)
             if response.status_code == 404:
@@ -296,6 +301,63 @@ class ServerClient:
                 freshness=freshness,
                 release_id=release,
             )
+
+    @contextlib.contextmanager
+    def _get(
+        self,
+        url: str,
+        *,
+        params: dict[str, str] | None,
+        headers: dict[str, str],
+        what: str,
+    ) -> Iterator[httpx.Response]:
+        """GET ``url``, following at most :data:`MAX_REDIRECTS` redirects from HTTPS to HTTPS
+        (a presigned S3 download, a CDN): never to plain HTTP, never to a URL with
+        credentials, and never with the device's ``Authorization`` (or cookies) to another
+        origin. Whatever the server redirects to is still verified end to end (the digests and
+        signatures judge the bytes, not where they came from)."""
+        request = self._client.build_request("GET", url, params=params, headers=headers)
+        origin = request.url.scheme, request.url.host, request.url.port
+        left_origin = False
+        for hop in range(MAX_REDIRECTS + 1):
+            response = self._client.send(request, stream=True, follow_redirects=False)
+            if response.status_code not in _REDIRECTS:
+                try:
+                    yield response
+                finally:
+                    response.close()
+                return
+            location = response.headers.get("location")
+            response.close()
+            if hop == MAX_REDIRECTS:
+                raise TransportError(
+                    f"{what}: more than {MAX_REDIRECTS} redirects", reason=Reason.REDIRECT_REFUSED
+                )
+            if not location:
+                raise TransportError(
+                    f"{what}: HTTP {response.status_code} without Location",
+                    reason=Reason.BAD_HEADER,
+                )
+            try:
+                target = request.url.join(location)
+            except httpx.InvalidURL:
+                raise TransportError(
+                    f"{what}: unreadable redirect Location", reason=Reason.BAD_HEADER
+                ) from None
+            if request.url.scheme != "https" or target.scheme != "https" or target.userinfo:
+                raise TransportError(
+                    f"{what}: refusing a redirect from {request.url.scheme} to "
+                    f"{target.copy_with(userinfo=None, query=None)} (HTTPS to HTTPS only, "
+                    "no credentials in the URL)",
+                    reason=Reason.REDIRECT_REFUSED,
+                )
+            nxt = self._client.build_request("GET", target, headers=headers)
+            left_origin = left_origin or (target.scheme, target.host, target.port) != origin
+            if left_origin:  # the device's token stays with its own server
+                for name in _CREDENTIALS:
+                    nxt.headers.pop(name, None)
+            request = nxt
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @contextlib.contextmanager
     def _bounded(self, deadline: float) -> Iterator[None]:
@@ -373,7 +435,7 @@ class ServerClient:
         with (
             _mapped("download", self.base_url),
             self._bounded(deadline),
-            self._client.stream("GET", url, headers=headers) as response,
+            self._get(url, params=None, headers=headers, what="download") as response,
         ):
             if offset and response.status_code in (200, 416):
                 raise _Restart

@@ -63,6 +63,8 @@ static esp_err_t on_event(esp_http_client_event_t *evt)
         copy_header(h->release, sizeof h->release, evt->header_value, NULL);
     } else if (!strcasecmp(evt->header_key, "X-Fota-Freshness")) {
         copy_header(h->freshness, sizeof h->freshness, evt->header_value, &h->freshness_truncated);
+    } else if (!strcasecmp(evt->header_key, "Location")) {
+        copy_header(h->location, sizeof h->location, evt->header_value, &h->location_truncated);
     } else if (!strcasecmp(evt->header_key, "Content-Encoding")) {
         copy_header(h->content_encoding, sizeof h->content_encoding, evt->header_value,
                     &h->content_encoding_truncated);
@@ -148,11 +150,35 @@ esp_err_t secure_ota_http_get(const secure_ota_config_t *cfg, const secure_ota_r
         ESP_GOTO_ON_ERROR(esp_http_client_set_header(client, "If-None-Match", tag), done, TAG,
                           "If-None-Match header");
     }
-    ESP_GOTO_ON_ERROR(esp_http_client_open(client, 0), done, TAG, "connect to %s", req->url);
-    int64_t length = esp_http_client_fetch_headers(client);
-    ESP_GOTO_ON_FALSE(esp_timer_get_time() < deadline, ESP_ERR_TIMEOUT, done, TAG,
-                      "response head too slow: past the request's deadline");
-    *status = esp_http_client_get_status_code(client);
+    int64_t length = 0;
+    /* Redirects (a presigned S3 download, a CDN) are followed here, not by esp_http_client
+     * (disable_auto_redirect): at most SO_MAX_REDIRECTS, to https:// URLs without credentials
+     * or to a path on the same server (so_redirect_ok), within the same deadline. The device's
+     * token never follows a redirect to an absolute URL (another origin, as a presigned S3 URL
+     * is): Authorization is deleted first. What arrives is verified as ever. */
+    for (unsigned hops = 0;; hops++) {
+        ESP_GOTO_ON_ERROR(esp_http_client_open(client, 0), done, TAG, "connect to %s", req->url);
+        length = esp_http_client_fetch_headers(client);
+        ESP_GOTO_ON_FALSE(esp_timer_get_time() < deadline, ESP_ERR_TIMEOUT, done, TAG,
+                          "response head too slow: past the request's deadline");
+        *status = esp_http_client_get_status_code(client);
+        if (*status != 301 && *status != 302 && *status != 303 && *status != 307 &&
+            *status != 308) {
+            break;
+        }
+        ESP_GOTO_ON_FALSE(hops < SO_MAX_REDIRECTS && !headers->location_truncated &&
+                              so_redirect_ok(headers->location) == SO_OK,
+                          SECURE_OTA_ERR_REDIRECT_REFUSED, done, TAG,
+                          "refusing redirect %u to %s", hops + 1, headers->location);
+        if (auth[0] && headers->location[0] != '/') {
+            ESP_GOTO_ON_ERROR(esp_http_client_delete_header(client, "Authorization"), done, TAG,
+                              "Authorization header");
+            auth[0] = '\0';
+        }
+        ESP_GOTO_ON_ERROR(esp_http_client_set_redirection(client), done, TAG, "redirect");
+        esp_http_client_close(client);
+        memset(headers, 0, sizeof *headers); /* the next answer's headers only */
+    }
     if (*status != 200 && *status != 206) {
         goto done; /* 304, 404 ... : the caller decides; no body is read */
     }

@@ -29,6 +29,8 @@ typedef struct {
     char content_range[64];
     char content_encoding[32]; /* Content-Encoding (refused unless identity) */
     bool content_encoding_truncated;
+    char location[SECURE_OTA_URL_MAX]; /* Location of a redirect */
+    bool location_truncated;
 } secure_ota_headers_t;
 
 /** The Authorization header value for cfg->device_token into `out` (SO_AUTH_HEADER_MAX bytes):

@@ -468,6 +468,17 @@ int so_header_identity(const char *value);
  */
 int so_bearer_header(const char *token, char *out, size_t cap);
 
+/** Most redirects a device follows for one request (limits.py MAX_REDIRECTS). */
+#define SO_MAX_REDIRECTS 5u
+
+/**
+ * A redirect's Location: SO_OK for an absolute "https://" URL without credentials
+ * (user:password@) or a path on the same server ("/..." but not "//..."); else
+ * SO_REASON_REDIRECT_REFUSED (plain HTTP, another scheme, credentials, empty, control
+ * characters or spaces).
+ */
+int so_redirect_ok(const char *location);
+
 /* ---- helpers --------------------------------------------------------------------------- */
 
 /** Lowercase hex SHA-256 of `data`. */

@@ -149,6 +149,37 @@ int so_bearer_header(const char *token, char *out, size_t cap)
     return SO_OK;
 }
 
+int so_redirect_ok(const char *location)
+{
+    if (!location || !location[0]) {
+        return SO_REASON_REDIRECT_REFUSED;
+    }
+    for (const char *c = location; *c; c++) {
+        if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f || *c == '\\') {
+            return SO_REASON_REDIRECT_REFUSED;
+        }
+    }
+    if (location[0] == '/') {
+        return location[1] == '/' ? SO_REASON_REDIRECT_REFUSED : SO_OK;
+    }
+    static const char https[] = "https://";
+    for (size_t i = 0; i < sizeof https - 1; i++) {
+        char c = location[i];
+        if (c >= 'A' && c <= 'Z') {
+            c = (char)(c - 'A' + 'a');
+        }
+        if (c != https[i]) {
+            return SO_REASON_REDIRECT_REFUSED;
+        }
+    }
+    const char *authority = location + sizeof https - 1;
+    size_t end = strcspn(authority, "/?#");
+    if (end == 0 || memchr(authority, '@', end)) {
+        return SO_REASON_REDIRECT_REFUSED;
+    }
+    return SO_OK;
+}
+
 const char *so_secure_boot_name(so_secure_boot_t scheme)
 {
     switch (scheme) {
