@@ -25,8 +25,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
+	@echo "installing secure-fota and its test extras into $(VENV) (the first time takes a few minutes)"
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --progress-bar on -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -62,7 +63,10 @@ tour: $(STAMP)
 
 # ---- ESP32 C core on the host (esp32/host): cmake + ctest, libFuzzer ----------------------
 HOST_BUILD   := build/esp32-host
-HOST_CC      := $(shell command -v clang 2>/dev/null || command -v cc 2>/dev/null)
+# clang (libFuzzer), else the newest versioned clang-NN on PATH (Debian/Ubuntu), else cc
+HOST_CC      := $(firstword $(shell command -v clang 2>/dev/null) \
+                  $(shell compgen -c clang- 2>/dev/null | grep -E '^clang-[0-9]+$$' | sort -t- -k2 -n | tail -1) \
+                  $(shell command -v cc 2>/dev/null))
 HOST_MISSING := $(strip $(if $(shell command -v cmake 2>/dev/null),,cmake) \
                   $(if $(HOST_CC),,a-C-compiler) \
                   $(if $(wildcard /usr/include/mbedtls/version.h),,libmbedtls-dev) \
