@@ -81,7 +81,7 @@ def start_bare(
     argv = [
         str(common.BIN / "granian"), "--interface", "asgi", "--http", "1", "--no-ws",
         "--workers", "1", "--host", "127.0.0.1", "--port", str(port),
-        "--app-dir", str(Path(__file__).resolve().parent), "--log-level", "warning",
+        "--working-dir", str(Path(__file__).resolve().parent), "--log-level", "warning",
     ]  # fmt: skip
     if tls:
         argv += ["--ssl-certificate", str(fx.tls / "server.pem")]
@@ -89,7 +89,7 @@ def start_bare(
     process = common.start(
         [*argv, "bare_app:app"],
         log_file=common.WORK / "logs" / f"bare-{'tls' if tls else 'plain'}.log",
-        env={"BARE_MANIFEST": str(manifest)},
+        env={"BARE_MANIFEST": str(manifest), "PYTHONPATH": str(Path(__file__).resolve().parent)},
     )
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     if tls:
@@ -137,7 +137,7 @@ def py_spy(pid: int, url: str, kind: str, args: argparse.Namespace) -> dict[str,
             "--nonblocking",
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=(common.WORK / "logs" / f"py-spy-{kind}.log").open("w"),
     )  # fmt: skip
     time.sleep(0.3)
     script = (RANGE16_LUA, [str(args.image_size), str(16 * 1024)]) if kind == "range16" else None
@@ -213,7 +213,9 @@ def main() -> None:
                 )
         results["runs"] = runs
         if not args.no_py_spy and shutil.which(str(common.BIN / "py-spy")):
-            worker = [p for p in server.pids() if p != server.process.pid]
+            # the busiest process of the tree is the worker (not the supervisor, not
+            # multiprocessing's resource tracker)
+            worker = sorted(server.pids(), key=lambda pid: common.cpu_seconds([pid]))
             spied = {}
             for kind, url in (("poll-200", server.url + POLL_PATH), ("range16", server.url + BINARY_PATH)):
                 spied[kind] = py_spy(worker[-1], url, kind, args)

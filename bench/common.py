@@ -258,10 +258,12 @@ def start_server(
     return Server(process=process, url=server.url, port=server.port, data=data)
 
 
-def upload(fx: Fixtures, url: str, manifest: Path, seq: int = 1) -> None:
+def upload(fx: Fixtures, url: str, manifest: Path, seq: int = 1, *, new_type: bool = True) -> None:
+    """``fota author upload`` of ``manifest``'s release (``new_type``: the first of its type)."""
     fota(
         "author", "upload", str(manifest.parent), "--seq", str(seq), "--device-type", DEVICE_TYPE,
         "--name", "app", "--server", url, "--user", USER, "--ca", str(fx.ca),
+        *(["--new-device-type"] if new_type else []),
         env={"FOTA_UPLOAD_PASSWORD": PASSWORD},
     )  # fmt: skip
 
