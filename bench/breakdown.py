@@ -35,24 +35,40 @@ from server import BINARY_PATH, NONCE, POLL_PATH, RANGE16_LUA, wrk
 
 from secure_fota.devtools.harness import free_port
 
-#: py-spy frames -> group (first match from the innermost frame outwards)
+#: py-spy frames of our app -> group (first match from the innermost frame outwards)
 GROUPS = [
-    ("freshness", "signing the freshness statement"),
-    ("prometheus_client", "metrics (counter and histogram)"),
-    ("metrics.py", "metrics (counter and histogram)"),
-    ("cache.py", "cache lookup (newest / release / image, generation check)"),
-    ("generation.py", "cache lookup (newest / release / image, generation check)"),
-    ("fastpath_binary.py", "fast path: parse, plan, headers, slice"),
-    ("fastpath.py", "fast path: parse, plan, headers, slice"),
-    ("delivery.py", "fast path: parse, plan, headers, slice"),
-    ("ranges.py", "fast path: parse, plan, headers, slice"),
-    ("head_limits.py", "request-head limits middleware"),
-    ("proxy_headers", "forwarded-headers middleware"),
-    ("app.py", "dispatch (app.__call__)"),
-    ("starlette", "FastAPI/Starlette (routes)"),
-    ("fastapi", "FastAPI/Starlette (routes)"),
-    ("asyncio", "event loop (asyncio)"),
+    ("freshness", "app: signing the freshness statement"),
+    ("prometheus_client", "app: metrics (counter and histogram)"),
+    ("metrics.py", "app: metrics (counter and histogram)"),
+    ("cache.py", "app: cache lookups (newest, release, image; generation check)"),
+    ("generation.py", "app: cache lookups (newest, release, image; generation check)"),
+    ("fastpath_binary.py", "app: fast path (parse, plan, headers, slice)"),
+    ("fastpath.py", "app: fast path (parse, plan, headers, slice)"),
+    ("delivery.py", "app: fast path (parse, plan, headers, slice)"),
+    ("ranges.py", "app: fast path (parse, plan, headers, slice)"),
+    ("head_limits.py", "app: request-head limits middleware"),
+    ("proxy_headers", "app: forwarded-headers middleware"),
+    ("starlette", "app: FastAPI/Starlette"),
+    ("fastapi", "app: FastAPI/Starlette"),
 ]
+
+
+def group_of(stack: str) -> str:
+    """What one py-spy sample (its frames, outermost first) was doing."""
+    if not stack.strip():
+        return "no Python frame (native code holding the thread)"
+    frames = stack.split(";")
+    if any("secure_fota/" in frame or "proxy_headers" in frame for frame in frames):
+        for frame in reversed(frames):
+            group = next((name for key, name in GROUPS if key in frame), None)
+            if group is not None:
+                return group
+        return "app: dispatch and the rest of our code"
+    if any("aiosqlite" in frame for frame in frames):
+        return "aiosqlite's connection thread (waiting)"
+    if any("granian/" in frame for frame in frames):
+        return "granian: Rust HTTP/1.1, TLS, ASGI bridge and event loop (no app frame)"
+    return "other Python"
 
 
 def start_plain_fota(fx: common.Fixtures, data: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -149,15 +165,8 @@ def py_spy(pid: int, url: str, kind: str, args: argparse.Namespace) -> dict[str,
         stack, _, number = line.rpartition(" ")
         if not number.isdigit():
             continue
-        frames = stack.split(";")
         total += int(number)
-        for frame in reversed(frames):
-            group = next((name for key, name in GROUPS if key in frame), None)
-            if group is not None:
-                counts[group] += int(number)
-                break
-        else:
-            counts["other Python (granian's bridge, imports)"] += int(number)
+        counts[group_of(stack)] += int(number)
     seconds = total / 250
     return {
         "rps": rps,
