@@ -46,3 +46,15 @@ MAX_HEADERS: Final = 100
 MAX_REQUEST_HEAD: Final = 64 * 1024
 #: redirects a device follows for one request (HTTPS to HTTPS only; presigned S3 downloads)
 MAX_REDIRECTS: Final = 5
+
+# -- fleet operations ------------------------------------------------------------------------
+#: largest signed device report the server reads (ours are about 600 bytes)
+MAX_REPORT_SIZE: Final = 4 * 1024
+#: longest free-text ``detail`` a device report carries
+MAX_REPORT_DETAIL: Final = 200
+#: a report's monotonic counter stays within JSON's exact integers
+MAX_REPORT_COUNTER: Final = 2**53 - 1
+#: most stages a rollout may have
+MAX_ROLLOUT_STAGES: Final = 10
+#: most rows one page of a listing (devices, audit events) returns
+MAX_PAGE_SIZE: Final = 500

@@ -21,6 +21,10 @@ from secure_fota.errors import FotaError, InputError
 
 __all__ = [
     "API_V1",
+    "AUDIT",
+    "DEVICE",
+    "DEVICES",
+    "DEVICE_ID",
     "DEVICE_TYPE",
     "DEVICE_TYPES",
     "DEVICE_TYPE_PATH",
@@ -29,6 +33,7 @@ __all__ = [
     "FRESHNESS_HEADER",
     "FW_NAME",
     "HEALTH",
+    "HOLD",
     "ID",
     "MANIFEST_FILE",
     "METRICS",
@@ -44,6 +49,11 @@ __all__ = [
     "RELEASE_MANIFEST",
     "RELEASE_UNYANK",
     "RELEASE_YANK",
+    "REPORTS",
+    "REPORT_CONTENT_TYPE",
+    "ROLLOUT",
+    "ROLLOUTS",
+    "ROLLOUT_ACTION",
     "SERVICE_UPLOAD",
     "TYPE_NEWEST_BINARY",
     "TYPE_NEWEST_MANIFEST",
@@ -62,6 +72,7 @@ __all__ = [
     "newest_manifest_url",
     "poll_query",
     "release_binary_url",
+    "reports_url",
     "upload_fields",
     "upload_url",
 ]
@@ -87,6 +98,18 @@ RELEASE_YANK: Final = RELEASE + "/yank"
 RELEASE_UNYANK: Final = RELEASE + "/unyank"
 TYPE_NEWEST_MANIFEST: Final = "/device-types/{device_type}/newest/manifest"
 TYPE_NEWEST_BINARY: Final = "/device-types/{device_type}/newest/binary"
+#: signed device reports (docs/formats.md §8), POSTed as the JWS compact text
+REPORTS: Final = "/reports"
+REPORT_CONTENT_TYPE: Final = "application/jose"
+#: the inventory
+DEVICES: Final = "/devices"
+DEVICE: Final = DEVICES + "/{device_id}"
+#: staged rollouts; ``{action}`` is pause, resume or abort
+ROLLOUTS: Final = "/rollouts"
+ROLLOUT: Final = ROLLOUTS + "/{rollout_id}"
+ROLLOUT_ACTION: Final = ROLLOUT + "/{action}"
+#: the audit log
+AUDIT: Final = "/audit"
 
 # -- operations ------------------------------------------------------------------------------
 HEALTH: Final = "/healthz"
@@ -104,6 +127,10 @@ ID: Final = "id"
 DEVICE_TYPE: Final = "deviceType"
 FW_NAME: Final = "fwName"
 NONCE: Final = "nonce"
+#: an upload's query flag (``hold=1``): the release reaches devices only through a rollout
+HOLD: Final = "hold"
+#: a device's id on its poll: the server decides per device whether a rollout offers it
+DEVICE_ID: Final = "deviceId"
 MANIFEST_FILE: Final = "manifestFile"
 FIRMWARE_FILE: Final = "firmwareFile"
 #: the text fields of an upload (form fields, or the query string as Spring's @RequestParam)
@@ -168,12 +195,22 @@ def newest_manifest_url(base: str) -> str:
     return _root(base) + NEWEST_MANIFEST
 
 
-def poll_query(device_type: str, nonce: str | None = None) -> dict[str, str]:
-    """The device poll's query parameters (a nonce asks for a freshness statement)."""
+def poll_query(
+    device_type: str, nonce: str | None = None, device_id: str | None = None
+) -> dict[str, str]:
+    """The device poll's query parameters (a nonce asks for a freshness statement; a device
+    id lets a rollout offer its release to this device)."""
     query = {DEVICE_TYPE: device_type}
     if nonce:
         query[NONCE] = nonce
+    if device_id:
+        query[DEVICE_ID] = device_id
     return query
+
+
+def reports_url(base: str) -> str:
+    """Where a device POSTs its signed reports."""
+    return _root(base) + API_V1 + REPORTS
 
 
 def release_binary_url(base: str, device_type: str, seq: int) -> str:

@@ -28,6 +28,7 @@ from secure_fota.loopback import is_loopback
 from secure_fota.tls_client import client_context, connect_failure
 from secure_fota.wire import (
     FIRMWARE_FILE,
+    HOLD,
     MANIFEST_FILE,
     device_type_url,
     upload_fields,
@@ -145,8 +146,10 @@ def upload_release(
     device_type: str,
     progress: Callable[[int], None] | None = None,
     allow_new_device_type: bool = True,
+    hold: bool = False,
 ) -> str:
-    """Upload ``OUTDIR/NAME-N.manifest`` and ``.bin``; return the server's answer.
+    """Upload ``OUTDIR/NAME-N.manifest`` and ``.bin``; return the server's answer. A held
+    release (``hold``) reaches devices only through a rollout.
 
     Unless ``allow_new_device_type``, the server is asked first whether it knows
     ``device_type`` (``GET /api/v1/device-types/{type}``), and a type it has never seen is
@@ -178,6 +181,7 @@ def upload_release(
                 _require_known_type(client, target, base, device_type)
             response = client.post(
                 upload_url(base),
+                params={HOLD: "1"} if hold else None,
                 headers=target.credentials.headers(),
                 data=upload_fields(seq, device_type, fw_name),
                 files={

@@ -297,6 +297,13 @@ def _target(
     )
 
 
+hold_option = click.option(
+    "--hold",
+    is_flag=True,
+    help="Hold the release: devices get it only through a rollout (`fota rollout create`).",
+)
+
+
 def _upload(
     target: UploadTarget,
     out_dir: Path,
@@ -305,6 +312,7 @@ def _upload(
     device_type: str,
     *,
     new_device_type: bool,
+    hold: bool = False,
 ) -> str:
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
@@ -330,6 +338,7 @@ def _upload(
             device_type=device_type,
             progress=lambda n: bar.advance(task, n),
             allow_new_device_type=new_device_type,
+            hold=hold,
         )
 
 
@@ -344,6 +353,7 @@ def _upload(
     help="Firmware name (files NAME-SEQ.manifest / NAME-SEQ.bin in OUT_DIR).",
 )
 @upload_options
+@hold_option
 def upload(
     out_dir: Path,
     seq: str,
@@ -355,6 +365,7 @@ def upload(
     ca_file: Path | None,
     new_device_type: bool,
     insecure_http: bool,
+    hold: bool,
 ) -> None:
     """Upload OUT_DIR/NAME-SEQ.manifest and .bin to the update server (POST /uploadFile)."""
     from secure_fota.formats.names import check_name, check_seq
@@ -363,13 +374,17 @@ def upload(
     check_name("--name", fw_name)
     check_name("--device-type", device_type)
     target = _target(server, user, token_env, ca_file, insecure_http)
-    answer = _upload(target, out_dir, fw_name, number, device_type, new_device_type=new_device_type)
-    click.echo(f"uploaded {device_type}/{number} ({fw_name}): server answered {answer}")
+    answer = _upload(
+        target, out_dir, fw_name, number, device_type, new_device_type=new_device_type, hold=hold
+    )
+    held = " (held for a rollout)" if hold else ""
+    click.echo(f"uploaded {device_type}/{number} ({fw_name}){held}: server answered {answer}")
 
 
 @author.command("publish")
 @release_options
 @upload_options
+@hold_option
 @json_option
 def publish(
     server: str,
@@ -378,6 +393,7 @@ def publish(
     ca_file: Path | None,
     new_device_type: bool,
     insecure_http: bool,
+    hold: bool,
     as_json: bool,
     **options: object,
 ) -> None:
@@ -393,6 +409,7 @@ def publish(
         claims.seq,
         claims.device_type,
         new_device_type=new_device_type,
+        hold=hold,
     )
     if not as_json:
         click.echo(f"uploaded: server answered {answer}")

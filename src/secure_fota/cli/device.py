@@ -79,6 +79,10 @@ state_option = click.option(
     help="TESTS ONLY: accept an http:// --server (no TLS: anyone on the path reads the token "
     "and answers for the server). Without it, http:// is refused.",
 )
+@click.option(
+    "--device-id",
+    help="The id the device reports and polls with (default: its type and 8 random hex digits).",
+)
 @click.option("--force", is_flag=True, help="Replace an existing device in --state.")
 def init(
     state: Path,
@@ -94,6 +98,7 @@ def init(
     no_freshness: bool,
     token_env: str | None,
     insecure_plain_http_for_tests: bool,
+    device_id: str | None,
     force: bool,
 ) -> None:
     """Provision a device: keys, CA and the factory image as release SEQ."""
@@ -116,13 +121,14 @@ def init(
             force=force,
             token=token_from_env(token_env),
             insecure_plain_http_for_tests=insecure_plain_http_for_tests,
+            device_id=device_id,
         )
     )
     if insecure_plain_http_for_tests and server.lower().startswith("http://"):
         click.echo("warning: this device talks plain HTTP to its server (TESTS ONLY)", err=True)
     click.echo(
-        f"device {device_type} ({chip}) provisioned in {state}: factory release "
-        f"{device_type}/{seq}, "
+        f"device {config.device_id} ({device_type}, {chip}) provisioned in {state}: "
+        f"factory release {device_type}/{seq}, "
         f"secure boot {config.secure_boot}, "
         f"freshness {'required' if config.require_freshness else 'off'}"
     )

@@ -38,6 +38,22 @@ _SUBCOMMANDS: Final = {
         "A simulated ESP32 running the secure-fota client (reference device).",
     ),
     "fleet": ("secure_fota.cli.fleet", "fleet", "Simulate a fleet of devices (load generator)."),
+    "release": (
+        "secure_fota.cli.operations",
+        "release",
+        "List, show, yank, unyank and delete releases on an update server.",
+    ),
+    "devices": (
+        "secure_fota.cli.operations",
+        "devices",
+        "The device inventory: who runs what, what it reported last.",
+    ),
+    "rollout": (
+        "secure_fota.cli.operations",
+        "rollout",
+        "Staged rollouts that stop themselves on failure.",
+    ),
+    "audit": ("secure_fota.cli.operations", "audit", "The audit log of every change."),
     "demo": ("secure_fota.cli.demo", "demo", "Run the end-to-end demo with three attacks."),
 }
 

@@ -58,6 +58,7 @@ class Role(StrEnum):
     MANIFEST_ENCRYPTION = "manifest encryption"
     PRE_ENCRYPTION = "pre-encryption"
     FRESHNESS = "freshness signing"
+    DEVICE_REPORT = "device report signing"
 
 
 def _describe(key: PrivateKey | PublicKey) -> str:
@@ -80,7 +81,7 @@ def _allowed(role: Role, key: PrivateKey | PublicKey) -> bool:
         return (is_rsa and size in (3072, 4096)) or curve == "secp256r1"
     if role is Role.PRE_ENCRYPTION:
         return (is_rsa and size == 3072) or curve == "secp256r1"
-    return curve == "secp256r1"  # Role.FRESHNESS
+    return curve == "secp256r1"  # Role.FRESHNESS, Role.DEVICE_REPORT
 
 
 _EXPECTED: Final = {
@@ -90,6 +91,7 @@ _EXPECTED: Final = {
     Role.MANIFEST_ENCRYPTION: "an RSA-3072/4096 key (RSA-4096 recommended) or an EC P-256 key",
     Role.PRE_ENCRYPTION: "an RSA-3072 key or an EC P-256 key (esp_encrypted_img's two schemes)",
     Role.FRESHNESS: "an EC P-256 key",
+    Role.DEVICE_REPORT: "an EC P-256 key",
 }
 
 

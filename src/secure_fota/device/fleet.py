@@ -1,5 +1,12 @@
 """``fota fleet simulate``: many devices polling one server from one asyncio loop.
 
+Each simulated device has an id (``PREFIX-00042``), sends it on its polls (so that a rollout
+can decide per device), and after an update reports like a real device: ``installed``, then
+``confirmed``, or, for the share of devices given failure injection, ``failed`` (the self-test
+failed), ``rolled_back`` (the bootloader rolled back), or nothing at all (silent). Reports are
+signed with a P-256 key per device (made on its first report) and carry a monotonic counter. A
+device that failed a release does not try it again.
+
 Each simulated device polls the newest manifest (with ``If-None-Match`` and, when it checks
 freshness, a nonce), and when a newer release appears downloads its binary by id and checks
 it against the manifest's ``enc_sha256``. With the fleet's device keys the manifests and
@@ -14,6 +21,8 @@ import asyncio
 import contextlib
 import hashlib
 import random
+import secrets
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,10 +30,13 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from secure_fota.crypto.keyring import DeviceKeys
+from secure_fota.crypto.report import Event, Report, ReportSigner
 from secure_fota.errors import FormatError, InputError, ReleaseRejected
 from secure_fota.formats.manifest import ManifestClaims
+from secure_fota.formats.names import check_name
 from secure_fota.keys.directory import load_device_keys
 from secure_fota.limits import MAX_MANIFEST_SIZE
 from secure_fota.loopback import is_loopback
@@ -33,14 +45,32 @@ from secure_fota.tls_client import client_context
 from secure_fota.wire import (
     FRESHNESS_HEADER,
     RELEASE_HEADER,
+    REPORT_CONTENT_TYPE,
     device_auth_headers,
     new_nonce,
     newest_manifest_url,
     poll_query,
     release_binary_url,
+    reports_url,
 )
 
-__all__ = ["FleetConfig", "FleetReport", "simulate"]
+__all__ = ["FAULTS", "FleetConfig", "FleetReport", "fault_of", "simulate"]
+
+#: what a simulated device does after installing a release (besides confirming it)
+FAULTS: Final = ("self-test", "roll-back", "silent")
+
+
+def fault_of(device_id: str, shares: tuple[float, float, float]) -> str | None:
+    """The injected fault of ``device_id`` (stable, independent of rollout buckets): the
+    first of :data:`FAULTS` whose cumulative share covers the id's hash position."""
+    digest = hashlib.sha256(b"fault:" + device_id.encode()).digest()
+    position = int.from_bytes(digest[:8], "big") / 2**64
+    edge = 0.0
+    for fault, share in zip(FAULTS, shares, strict=True):
+        edge += share
+        if position < edge:
+            return fault
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +90,14 @@ class FleetConfig:
     allow_remote: bool = False
     #: a bearer token every device sends (servers with device_auth)
     token: str | None = field(default=None, repr=False)
+    #: device ids are PREFIX-00000, PREFIX-00001, ... (default: "sim-" and a random tag)
+    device_id_prefix: str | None = None
+    #: send signed reports after each update (``fota fleet simulate`` does unless --no-reports)
+    reports: bool = False
+    #: shares of devices whose self-test fails, that roll back, that go silent
+    fail_self_test: float = 0.0
+    roll_back: float = 0.0
+    silent: float = 0.0
 
     def validated(self) -> FleetConfig:
         if not 1 <= self.devices <= 100_000:
@@ -70,7 +108,22 @@ class FleetConfig:
             raise InputError("--poll-interval", "must be 0.01..3600 seconds")
         if not is_loopback(urlsplit(self.server).hostname or "") and not self.allow_remote:
             raise InputError("--server", "the simulator targets loopback servers only")
+        for name, share in (
+            ("--fail-self-test", self.fail_self_test),
+            ("--roll-back", self.roll_back),
+            ("--silent", self.silent),
+        ):
+            if not 0 <= share <= 1:
+                raise InputError(name, "must be a share between 0% and 100%")
+        if self.fail_self_test + self.roll_back + self.silent > 1:
+            raise InputError("--fail-self-test", "the failure shares add up to more than 100%")
+        if self.device_id_prefix is not None:
+            check_name("--device-id-prefix", self.device_id_prefix + "-00000")
         return self
+
+    @property
+    def shares(self) -> tuple[float, float, float]:
+        return (self.fail_self_test, self.roll_back, self.silent)
 
 
 @dataclass(slots=True)
@@ -89,6 +142,11 @@ class FleetReport:
     #: polls retried once because the server closed an idle kept-alive connection meanwhile
     retried: int = 0
     errors: int = 0
+    #: reports the server accepted, and those it refused or that could not be sent
+    reports: int = 0
+    report_errors: int = 0
+    #: updates that ended in an injected fault, by fault
+    faults: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
     final_seqs: dict[int, int] = field(default_factory=dict)
@@ -151,10 +209,13 @@ class _Fleet:
         self.report = FleetReport(devices=config.devices)
         self.deadline = 0.0
         self.base = config.server.rstrip("/")
+        self.prefix = config.device_id_prefix or f"sim-{secrets.token_hex(3)}"
+        self.stop: threading.Event | None = None
 
     def _budget_left(self) -> bool:
         return (
             time.monotonic() < self.deadline
+            and not (self.stop is not None and self.stop.is_set())
             and self.report.polls + self.report.updates < self.config.max_requests
         )
 
@@ -190,12 +251,73 @@ class _Fleet:
             return False
         return True
 
+    async def _report(
+        self, state: dict[str, Any], event: Event, *, release: int, detail: str = ""
+    ) -> None:
+        if not self.config.reports:
+            return
+        signer: ReportSigner | None = state.get("signer")
+        if signer is None:
+            signer = state["signer"] = ReportSigner(ec.generate_private_key(ec.SECP256R1()))
+        state["counter"] = state.get("counter", 0) + 1
+        token = signer.sign(
+            Report(
+                device_id=state["id"],
+                device_type=self.config.device_type,
+                event=event,
+                reason=None,
+                detail=detail,
+                seq=state["seq"],
+                secure_version=0,
+                version=f"sim-{state['seq']}",
+                release=release,
+                counter=state["counter"],
+                pub=signer.pub,
+            )
+        )
+        client: httpx.AsyncClient = state["client"]
+        try:
+            response = await client.post(
+                reports_url(self.base),
+                content=token.encode(),
+                headers={"content-type": REPORT_CONTENT_TYPE},
+            )
+        except httpx.HTTPError as exc:
+            self.report.report_errors += 1
+            self._error(f"report: {type(exc).__name__}: {exc}")
+            return
+        if response.status_code == 200:
+            self.report.reports += 1
+        else:
+            self.report.report_errors += 1
+            self._error(f"report: HTTP {response.status_code} {response.text[:100]}")
+
+    async def _install(self, state: dict[str, Any], seq: int) -> None:
+        """After a verified download: report, then confirm or fail as injected."""
+        await self._report(state, Event.INSTALLED, release=seq)
+        fault = state["fault"]
+        if fault is None:
+            state["seq"] = seq
+            self.report.updates += 1
+            await self._report(state, Event.CONFIRMED, release=seq)
+            return
+        state["failed"] = seq  # a device does not retry a release that failed on it
+        self.report.faults[fault] = self.report.faults.get(fault, 0) + 1
+        if fault == "self-test":
+            await self._report(state, Event.FAILED, release=seq, detail="self-test failed")
+        elif fault == "roll-back":
+            await self._report(
+                state, Event.ROLLED_BACK, release=seq, detail="the new image did not boot"
+            )
+        else:
+            state["silent"] = True  # never heard of again
+
     async def _poll(self, state: dict[str, Any]) -> None:
         verify = self.verifier.keys is not None
         nonce = (
             new_nonce() if verify and self.verifier.keys and self.verifier.keys.freshness else None
         )
-        params = poll_query(self.config.device_type, nonce)
+        params = poll_query(self.config.device_type, nonce, state["id"])
         headers = {"If-None-Match": f'"{state["etag"]}"'} if state.get("etag") else {}
         started = time.perf_counter()
         client: httpx.AsyncClient = state["client"]
@@ -252,18 +374,24 @@ class _Fleet:
                 return
             state["release"] = release
             seq = int(release)
-        if seq > state["seq"] and await self._download(client, seq, claims):
-            state["seq"] = seq
-            self.report.updates += 1
+        if (
+            seq > state["seq"]
+            and seq != state.get("failed")
+            and await self._download(client, seq, claims)
+        ):
+            await self._install(state, seq)
 
     async def device(self, index: int) -> None:
+        device_id = f"{self.prefix}-{index:05d}"
         state: dict[str, Any] = {
+            "id": device_id,
             "seq": self.config.installed_seq,
             "client": self.clients[index // DEVICES_PER_CLIENT],
+            "fault": fault_of(device_id, self.config.shares),
         }
         interval = self.config.poll_interval
         await asyncio.sleep(random.uniform(0, interval))  # noqa: S311 -- spreading load, not security
-        while self._budget_left():
+        while self._budget_left() and not state.get("silent"):
             started = time.monotonic()
             try:
                 await self._poll(state)
@@ -275,8 +403,9 @@ class _Fleet:
         self.report.final_seqs[index] = state["seq"]
 
 
-async def simulate(config: FleetConfig) -> FleetReport:
-    """Run the fleet until the duration or request budget is spent; return the report."""
+async def simulate(config: FleetConfig, *, stop: threading.Event | None = None) -> FleetReport:
+    """Run the fleet until the duration or request budget is spent (or ``stop`` is set, from
+    another thread); return the report."""
     config = config.validated()
     keys = load_device_keys(config.keys_dir) if config.keys_dir else None
     context = client_context(config.ca_file)
@@ -299,6 +428,7 @@ async def simulate(config: FleetConfig) -> FleetReport:
             for _ in range(shards)
         ]
         fleet = _Fleet(config, clients, _Verifier(keys))
+        fleet.stop = stop
         started = time.monotonic()
         fleet.deadline = started + config.duration
         await asyncio.gather(*(fleet.device(i) for i in range(config.devices)))

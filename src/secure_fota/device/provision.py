@@ -8,11 +8,13 @@ would; the private key is not stored on the device.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from secure_fota.crypto.keys import Role, secure_boot_scheme_of
+from secure_fota.atomic_file import write_atomic
+from secure_fota.crypto.keys import Role, generate_private_key, private_pem, secure_boot_scheme_of
 from secure_fota.crypto.secure_boot import sign_image, verify_image
 from secure_fota.device.flash import Flash
 from secure_fota.device.state import DeviceConfig, Nvs, StateDir
@@ -55,6 +57,8 @@ class Provisioning:
     token: str | None = None
     #: accept a plain ``http://`` server (tests only: no TLS, no server authentication)
     insecure_plain_http_for_tests: bool = False
+    #: the device's id (default: the device type and 8 random hex digits)
+    device_id: str | None = None
 
 
 def check_server_url(server: str, *, plain_http: bool = False) -> str:
@@ -78,6 +82,9 @@ def provision(request: Provisioning) -> DeviceConfig:
     """Create the device's state directory; refuse to overwrite one unless ``force``."""
     check_server_url(request.server, plain_http=request.insecure_plain_http_for_tests)
     check_name("--device-type", request.device_type)
+    device_id = check_name(
+        "--device-id", request.device_id or f"{request.device_type[:55]}-{secrets.token_hex(4)}"
+    )
     seq = check_seq("--seq", request.seq)
     chip_id = chip_id_for(request.chip)
     state = StateDir(request.state)
@@ -120,7 +127,11 @@ def provision(request: Provisioning) -> DeviceConfig:
         secure_boot=scheme,
         slot_size=request.slot_size,
         require_freshness=request.require_freshness and bool(keys.freshness),
+        device_id=device_id,
     )
+    # the device's own report key: generated here, never leaves the device (its public half
+    # reaches the server with the first report, or an operator registers it beforehand)
+    write_atomic(state.report_key, private_pem(generate_private_key("ecdsa256")), mode=0o600)
     state.save_config(config)
     if request.token:
         state.save_token(request.token)

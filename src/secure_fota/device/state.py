@@ -37,6 +37,8 @@ class DeviceConfig:
     slot_size: int
     require_freshness: bool = True
     timeout: float = 10.0
+    #: the id the device reports and polls with (None: a device provisioned before reports)
+    device_id: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DeviceConfig:
@@ -49,6 +51,7 @@ class DeviceConfig:
                 slot_size=int(data["slot_size"]),
                 require_freshness=bool(data.get("require_freshness", True)),
                 timeout=float(data.get("timeout", 10.0)),
+                device_id=str(data["device_id"]) if data.get("device_id") else None,
             )
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise ConfigError(f"device.json is damaged ({exc})") from None
@@ -73,6 +76,10 @@ class Nvs:
     slot_seq: dict[str, int] = field(default_factory=dict)
     manifest_etag: str | None = None
     download: Download | None = None
+    #: the last report counter used (monotonic: the server refuses one it has seen)
+    report_counter: int = 0
+    #: signed reports not yet delivered, oldest first (sent before any new one)
+    pending_reports: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Nvs:
@@ -81,6 +88,8 @@ class Nvs:
             slot_seq={str(k): int(v) for k, v in data.get("slot_seq", {}).items()},
             manifest_etag=data.get("manifest_etag"),
             download=Download(**download) if download else None,
+            report_counter=int(data.get("report_counter", 0)),
+            pending_reports=[str(r) for r in data.get("pending_reports", [])],
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,6 +97,8 @@ class Nvs:
             "slot_seq": self.slot_seq,
             "manifest_etag": self.manifest_etag,
             "download": asdict(self.download) if self.download else None,
+            "report_counter": self.report_counter,
+            "pending_reports": self.pending_reports,
         }
 
 
@@ -116,6 +127,11 @@ class StateDir:
 
     def save_token(self, token: str) -> None:
         write_atomic(self.path / TOKEN_FILE, token.encode(), mode=0o600)
+
+    @property
+    def report_key(self) -> Path:
+        """The device's own P-256 key that signs its reports (generated at provisioning)."""
+        return self.path / "report_key.pem"
 
     @property
     def manifest_cache(self) -> Path:

@@ -32,11 +32,13 @@ from secure_fota.tls_client import client_context, connect_failure
 from secure_fota.wire import (
     FRESHNESS_HEADER,
     RELEASE_HEADER,
+    REPORT_CONTENT_TYPE,
     device_auth_headers,
     newest_binary_url,
     newest_manifest_url,
     poll_query,
     release_binary_url,
+    reports_url,
 )
 
 __all__ = ["ManifestAnswer", "ServerClient"]
@@ -249,14 +251,34 @@ class ServerClient:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    def send_report(self, token: str) -> int:
+        """POST one signed report; return the HTTP status (2xx delivered, 409 a counter the
+        server has seen); TransportError when it could not be delivered (kept for later)."""
+        with _mapped("report", self.base_url):
+            response = self._client.post(
+                reports_url(self.base_url),
+                content=token.encode("ascii"),
+                headers={"content-type": REPORT_CONTENT_TYPE},
+            )
+        if response.status_code >= 500 or response.status_code in (401, 429):
+            raise TransportError(
+                f"report answered HTTP {response.status_code}", status_code=response.status_code
+            )
+        return response.status_code
+
     def newest_manifest(
-        self, device_type: str, *, nonce: str | None, etag: str | None
+        self,
+        device_type: str,
+        *,
+        nonce: str | None,
+        etag: str | None,
+        device_id: str | None = None,
     ) -> ManifestAnswer:
         """Poll the newest manifest: ``new`` (200, body read), ``unchanged`` (304, only when
         ``etag`` was sent) or ``none`` (404); anything else is a :class:`TransportError`."""
         headers = {"If-None-Match": f'"{etag}"'} if etag else {}
         url = newest_manifest_url(self.base_url)
-        params = poll_query(device_type, nonce)
+        params = poll_query(device_type, nonce, device_id)
         what = "manifest poll"
         deadline = self._deadline(MAX_MANIFEST_SIZE)
         with (

@@ -18,8 +18,10 @@ from typing import Any, Final
 
 from secure_fota.bounded_read import read_bounded
 from secure_fota.crypto.key_rotation import KeySet
+from secure_fota.crypto.report import Event
 from secure_fota.device.bootloader import BootResult, boot
 from secure_fota.device.flash import FACTORY, OTA_SLOTS, FaultInjector, Flash, ImageState
+from secure_fota.device.reports import Reporter
 from secure_fota.device.state import Download, StateDir
 from secure_fota.device.transport import ServerClient
 from secure_fota.errors import FotaError, ReleaseRejected, TransportError
@@ -92,6 +94,7 @@ class Device:
         self.clock = clock
         #: where the last download resumed from (0: from the start)
         self.last_resume_offset = 0
+        self.reporter = Reporter(self.state, self.config)
         self.running = self._boot()
 
     # -- power-on ---------------------------------------------------------------------
@@ -144,7 +147,9 @@ class Device:
         nvs = self.state.load_nvs()
         cache = self.state.manifest_cache
         etag = nvs.manifest_etag if cache.exists() else None
-        answer = client.newest_manifest(self.config.device_type, nonce=nonce, etag=etag)
+        answer = client.newest_manifest(
+            self.config.device_type, nonce=nonce, etag=etag, device_id=self.config.device_id
+        )
         if answer.status == "none":
             return None, answer.freshness
         if answer.status == "unchanged":
@@ -291,46 +296,84 @@ class Device:
             ota_seq += 1
         self.flash.write_entry(ota_seq, ImageState.NEW)
 
+    def _running_facts(self) -> tuple[int, int, str]:
+        return (
+            self.installed_seq,
+            self.flash.efuse_secure_version(),
+            self.running.image.app_desc.version,
+        )
+
+    def _report(self, client: ServerClient, event: Event, **details: Any) -> None:
+        self.reporter.report(client, self._running_facts(), event, **details)
+
     def perform_update(
         self, *, interrupt_after: int | None = None, client: ServerClient | None = None
     ) -> CheckResult:
-        """Check, and install the newest release if it is an update; reboot and confirm."""
+        """Check, and install the newest release if it is an update; reboot and confirm.
+        Each step is reported to the server (when the device has a report key)."""
         own = client is None
         client = client or self._client()
         try:
-            check = self.check_for_update(client)
-            if check.result != AVAILABLE or check.claims is None:
-                return check
-            claims = check.claims
-            slot = self._inactive_slot()
-            try:
-                # endless data is refused as it arrives (image_size_mismatch), the rest at the end
-                part = self._download(client, claims, interrupt_after)
-                image = self._verify_download(part, claims)
-            except ReleaseRejected as exc:
-                self._abandon_download()
-                return CheckResult(REJECTED, reason=exc.reason, claims=claims, detail=exc.detail)
-            self._write_slot(slot, image)
-            nvs = self.state.load_nvs()
-            nvs.slot_seq[slot] = claims.seq
-            nvs.download = None
-            self.state.save_nvs(nvs, "installed seq")
-            part.unlink(missing_ok=True)
-            self._set_boot_partition(slot)
-            previous = self.running.slot
-            self.running = self._boot()  # esp_restart()
-            if self.running.slot == slot:
-                if check.keyset is not None and check.keyset.version > self.keys.keyset_version:
-                    self._commit_keyset(check.keyset)
-                return CheckResult(UPDATED, claims=claims)
-            return CheckResult(
-                ROLLED_BACK,
-                claims=claims,
-                detail=f"the new image failed its first boot; back on {previous}",
-            )
+            result = self._update(client, interrupt_after)
+            self._report_outcome(client, result)
+            return result
         finally:
             if own:
                 client.close()
+
+    def _report_outcome(self, client: ServerClient, result: CheckResult) -> None:
+        release = result.claims.seq if result.claims else 0
+        if result.result == UPDATED:
+            self._report(client, Event.CONFIRMED, release=release)
+        elif result.result == ROLLED_BACK:
+            self._report(client, Event.ROLLED_BACK, release=release, detail=result.detail)
+        elif result.result == REJECTED and result.reason is not None:
+            self._report(
+                client,
+                Event.REJECTED,
+                release=release,
+                reason=result.reason.value,
+                detail=result.detail,
+            )
+        elif self.reporter.enabled:
+            self.reporter.flush(client)  # anything an earlier attempt could not deliver
+
+    def _update(self, client: ServerClient, interrupt_after: int | None) -> CheckResult:
+        check = self.check_for_update(client)
+        if check.result != AVAILABLE or check.claims is None:
+            return check
+        claims = check.claims
+        slot = self._inactive_slot()
+        self._report(client, Event.DOWNLOADING, release=claims.seq)
+        try:
+            # endless data is refused as it arrives (image_size_mismatch), the rest at the end
+            part = self._download(client, claims, interrupt_after)
+            image = self._verify_download(part, claims)
+        except ReleaseRejected as exc:
+            self._abandon_download()
+            return CheckResult(REJECTED, reason=exc.reason, claims=claims, detail=exc.detail)
+        except TransportError as exc:
+            self._report(client, Event.FAILED, release=claims.seq, detail=str(exc))
+            raise
+        self._write_slot(slot, image)
+        nvs = self.state.load_nvs()
+        nvs.slot_seq[slot] = claims.seq
+        nvs.download = None
+        self.state.save_nvs(nvs, "installed seq")
+        part.unlink(missing_ok=True)
+        self._set_boot_partition(slot)
+        self._report(client, Event.INSTALLED, release=claims.seq)
+        previous = self.running.slot
+        self.running = self._boot()  # esp_restart()
+        if self.running.slot == slot:
+            if check.keyset is not None and check.keyset.version > self.keys.keyset_version:
+                self._commit_keyset(check.keyset)
+            return CheckResult(UPDATED, claims=claims)
+        return CheckResult(
+            ROLLED_BACK,
+            claims=claims,
+            detail=f"the new image failed its first boot; back on {previous}",
+        )
 
     def _commit_keyset(self, keyset: KeySet) -> None:
         """Trust exactly the rotated key set from now on (new keys first, old ones removed)."""

@@ -13,34 +13,43 @@ are made in this process.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shlex
 import shutil
+import ssl
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.panel import Panel
 from rich.text import Text
 
 from secure_fota.author.release import ReleaseRequest, build_release
 from secure_fota.author.upload import Credentials, UploadTarget, upload_release
+from secure_fota.device.fleet import FleetConfig, FleetReport, simulate
 from secure_fota.device.updater import Device
 from secure_fota.devtools.harness import LocalServer, fota_argv
 from secure_fota.errors import FotaError
 from secure_fota.formats.app_image_builder import ImageSpec, build_app_image
 from secure_fota.keys.directory import FRESHNESS_KEY, load_author_keys
 from secure_fota.keys.tls import CA_FILE, CERT_FILE, KEY_FILE
+from secure_fota.server.fleet import in_stage
+from secure_fota.wire import API_V1
 
 __all__ = ["DemoFailed", "run_demo"]
 
 DEVICE_TYPE = "greenhouse-sensor"
 UPLOADER = "ci-uploader"
+OPERATOR = "fleet-operator"
 PASSWORD = "demo-password-not-for-production"  # noqa: S105 -- a throwaway demo account
 
 
@@ -97,6 +106,7 @@ def _server(ws: _Workspace, story: _Story) -> Iterator[str]:
         '--data-dir server-data <<< "$FOTA_UPLOAD_PASSWORD"'
     )
     server.add_user(UPLOADER, PASSWORD)
+    server.add_user(OPERATOR, PASSWORD, role="admin")
     with server:
         yield server.url
 
@@ -161,7 +171,8 @@ def run_demo(
     out.print(
         Panel.fit(
             "secure-fota demo: sign, encrypt, serve and install firmware on a simulated ESP32, "
-            f"then watch three attacks fail.\nWorkspace: {root} (the commands run in it)",
+            "then watch three attacks fail and a staged rollout stop itself.\n"
+            f"Workspace: {root} (the commands run in it)",
             border_style="cyan",
         )
     )
@@ -175,7 +186,8 @@ def run_demo(
     out.print(
         Panel.fit(
             f"[green]demo complete in {time.monotonic() - started:.1f} s[/green]: "
-            "1 update installed,\n3 attacks refused, and none of them changed the device.",
+            "1 update installed,\n3 attacks refused, and none of them changed the device;\n"
+            "a rollout with failing devices aborted itself in stage 1, a fixed one reached 100 %.",
             border_style="green",
         )
     )
@@ -199,8 +211,12 @@ def _release(
     return files.manifest, files.binary
 
 
-def _upload(target: UploadTarget, ws: _Workspace, seq: int, name: str = "sensor-app") -> None:
-    upload_release(target, out_dir=ws.releases, fw_name=name, seq=seq, device_type=DEVICE_TYPE)
+def _upload(
+    target: UploadTarget, ws: _Workspace, seq: int, name: str = "sensor-app", *, hold: bool = False
+) -> None:
+    upload_release(
+        target, out_dir=ws.releases, fw_name=name, seq=seq, device_type=DEVICE_TYPE, hold=hold
+    )
 
 
 def _publish(ws: _Workspace, story: _Story, url: str, image: str, seq: int) -> None:
@@ -282,6 +298,7 @@ def _run(ws: _Workspace, story: _Story) -> None:
             "rebooted, self-test passed, confirmed"
         )
         _attacks(ws, story, target, device)
+        _rollouts(ws, story, target, url)
 
 
 def _attacks(ws: _Workspace, story: _Story, target: UploadTarget, device: Device) -> None:
@@ -342,4 +359,130 @@ def _attack(story: _Story, device: Device, before: dict[str, object], reason: st
         f"device unchanged: release {after['seq']} ({after['version']}) "
         f"on {after['running_slot']}, "
         f"eFuse secure_version {after['secure_version']}"
+    )
+
+
+def _operator(ws: _Workspace, url: str, method: str, path: str, **options: Any) -> Any:
+    verify = ssl.create_default_context(cafile=str(ws.ca))
+    with httpx.Client(verify=verify, auth=(OPERATOR, PASSWORD), timeout=30) as http:
+        response = http.request(method, f"{url}{API_V1}{path}", **options)
+    _expect(response.is_success, f"{method} {path}: {response.status_code} {response.text}")
+    return response.json()
+
+
+def _fleet_until(
+    url: str, ws: _Workspace, prefix: str, done: Any, *, fail_self_test: float = 0.0
+) -> FleetReport:
+    """40 simulated devices on release 2 until ``done()`` (at most 40 s)."""
+    stop = threading.Event()
+    config = FleetConfig(
+        server=url,
+        device_type=DEVICE_TYPE,
+        devices=40,
+        duration=40,
+        poll_interval=0.3,
+        ca_file=ws.ca,
+        keys_dir=ws.keys,
+        installed_seq=2,
+        device_id_prefix=prefix,
+        reports=True,
+        fail_self_test=fail_self_test,
+    )
+    result: list[FleetReport] = []
+    runner = threading.Thread(
+        target=lambda: result.append(asyncio.run(simulate(config, stop=stop)))
+    )
+    runner.start()
+    deadline = time.monotonic() + 40
+    try:
+        while time.monotonic() < deadline and not done():
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        runner.join()
+    return result[0]
+
+
+def _progress(state: dict[str, Any]) -> str:
+    return "; ".join(
+        f"stage {s['stage']} ({s['percent']}%): {s['confirmed']} confirmed, "
+        f"{s['failed'] + s['silent']} failed"
+        for s in state["progress"]
+        if s["offered"] or s["stage"] <= state["stage"]
+    )
+
+
+def _rollouts(ws: _Workspace, story: _Story, target: UploadTarget, url: str) -> None:
+    story.step("The operator yanks the three bad uploads")
+    story.command(f"fota release yank {DEVICE_TYPE}/3 --yes   (and /4, /5)")
+    for seq in (3, 4, 5):
+        _operator(ws, url, "POST", f"/device-types/{DEVICE_TYPE}/releases/{seq}/yank")
+    story.ok("release 2 (1.1.0) is the newest again")
+
+    story.step(
+        "1.2.0 is held and rolled out in stages to a fleet of 40 devices; 25 % of them fail "
+        "their self-test"
+    )
+    story.command(
+        f"fota author publish ... --seq 6 --hold && fota rollout create {DEVICE_TYPE}/6 "
+        "--stages 20,100 --max-failure-rate 10% --min-devices 5"
+    )
+    v4 = ws.root / "app-1.2.0-rc.bin"
+    v4.write_bytes(
+        build_app_image(
+            ImageSpec(version="1.2.0", project_name="greenhouse", size=200 * 1024, seed=4)
+        )
+    )
+    _release(ws, v4, 6)
+    _upload(target, ws, 6, hold=True)
+    plan = {"stages": [20, 100], "max_failure_rate": 0.1, "min_devices": 5, "stage_wait": 1}
+    bad = _operator(
+        ws, url, "POST", "/rollouts", json={"device_type": DEVICE_TYPE, "seq": 6, **plan}
+    )
+    report = _fleet_until(
+        url,
+        ws,
+        "bad",
+        lambda: _operator(ws, url, "GET", f"/rollouts/{bad['id']}")["state"] != "running",
+        fail_self_test=0.25,
+    )
+    state = _operator(ws, url, "GET", f"/rollouts/{bad['id']}")
+    _expect(state["state"] == "aborted" and state["stage"] == 1, f"expected an abort: {state}")
+    updated = [i for i, seq in report.final_seqs.items() if seq != 2]
+    _expect(
+        all(in_stage(f"bad-{i:05d}", 20) for i in updated),
+        "a device outside stage 1 was updated",
+    )
+    story.blocked(f"rollout {bad['id']} aborted itself: {state['note']}")
+    untouched = sum(1 for i in report.final_seqs if not in_stage(f"bad-{i:05d}", 20))
+    story.ok(f"{_progress(state)}; the {untouched} devices outside stage 1 were never offered "
+             "release 6 and stay on 1.1.0")  # fmt: skip
+
+    story.step("A fixed 1.2.1 (#7) is rolled out the same way and reaches the whole fleet")
+    story.command(
+        f"fota rollout create {DEVICE_TYPE}/7 --stages 20,100 ... && fota rollout status 2"
+    )
+    v5 = ws.root / "app-1.2.1.bin"
+    v5.write_bytes(
+        build_app_image(
+            ImageSpec(version="1.2.1", project_name="greenhouse", size=200 * 1024, seed=5)
+        )
+    )
+    _release(ws, v5, 7)
+    _upload(target, ws, 7, hold=True)
+    good = _operator(
+        ws, url, "POST", "/rollouts", json={"device_type": DEVICE_TYPE, "seq": 7, **plan}
+    )
+    report = _fleet_until(
+        url,
+        ws,
+        "good",
+        lambda: _operator(ws, url, "GET", f"/rollouts/{good['id']}")["state"] == "completed",
+    )
+    state = _operator(ws, url, "GET", f"/rollouts/{good['id']}")
+    _expect(state["state"] == "completed", f"expected the rollout to complete: {state}")
+    story.ok(f"rollout {good['id']} completed: {_progress(state)}")
+    story.ok(
+        f"{sum(1 for seq in report.final_seqs.values() if seq == 7)} of 40 devices confirmed "
+        "1.2.1 (each report signed by the device's own key; success counts only on confirmed)"
     )

@@ -23,7 +23,7 @@ from secure_fota.server.fastpath_binary import BinaryAnswerer, is_binary
 from secure_fota.server.head_limits import HeadLimitsMiddleware
 from secure_fota.server.metrics import Metrics, MetricsMiddleware
 from secure_fota.server.releases import collect_garbage
-from secure_fota.server.routes import ops, seed_compat, v1
+from secure_fota.server.routes import fleet, ops, seed_compat, v1
 from secure_fota.server.settings import ServerSettings, settings_from_environment
 from secure_fota.server.ui import pages as ui_pages
 
@@ -72,9 +72,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
         context = await build_context(settings, metrics)
         app.state.context = context
         cleanup = asyncio.create_task(_collect_garbage(context)) if settings.gc_on_start else None
+        engine = asyncio.create_task(context.fleet.run(settings.rollout_tick))
         try:
             yield
         finally:
+            engine.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await engine
             if cleanup is not None:
                 cleanup.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -95,7 +99,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.state.context = None
     http_errors.install(app)
-    routers = (seed_compat.router, v1.router, ops.router)
+    routers = (seed_compat.router, v1.router, fleet.router, ops.router)
     for router in routers:
         app.include_router(router)
     http_errors.index_routes(app, routers)

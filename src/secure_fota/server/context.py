@@ -17,8 +17,9 @@ from secure_fota.keys.directory import load_private_key_file
 from secure_fota.server.auth import Authenticator, DeviceAuthMode, FailureThrottle
 from secure_fota.server.cache import BlobCache, NewestCache, ReleaseCache
 from secure_fota.server.db.engine import create_engine, sqlite_path
+from secure_fota.server.db.fleet import FleetRepository
 from secure_fota.server.db.migrate import upgrade
-from secure_fota.server.db.repository import Repository
+from secure_fota.server.fleet import FleetService, RolloutCache
 from secure_fota.server.generation import GenerationWatcher
 from secure_fota.server.metrics import Metrics
 from secure_fota.server.releases import ReleaseService
@@ -34,7 +35,7 @@ _log = logging.getLogger("secure_fota.server")
 class ServerContext:
     settings: ServerSettings
     engine: AsyncEngine
-    repository: Repository
+    repository: FleetRepository
     store: BlobStore
     watcher: GenerationWatcher
     cache: NewestCache
@@ -44,6 +45,8 @@ class ServerContext:
     releases: ReleaseService
     metrics: Metrics
     freshness: FreshnessSigner | None
+    rollouts: RolloutCache
+    fleet: FleetService
 
     async def close(self) -> None:
         await self.watcher.close()
@@ -148,7 +151,7 @@ async def build_context(settings: ServerSettings, metrics: Metrics) -> ServerCon
     except BaseException:
         await engine.dispose()
         raise
-    repository = Repository(engine)
+    repository = FleetRepository(engine)
     # the background check starts when a fifth of cache_ttl is left (100 ms by default)
     watcher = GenerationWatcher(
         repository, settings.cache_ttl, refresh_ahead=settings.cache_ttl / 5
@@ -176,9 +179,15 @@ async def build_context(settings: ServerSettings, metrics: Metrics) -> ServerCon
         auth=Authenticator(
             repository, watcher, throttle, device_mode=DeviceAuthMode(settings.device_auth)
         ),
-        releases=ReleaseService(repository, watcher, metrics),
+        releases=ReleaseService(
+            repository, watcher, metrics, hold_new_releases=settings.hold_new_releases
+        ),
         metrics=metrics,
         freshness=freshness,
+        rollouts=RolloutCache(
+            watcher, repository, store, max_manifest_size=settings.max_manifest_size
+        ),
+        fleet=FleetService(repository, watcher),
     )
     _log.info(
         "update server ready: database %s, %s storage, device auth %s, freshness %s",

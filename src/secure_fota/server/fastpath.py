@@ -22,7 +22,7 @@ from starlette.types import Scope, Send
 from secure_fota.formats.names import check_name
 from secure_fota.server.context import ServerContext
 from secure_fota.server.delivery import manifest_answer
-from secure_fota.wire import DEVICE_TYPE, NEWEST_MANIFEST, NONCE, check_nonce
+from secure_fota.wire import DEVICE_ID, DEVICE_TYPE, NEWEST_MANIFEST, NONCE, check_nonce
 
 __all__ = ["PollAnswerer", "is_poll", "query_pairs"]
 
@@ -88,6 +88,9 @@ class PollAnswerer:
                 if len(self._valid_names) < _MAX_VALID_NAMES:
                     self._valid_names.add(device_type)
             nonce = check_nonce(params.get(NONCE))
+            device_id = params.get(DEVICE_ID)
+            if device_id is not None:
+                check_name(DEVICE_ID, device_id)
             if_none_match = None
             for header, header_value in scope["headers"]:
                 if header == _IF_NONE_MATCH:
@@ -95,6 +98,8 @@ class PollAnswerer:
                         return False
                     if_none_match = header_value.decode("latin-1")
             entry = await context.cache.newest(device_type)
+            # a rollout offers its release to the devices of its current stage only
+            entry = await context.rollouts.offer(device_type, device_id) or entry
             if entry is None:
                 return False
             status, headers, body = manifest_answer(

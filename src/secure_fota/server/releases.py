@@ -38,20 +38,33 @@ class ReleaseService:
         repository: Repository,
         watcher: GenerationWatcher,
         metrics: Metrics,
+        *,
+        hold_new_releases: bool = False,
     ) -> None:
         self._repository = repository
         self._watcher = watcher
         self._metrics = metrics
+        self._hold = hold_new_releases
+
+    async def settle(self) -> None:
+        """Wait until every worker has seen a change made elsewhere (a rollout step)."""
+        await self._settle()
 
     async def _settle(self) -> None:
         """Wait until every worker's cache has re-checked the shared generation counter."""
         self._watcher.invalidate()
         await asyncio.sleep(self._watcher.ttl)
 
-    async def publish(self, new: NewRelease, principal: Principal) -> Published:
-        """Make an upload (whose blobs are stored) a release, or recognise an identical retry."""
+    async def publish(
+        self, new: NewRelease, principal: Principal, *, hold: bool = False
+    ) -> Published:
+        """Make an upload (whose blobs are stored) a release, or recognise an identical retry.
+        A held release (``hold``, or the ``hold_new_releases`` setting) reaches devices only
+        through a rollout."""
         try:
-            release, created = await self._repository.add_release(new, uploader=principal.name)
+            release, created = await self._repository.add_release(
+                new, uploader=principal.name, held=hold or self._hold
+            )
         except Exception:
             self._metrics.uploads.labels("refused").inc()
             raise
@@ -78,13 +91,15 @@ class ReleaseService:
             raise NotFoundError(f"unknown device type {device_type!r}")
         return releases
 
-    async def set_yanked(self, device_type: str, seq: int, yanked: bool) -> ReleaseInfo:
-        release = await self._repository.set_yanked(device_type, seq, yanked)
+    async def set_yanked(
+        self, device_type: str, seq: int, yanked: bool, *, actor: str
+    ) -> ReleaseInfo:
+        release = await self._repository.set_yanked(device_type, seq, yanked, actor=actor)
         await self._settle()
         return release
 
-    async def delete(self, device_type: str, seq: int) -> ReleaseInfo:
-        release = await self._repository.delete_release(device_type, seq)
+    async def delete(self, device_type: str, seq: int, *, actor: str) -> ReleaseInfo:
+        release = await self._repository.delete_release(device_type, seq, actor=actor)
         await self._settle()
         return release
 

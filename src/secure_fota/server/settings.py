@@ -107,6 +107,15 @@ class ServerSettings(BaseSettings):
         "(each image at most half of it; 0: read every download from storage)",
     )
 
+    # fleet operations
+    hold_new_releases: bool = Field(
+        False,
+        description="new uploads are held: they reach devices only through a rollout",
+    )
+    rollout_tick: float = Field(
+        2.0, gt=0, le=3600, description="seconds between the rollout engine's steps (per worker)"
+    )
+
     # authentication
     auth_max_failures: int = Field(10, ge=1, le=10_000)
     auth_failure_window: float = Field(60.0, gt=0)

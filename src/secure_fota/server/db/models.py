@@ -18,9 +18,11 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Float,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     TypeDecorator,
     UniqueConstraint,
@@ -35,9 +37,13 @@ __all__ = [
     "BINARY_COLLATION",
     "GENERATION_ROW",
     "TABLE_OPTIONS",
+    "AuditEvent",
     "Base",
+    "Device",
     "NameString",
     "Release",
+    "Rollout",
+    "RolloutDevice",
     "ServerState",
     "Token",
     "UiSession",
@@ -124,6 +130,8 @@ class Release(Base):
     uploaded_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
     uploader: Mapped[str] = mapped_column(NameString())
     yanked: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: reaches devices only through a rollout (not "newest" for everyone)
+    held: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class User(Base):
@@ -178,3 +186,87 @@ class UiSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
     expires_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime(), index=True)
+
+
+class Device(Base):
+    """One device that has reported: its key, what it runs, and what it said last."""
+
+    __tablename__ = "devices"
+    __table_args__ = (Index("ix_devices_type", "device_type", "device_id"), TABLE_OPTIONS)
+
+    device_id: Mapped[str] = mapped_column(NameString(), primary_key=True)
+    device_type: Mapped[str] = mapped_column(NameString())
+    #: SPKI DER, base64url (P-256: 124 characters)
+    public_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: "tofu" (registered by its first report) or "operator" (pre-registered)
+    key_source: Mapped[str] = mapped_column(String(16))
+    counter: Mapped[int] = mapped_column(BigInteger, default=0)
+    running_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    secure_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    first_seen: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+    last_seen: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_event: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    last_release: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_detail: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    last_report_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class Rollout(Base):
+    """A staged rollout of one release: the share of the fleet offered it grows stage by stage
+    while the stage's failure rate stays under the threshold."""
+
+    __tablename__ = "rollouts"
+    __table_args__ = (Index("ix_rollouts_type_state", "device_type", "state"), TABLE_OPTIONS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_type: Mapped[str] = mapped_column(NameString())
+    seq: Mapped[int] = mapped_column(Integer)
+    #: percentages, comma-separated ("1,10,50,100")
+    stages: Mapped[str] = mapped_column(String(64))
+    stage: Mapped[int] = mapped_column(Integer, default=0)
+    #: running, paused, aborted, completed
+    state: Mapped[str] = mapped_column(String(16))
+    max_failure_rate: Mapped[float] = mapped_column(Float)
+    min_devices: Mapped[int] = mapped_column(Integer)
+    stage_wait: Mapped[int] = mapped_column(Integer)
+    silent_deadline: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(NameString())
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+    stage_started_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    note: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class RolloutDevice(Base):
+    """A device offered a rollout's release: when, in which stage, and how it ended."""
+
+    __tablename__ = "rollout_devices"
+    __table_args__ = (
+        PrimaryKeyConstraint("rollout_id", "device_id", name="pk_rollout_devices"),
+        Index("ix_rollout_devices_outcome", "rollout_id", "outcome"),
+        TABLE_OPTIONS,
+    )
+
+    rollout_id: Mapped[int] = mapped_column(Integer)
+    device_id: Mapped[str] = mapped_column(NameString())
+    stage: Mapped[int] = mapped_column(Integer)
+    offered_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+    #: pending, confirmed, failed, silent
+    outcome: Mapped[str] = mapped_column(String(16))
+    outcome_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class AuditEvent(Base):
+    """Every change: who did what to which release, rollout, user or token, and when."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = TABLE_OPTIONS
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+    actor: Mapped[str] = mapped_column(NameString())
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(160))
+    detail: Mapped[str] = mapped_column(String(255))

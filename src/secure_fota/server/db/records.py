@@ -10,10 +10,15 @@ from typing import Generic, TypeVar
 _Item = TypeVar("_Item")
 
 __all__ = [
+    "AuditInfo",
+    "DeviceInfo",
     "DeviceTypeSummary",
     "NewRelease",
     "Page",
     "ReleaseInfo",
+    "RolloutInfo",
+    "RolloutProgress",
+    "StageProgress",
     "TokenInfo",
     "UiSessionInfo",
     "UserInfo",
@@ -40,6 +45,8 @@ class ReleaseInfo(NewRelease):
     uploaded_at: datetime.datetime
     uploader: str
     yanked: bool
+    #: reaches devices only through a rollout
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +96,102 @@ class Page(Generic[_Item]):
 
     items: list[_Item]
     total: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """One device of the inventory, and the rollout it was last offered a release by."""
+
+    device_id: str
+    device_type: str
+    public_key: str | None
+    key_source: str
+    counter: int
+    running_seq: int | None
+    version: str | None
+    secure_version: int | None
+    first_seen: datetime.datetime
+    last_seen: datetime.datetime | None
+    last_event: str | None
+    last_release: int | None
+    last_reason: str | None
+    last_detail: str | None
+    last_report_at: datetime.datetime | None
+    rollout_id: int | None = None
+    rollout_outcome: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutInfo:
+    id: int
+    device_type: str
+    seq: int
+    stages: str
+    stage: int
+    state: str
+    max_failure_rate: float
+    min_devices: int
+    stage_wait: int
+    silent_deadline: int
+    created_by: str
+    created_at: datetime.datetime
+    stage_started_at: datetime.datetime
+    finished_at: datetime.datetime | None
+    note: str | None
+
+    @property
+    def percentages(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in self.stages.split(","))
+
+    @property
+    def percent(self) -> int:
+        """The share of the fleet (percent) the current stage offers the release to."""
+        return self.percentages[self.stage]
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("running", "paused")
+
+
+@dataclass(frozen=True, slots=True)
+class StageProgress:
+    stage: int
+    percent: int
+    offered: int = 0
+    pending: int = 0
+    confirmed: int = 0
+    failed: int = 0
+    silent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutProgress:
+    rollout: RolloutInfo
+    stages: tuple[StageProgress, ...]
+
+    @property
+    def offered(self) -> int:
+        return sum(s.offered for s in self.stages)
+
+    @property
+    def confirmed(self) -> int:
+        return sum(s.confirmed for s in self.stages)
+
+    @property
+    def failed(self) -> int:
+        """Failed and silent devices: both count against the threshold."""
+        return sum(s.failed + s.silent for s in self.stages)
+
+    @property
+    def pending(self) -> int:
+        return sum(s.pending for s in self.stages)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditInfo:
+    id: int
+    at: datetime.datetime
+    actor: str
+    action: str
+    target: str
+    detail: str

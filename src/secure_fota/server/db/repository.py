@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from secure_fota.errors import ConflictError, NotFoundError, StorageError
 from secure_fota.server.db.models import (
     GENERATION_ROW,
+    AuditEvent,
     Base,
     Release,
     ServerState,
@@ -73,6 +74,10 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
+#: the actor of changes made with direct database access (``fota server user|token ...``)
+LOCAL_ACTOR = "local-cli"
+
+
 class Repository:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -83,6 +88,17 @@ class Repository:
         with db_errors():
             async with self._sessions.begin() as session:
                 yield session
+
+    @staticmethod
+    def _audit(
+        session: AsyncSession, actor: str, action: str, target: str, detail: str = ""
+    ) -> None:
+        """Write one audit event in the transaction of the change it describes."""
+        session.add(
+            AuditEvent(
+                at=_now(), actor=actor[:64], action=action, target=target[:160], detail=detail[:255]
+            )
+        )
 
     @staticmethod
     async def _bump(session: AsyncSession) -> None:
@@ -113,7 +129,11 @@ class Repository:
         async with self._tx() as session:
             result = await session.scalars(
                 select(Release)
-                .where(Release.device_type == device_type, Release.yanked.is_(False))
+                .where(
+                    Release.device_type == device_type,
+                    Release.yanked.is_(False),
+                    Release.held.is_(False),
+                )
                 .order_by(Release.seq.desc())
                 .limit(1)
             )
@@ -137,7 +157,9 @@ class Repository:
 
     async def device_types(self) -> list[DeviceTypeSummary]:
         # MAX(CASE ...) rather than FILTER (WHERE ...), which MariaDB lacks
-        newest = func.max(case((Release.yanked.is_(False), Release.seq)))
+        newest = func.max(
+            case((and_(Release.yanked.is_(False), Release.held.is_(False)), Release.seq))
+        )
         async with self._tx() as session:
             rows = await session.execute(
                 select(Release.device_type, newest, func.count())
@@ -148,7 +170,9 @@ class Repository:
 
     async def device_type(self, device_type: str) -> DeviceTypeSummary | None:
         """One device type's summary; ``None`` when no release of it was ever stored."""
-        newest = func.max(case((Release.yanked.is_(False), Release.seq)))
+        newest = func.max(
+            case((and_(Release.yanked.is_(False), Release.held.is_(False)), Release.seq))
+        )
         async with self._tx() as session:
             rows = await session.execute(
                 select(newest, func.count()).where(Release.device_type == device_type)
@@ -158,7 +182,9 @@ class Repository:
 
     async def newest_per_type(self) -> list[tuple[DeviceTypeSummary, ReleaseInfo | None]]:
         """Every device type, with its newest non-yanked release (one query)."""
-        newest = func.max(case((Release.yanked.is_(False), Release.seq))).label("newest")
+        newest = func.max(
+            case((and_(Release.yanked.is_(False), Release.held.is_(False)), Release.seq))
+        ).label("newest")
         summary = (
             select(Release.device_type, newest, func.count().label("releases"))
             .group_by(Release.device_type)
@@ -211,7 +237,9 @@ class Repository:
             )
             return Page([_record(ReleaseInfo, row) for row in rows.all()], int(total or 0))
 
-    async def add_release(self, new: NewRelease, *, uploader: str) -> tuple[ReleaseInfo, bool]:
+    async def add_release(
+        self, new: NewRelease, *, uploader: str, held: bool = False
+    ) -> tuple[ReleaseInfo, bool]:
         """Insert ``new``; return ``(release, created)``. An identical existing release is an
         idempotent retry (``created`` False); a different one raises ConflictError."""
         try:
@@ -226,10 +254,21 @@ class Repository:
                 if existing is not None:
                     return self._same_or_conflict(new, _record(ReleaseInfo, existing)), False
                 row = Release(
-                    **dataclasses.asdict(new), uploaded_at=_now(), uploader=uploader, yanked=False
+                    **dataclasses.asdict(new),
+                    uploaded_at=_now(),
+                    uploader=uploader,
+                    yanked=False,
+                    held=held,
                 )
                 session.add(row)
                 await session.flush()
+                self._audit(
+                    session,
+                    uploader,
+                    "upload",
+                    f"{new.device_type}/{new.seq}",
+                    "held for a rollout" if held else "",
+                )
                 await self._bump(session)
         except IntegrityError:
             # a concurrent upload of the same (type, id) committed first
@@ -248,7 +287,9 @@ class Repository:
             "different content; releases are immutable (upload a new id)"
         )
 
-    async def set_yanked(self, device_type: str, seq: int, yanked: bool) -> ReleaseInfo:
+    async def set_yanked(
+        self, device_type: str, seq: int, yanked: bool, *, actor: str = LOCAL_ACTOR
+    ) -> ReleaseInfo:
         async with self._tx() as session:
             row = (
                 await session.scalars(
@@ -261,10 +302,13 @@ class Repository:
                 raise NotFoundError(f"device type {device_type!r} has no release {seq}")
             if row.yanked != yanked:
                 row.yanked = yanked
+                self._audit(session, actor, "yank" if yanked else "unyank", f"{device_type}/{seq}")
                 await self._bump(session)
             return _record(ReleaseInfo, row)
 
-    async def delete_release(self, device_type: str, seq: int) -> ReleaseInfo:
+    async def delete_release(
+        self, device_type: str, seq: int, *, actor: str = LOCAL_ACTOR
+    ) -> ReleaseInfo:
         async with self._tx() as session:
             row = (
                 await session.scalars(
@@ -274,6 +318,7 @@ class Repository:
             if row is None:
                 raise NotFoundError(f"device type {device_type!r} has no release {seq}")
             await session.execute(delete(Release).where(Release.pk == row.pk))
+            self._audit(session, actor, "delete", f"{device_type}/{seq}")
             await self._bump(session)
             return _record(ReleaseInfo, row)
 
@@ -297,7 +342,15 @@ class Repository:
             rows = (await session.scalars(select(User).order_by(User.name))).all()
             return [_record(UserInfo, row) for row in rows]
 
-    async def add_user(self, name: str, password_hash: str, role: str, *, replace: bool) -> None:
+    async def add_user(
+        self,
+        name: str,
+        password_hash: str,
+        role: str,
+        *,
+        replace: bool,
+        actor: str = LOCAL_ACTOR,
+    ) -> None:
         try:
             async with self._tx() as session:
                 existing = await session.get(User, name)
@@ -319,16 +372,18 @@ class Repository:
                             disabled=False,
                         )
                     )
+                self._audit(session, actor, "user-add", name, f"role {role}")
                 await self._bump(session)
         except IntegrityError:
             raise ConflictError(f"user {name!r} already exists") from None
 
-    async def remove_user(self, name: str) -> None:
+    async def remove_user(self, name: str, *, actor: str = LOCAL_ACTOR) -> None:
         async with self._tx() as session:
             result = await session.execute(delete(User).where(User.name == name))
             if not result.rowcount:  # type: ignore[attr-defined]
                 raise NotFoundError(f"no user {name!r}")
             await session.execute(delete(UiSession).where(UiSession.user_name == name))
+            self._audit(session, actor, "user-remove", name)
             await self._bump(session)
 
     async def token_by_digest(self, digest: str) -> TokenInfo | None:
@@ -349,6 +404,7 @@ class Repository:
         *,
         device_type: str | None,
         per_device: bool,
+        actor: str = LOCAL_ACTOR,
     ) -> None:
         try:
             async with self._tx() as session:
@@ -365,16 +421,18 @@ class Repository:
                         revoked=False,
                     )
                 )
+                self._audit(session, actor, "token-create", name, f"role {role}")
                 await self._bump(session)
         except IntegrityError:
             raise ConflictError(f"a token named {name!r} already exists") from None
 
-    async def revoke_token(self, name: str) -> None:
+    async def revoke_token(self, name: str, *, actor: str = LOCAL_ACTOR) -> None:
         async with self._tx() as session:
             row = await session.get(Token, name)
             if row is None:
                 raise NotFoundError(f"no token {name!r}")
             row.revoked = True
+            self._audit(session, actor, "token-revoke", name)
             await self._bump(session)
 
     # dashboard sessions ---------------------------------------------------------------------

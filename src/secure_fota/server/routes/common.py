@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from secure_fota.errors import FotaError, NotFoundError
+from secure_fota.formats.names import check_name
 from secure_fota.limits import MAX_NAME_LENGTH, MAX_SEQ
 from secure_fota.server.auth import Principal
 from secure_fota.server.cache import NewestEntry
@@ -21,7 +22,7 @@ from secure_fota.server.errors import Forbidden, Unavailable
 from secure_fota.server.http_errors import error_response
 from secure_fota.server.releases import Published
 from secure_fota.server.uploads import precheck, read_upload, refuse_upload
-from secure_fota.wire import FRESHNESS_HEADER, NONCE, check_nonce
+from secure_fota.wire import DEVICE_ID, FRESHNESS_HEADER, HOLD, NONCE, check_nonce
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -32,6 +33,7 @@ __all__ = [
     "client_of",
     "context_of",
     "device",
+    "device_id_of",
     "get_and_head",
     "nonce_of",
     "publish_upload",
@@ -126,12 +128,27 @@ async def staff(request: Request, *, admin: bool = False, read_only: bool = Fals
     )
 
 
-async def device(request: Request, context: ServerContext, device_type: str) -> None:
+async def device(request: Request, context: ServerContext, device_type: str) -> Principal | None:
     """Check a device's token when the server is configured to need one."""
     if context.auth.device_mode == "open":
-        return
+        return None
     require_tls(request, context)
-    await context.auth.device(request.headers.get("authorization"), client_of(request), device_type)
+    return await context.auth.device(
+        request.headers.get("authorization"), client_of(request), device_type
+    )
+
+
+def device_id_of(request: Request, principal: Principal | None) -> str | None:
+    """The polling device's id: its per-device token's name, else the ``deviceId`` query
+    parameter (a per-device token cannot poll as another device)."""
+    claimed = request.query_params.get(DEVICE_ID)
+    if claimed is not None:
+        check_name(DEVICE_ID, claimed)
+    if principal is not None and principal.per_device:
+        if claimed is not None and claimed != principal.name:
+            raise Forbidden(f"the device token {principal.name!r} cannot poll as {claimed!r}")
+        return principal.name
+    return claimed
 
 
 async def publish_upload(request: Request, *, device_type: str | None = None) -> Published:
@@ -153,15 +170,20 @@ async def publish_upload(request: Request, *, device_type: str | None = None) ->
         max_manifest_size=context.settings.max_manifest_size,
         timeout=context.settings.upload_timeout,
     )
-    return await context.releases.publish(new, principal)
+    hold = request.query_params.get(HOLD, "").lower() in ("1", "true", "yes")
+    return await context.releases.publish(new, principal, hold=hold)
 
 
 def nonce_of(request: Request) -> str | None:
     return check_nonce(request.query_params.get(NONCE))
 
 
-async def _newest(context: ServerContext, device_type: str) -> NewestEntry:
-    entry = await context.cache.newest(device_type)
+async def _newest(context: ServerContext, device_type: str, device_id: str | None) -> NewestEntry:
+    """The newest release for this device: a rollout's, when its current stage holds the
+    device, else the newest release that is not held."""
+    entry = await context.rollouts.offer(device_type, device_id)
+    if entry is None:
+        entry = await context.cache.newest(device_type)
     if entry is None:
         raise NotFoundError(f"device type {device_type!r} has no release")
     return entry
@@ -173,8 +195,11 @@ async def send_newest_manifest(request: Request, device_type: str) -> Response:
     with a statement answering ``none`` (docs/formats.md §7). Only these polls sign."""
     context = context_of(request)
     nonce = nonce_of(request)
-    await device(request, context, device_type)
-    entry = await context.cache.newest(device_type)
+    principal = await device(request, context, device_type)
+    # a rollout offers its release to the devices of its current stage only
+    entry = await context.rollouts.offer(device_type, device_id_of(request, principal))
+    if entry is None:
+        entry = await context.cache.newest(device_type)
     if entry is None:
         headers = {}
         if nonce is not None and context.freshness is not None:
@@ -191,8 +216,9 @@ async def send_newest_manifest(request: Request, device_type: str) -> Response:
 async def send_newest_binary(request: Request, device_type: str) -> Response:
     """The encrypted image of ``device_type``'s newest release (a checked name)."""
     context = context_of(request)
-    await device(request, context, device_type)
-    return await send_binary(request, context, (await _newest(context, device_type)).release)
+    principal = await device(request, context, device_type)
+    entry = await _newest(context, device_type, device_id_of(request, principal))
+    return await send_binary(request, context, entry.release)
 
 
 def get_and_head(router: APIRouter, path: str, **options: Any) -> Callable[[_F], _F]:

@@ -88,6 +88,7 @@ class ReleaseOut(BaseModel):
     uploaded_at: datetime.datetime
     uploader: str
     yanked: bool
+    held: bool = Field(False, description="reaches devices only through a rollout")
 
     @classmethod
     def of(cls, release: ReleaseInfo) -> ReleaseOut:
@@ -238,8 +239,10 @@ async def upload(request: Request, device_type: TypePath) -> JSONResponse:
 )
 async def yank(request: Request, device_type: TypePath, release_id: IdPath) -> ReleaseOut:
     name, seq = _type(device_type), _id(release_id)
-    await staff(request, admin=True)
-    return ReleaseOut.of(await context_of(request).releases.set_yanked(name, seq, True))
+    principal = await staff(request, admin=True)
+    return ReleaseOut.of(
+        await context_of(request).releases.set_yanked(name, seq, True, actor=principal.name)
+    )
 
 
 @router.post(
@@ -248,8 +251,10 @@ async def yank(request: Request, device_type: TypePath, release_id: IdPath) -> R
 )
 async def unyank(request: Request, device_type: TypePath, release_id: IdPath) -> ReleaseOut:
     name, seq = _type(device_type), _id(release_id)
-    await staff(request, admin=True)
-    return ReleaseOut.of(await context_of(request).releases.set_yanked(name, seq, False))
+    principal = await staff(request, admin=True)
+    return ReleaseOut.of(
+        await context_of(request).releases.set_yanked(name, seq, False, actor=principal.name)
+    )
 
 
 @router.delete(
@@ -259,6 +264,6 @@ async def unyank(request: Request, device_type: TypePath, release_id: IdPath) ->
 )
 async def delete(request: Request, device_type: TypePath, release_id: IdPath) -> Response:
     name, seq = _type(device_type), _id(release_id)
-    await staff(request, admin=True)
-    await context_of(request).releases.delete(name, seq)
+    principal = await staff(request, admin=True)
+    await context_of(request).releases.delete(name, seq, actor=principal.name)
     return Response(status_code=204)

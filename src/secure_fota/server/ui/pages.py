@@ -183,7 +183,7 @@ async def _set_yanked(request: Request, device_type: str, seq: str, yanked: bool
     context, user, form = await _acting(request)
     name, number = _release_names(device_type, seq)
     user.need_admin("yanking and unyanking releases")
-    await context.releases.set_yanked(name, number, yanked)
+    await context.releases.set_yanked(name, number, yanked, actor=user.name)
     return redirect(local_next(form.get("next"), f"{UI}/releases"))
 
 
@@ -215,7 +215,7 @@ async def delete(request: Request, device_type: TypePath, seq: SeqPath) -> Respo
     user.need_admin("deleting releases")
     if form.get("confirm") != f"{name}/{number}":
         raise InputError("confirm", f"must repeat the release's name, {name}/{number}")
-    await context.releases.delete(name, number)
+    await context.releases.delete(name, number, actor=user.name)
     return redirect(f"{UI}/releases?type={name}")
 
 
