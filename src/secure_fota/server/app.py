@@ -25,6 +25,7 @@ from secure_fota.server.metrics import Metrics, MetricsMiddleware
 from secure_fota.server.releases import collect_garbage
 from secure_fota.server.routes import fleet, ops, seed_compat, v1
 from secure_fota.server.settings import ServerSettings, settings_from_environment
+from secure_fota.server.ui import fleet_pages as ui_fleet_pages
 from secure_fota.server.ui import pages as ui_pages
 
 __all__ = ["app_from_environment", "create_app", "proxied_app_from_environment"]
@@ -103,7 +104,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     for router in routers:
         app.include_router(router)
     http_errors.index_routes(app, routers)
-    app.include_router(ui_pages.router)  # the dashboard, /ui/ (its own HTML error pages)
+    # the dashboard, /ui/ (its own HTML error pages; the fallback's catch-all comes last)
+    for ui_router in (ui_pages.router, ui_fleet_pages.router, ui_pages.fallback):
+        app.include_router(ui_router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

@@ -181,10 +181,10 @@ class Repository:
         return DeviceTypeSummary(device_type, found, count) if count else None
 
     async def newest_per_type(self) -> list[tuple[DeviceTypeSummary, ReleaseInfo | None]]:
-        """Every device type, with its newest non-yanked release (one query)."""
-        newest = func.max(
-            case((and_(Release.yanked.is_(False), Release.held.is_(False)), Release.seq))
-        ).label("newest")
+        """Every device type, with the newest release every device is offered (neither yanked
+        nor held for a rollout), in one query."""
+        offered = and_(Release.yanked.is_(False), Release.held.is_(False))
+        newest = func.max(case((offered, Release.seq))).label("newest")
         summary = (
             select(Release.device_type, newest, func.count().label("releases"))
             .group_by(Release.device_type)

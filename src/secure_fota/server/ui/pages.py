@@ -41,7 +41,7 @@ from secure_fota.server.ui.security import (
 )
 from secure_fota.wire import UI
 
-__all__ = ["router"]
+__all__ = ["acting", "fallback", "router", "user_and_context"]
 
 router = APIRouter(prefix=UI, route_class=UiRoute, include_in_schema=False)
 
@@ -51,7 +51,7 @@ TypePath = Annotated[str, Path()]
 SeqPath = Annotated[str, Path()]
 
 
-async def _user(request: Request) -> tuple[ServerContext, User]:
+async def user_and_context(request: Request) -> tuple[ServerContext, User]:
     """The context and the signed-in user (TLS required, like every credential)."""
     context = context_of(request)
     require_tls(request, context)
@@ -60,9 +60,9 @@ async def _user(request: Request) -> tuple[ServerContext, User]:
     return context, user
 
 
-async def _acting(request: Request) -> tuple[ServerContext, User, dict[str, str]]:
+async def acting(request: Request) -> tuple[ServerContext, User, dict[str, str]]:
     """A state-changing request: signed in, with this session's CSRF token; its form."""
-    context, user = await _user(request)
+    context, user = await user_and_context(request)
     form = await read_form(request) if request.headers.get("content-type") else {}
     check_csrf(request, user, form)
     return context, user, form
@@ -78,7 +78,7 @@ async def root_redirect() -> Response:
 
 @router.get("/")
 async def home(request: Request) -> Response:
-    await _user(request)
+    await user_and_context(request)
     return redirect(_HOME)
 
 
@@ -125,7 +125,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    context, user, _ = await _acting(request)
+    context, user, _ = await acting(request)
     await end_session(context, user)
     response = redirect(f"{UI}/login")
     set_session_cookie(response, None)
@@ -137,7 +137,9 @@ async def logout(request: Request) -> Response:
 
 @router.get("/device-types")
 async def device_types(request: Request) -> Response:
-    context, user = await _user(request)
+    context, user = await user_and_context(request)
+    from secure_fota.server.ui.fleet_pages import distribution_chart
+
     rows = await context.repository.newest_per_type()
     return render(
         "device_types.html",
@@ -145,13 +147,13 @@ async def device_types(request: Request) -> Response:
         section="/device-types",
         title="Device types",
         rows=rows,
-        distribution=None,
+        distribution=await distribution_chart(request, context),
     )
 
 
 @router.get("/releases")
 async def releases(request: Request) -> Response:
-    context, user = await _user(request)
+    context, user = await user_and_context(request)
     device_type = query_name(request, "type")
     state = query_choice(request, "state", _RELEASE_STATES)
     number, size = page_numbers(request)
@@ -180,7 +182,7 @@ def _release_names(device_type: str, seq: str) -> tuple[str, int]:
 
 
 async def _set_yanked(request: Request, device_type: str, seq: str, yanked: bool) -> Response:
-    context, user, form = await _acting(request)
+    context, user, form = await acting(request)
     name, number = _release_names(device_type, seq)
     user.need_admin("yanking and unyanking releases")
     await context.releases.set_yanked(name, number, yanked, actor=user.name)
@@ -199,7 +201,7 @@ async def unyank(request: Request, device_type: TypePath, seq: SeqPath) -> Respo
 
 @router.get("/releases/{device_type}/{seq}/delete")
 async def confirm_delete(request: Request, device_type: TypePath, seq: SeqPath) -> Response:
-    context, user = await _user(request)
+    context, user = await user_and_context(request)
     name, number = _release_names(device_type, seq)
     user.need_admin("deleting releases")
     release = await context.releases.release(name, number)
@@ -210,7 +212,7 @@ async def confirm_delete(request: Request, device_type: TypePath, seq: SeqPath) 
 
 @router.post("/releases/{device_type}/{seq}/delete")
 async def delete(request: Request, device_type: TypePath, seq: SeqPath) -> Response:
-    context, user, form = await _acting(request)
+    context, user, form = await acting(request)
     name, number = _release_names(device_type, seq)
     user.need_admin("deleting releases")
     if form.get("confirm") != f"{name}/{number}":
@@ -230,7 +232,11 @@ async def static(name: str) -> Response:
     return secure_static(found.body, found.content_type)
 
 
-@router.get("/{rest:path}")
+#: included after every other dashboard router: unknown paths below /ui/ get an HTML 404
+fallback = APIRouter(prefix=UI, route_class=UiRoute, include_in_schema=False)
+
+
+@fallback.get("/{rest:path}")
 async def unknown(request: Request, rest: str) -> Response:
-    await _user(request)
+    await user_and_context(request)
     raise NotFoundError(f"the dashboard has no page {UI}/{rest[:80]}")

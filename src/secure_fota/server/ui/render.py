@@ -35,6 +35,7 @@ __all__ = [
     "page_numbers",
     "query_builder",
     "query_choice",
+    "query_int",
     "query_name",
     "redirect",
     "render",
@@ -49,6 +50,9 @@ _Item = TypeVar("_Item")
 NAV: Final = (
     ("/device-types", "Device types"),
     ("/releases", "Releases"),
+    ("/devices", "Devices"),
+    ("/rollouts", "Rollouts"),
+    ("/audit", "Audit log"),
 )
 _STATIC_TYPES: Final = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 _MAX_NEXT: Final = 512
@@ -197,6 +201,13 @@ def query_choice(request: Request, field: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise InputError(field, f"must be one of {', '.join(choices)}")
     return value
+
+
+def query_int(request: Request, field: str, default: int | None, highest: int) -> int | None:
+    """A whole number from 1 to ``highest`` (``default`` when absent or empty)."""
+    if not request.query_params.get(field):
+        return default
+    return _query_int(request, field, 1, highest)
 
 
 def _query_int(request: Request, field: str, default: int, highest: int) -> int:
