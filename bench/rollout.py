@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import shutil
 import ssl
 import sys
 import time
@@ -90,6 +91,21 @@ async def poll_load(url: str, ca: Path, ids: list[str], clients: int, duration: 
     return done
 
 
+async def poll_each_once(url: str, ca: Path, ids: list[str], clients: int) -> None:
+    context = ssl.create_default_context(cafile=str(ca))
+
+    async def worker(index: int) -> None:
+        async with httpx.AsyncClient(verify=context, timeout=30) as http:
+            for device_id in ids[index::clients]:
+                response = await http.get(
+                    f"{url}/update/newest/manifest",
+                    params={"deviceType": DEVICE_TYPE, "deviceId": device_id},
+                )
+                response.raise_for_status()
+
+    await asyncio.gather(*(worker(i) for i in range(clients)))
+
+
 def measure_polls(
     server: common.Server, ca: Path, ids: list[str], clients: int, duration: float
 ) -> dict[str, float]:
@@ -102,16 +118,17 @@ def measure_polls(
     return {"polls": polls, "per_second": polls / elapsed, "cpu_us": used / polls * 1e6}
 
 
-def sign_reports(devices: int, per_device: int) -> list[str]:
+def sign_reports(devices: int, per_device: int) -> list[list[str]]:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from secure_fota.crypto.report import Event, Report, ReportSigner
 
-    tokens = []
+    tokens: list[list[str]] = []
     for index in range(devices):
         signer = ReportSigner(ec.generate_private_key(ec.SECP256R1()))
+        tokens.append([])
         for counter in range(1, per_device + 1):
-            tokens.append(
+            tokens[-1].append(
                 signer.sign(
                     Report(
                         device_id=f"reporter-{index:05d}",
@@ -131,13 +148,9 @@ def sign_reports(devices: int, per_device: int) -> list[str]:
     return tokens
 
 
-async def send_reports(url: str, ca: Path, tokens: list[str], clients: int) -> None:
+async def send_reports(url: str, ca: Path, queues: list[list[str]], clients: int) -> None:
+    """Each device's reports in order, by one sender (devices interleave across senders)."""
     context = ssl.create_default_context(cafile=str(ca))
-    # a device's reports go out in order: one sender per device (devices interleave)
-    by_device: dict[str, list[str]] = {}
-    for token in tokens:
-        by_device.setdefault(token.split(".")[1][:40], []).append(token)
-    queues = list(by_device.values())
 
     async def worker(index: int) -> None:
         async with httpx.AsyncClient(verify=context, timeout=30) as http:
@@ -167,6 +180,9 @@ def main() -> None:
     fx = common.fixtures()
     results: dict[str, Any] = {"machine": common.machine(), "args": vars(args)}
     with common.cleanup():
+        # a fresh server: no releases, rollouts or devices from an earlier run
+        shutil.rmtree(common.WORK / "servers" / "rollout", ignore_errors=True)
+        (common.WORK / "logs" / "server-rollout.log").unlink(missing_ok=True)
         server = common.start_server(fx, "rollout", env={"FOTA_ROLLOUT_TICK": "1"})
         common.fota(
             "server", "user", "add", ADMIN, "--role", "admin", "--password-stdin", "--replace",
@@ -188,7 +204,7 @@ def main() -> None:
                       "stage_wait": 86400, "silent_deadline": 86400, "min_devices": 1_000_000},
             )  # fmt: skip
             time.sleep(1.0)
-            asyncio.run(poll_load(url, ca, ids, args.clients, 0.1 + len(ids) / 400))
+            asyncio.run(poll_each_once(url, ca, ids, args.clients))  # every offer recorded
             offered = admin(url, fx, "GET", f"/rollouts/{rollout['id']}")["progress"][0]["offered"]
             log(f"round {round_ + 1}: rollout {rollout['id']} offered to {offered} devices")
             rounds["rollout"].append(measure_polls(server, ca, ids, args.clients, args.duration))
@@ -212,20 +228,21 @@ def main() -> None:
             "throughput_ratio": none_cpu / roll_cpu,
         }
 
-        tokens = sign_reports(args.reporters, args.reports_each)
+        queues = sign_reports(args.reporters, args.reports_each)
+        count = sum(len(q) for q in queues)
         pids = server.pids()
         cpu = common.cpu_seconds(pids)
         started = time.monotonic()
-        asyncio.run(send_reports(url, ca, tokens, args.clients))
+        asyncio.run(send_reports(url, ca, queues, args.clients))
         elapsed = time.monotonic() - started
         used = common.cpu_seconds(pids) - cpu
         results["reports"] = {
-            "reports": len(tokens),
-            "per_second": len(tokens) / elapsed,
-            "cpu_us": used / len(tokens) * 1e6,
+            "reports": count,
+            "per_second": count / elapsed,
+            "cpu_us": used / count * 1e6,
         }
-        log(f"reports: {len(tokens)} in {elapsed:.1f} s, {len(tokens) / elapsed:.0f}/s, "
-            f"{used / len(tokens) * 1e6:.0f} us CPU each")  # fmt: skip
+        log(f"reports: {count} in {elapsed:.1f} s, {count / elapsed:.0f}/s, "
+            f"{used / count * 1e6:.0f} us CPU each")  # fmt: skip
 
         results["abort"] = measure_abort(server, fx, seq + 1)
     path = common.save("rollout", results)
@@ -247,7 +264,7 @@ def measure_abort(server: common.Server, fx: common.Fixtures, seq: int) -> dict[
     )  # fmt: skip
     time.sleep(1.0)
     ids = [f"abort-{seq}-{i:03d}" for i in range(20)]
-    asyncio.run(poll_load(url, ca, ids, 4, 0.5))
+    asyncio.run(poll_each_once(url, ca, ids, 4))
     verify = ssl.create_default_context(cafile=str(ca))
     trips = []
     with httpx.Client(verify=verify, timeout=30) as http:
