@@ -219,6 +219,11 @@ class Run:
         self.tools_log = work / "tools.log"
         self.env = idf_env()
         self.manifest_encryption = "rsa4096"
+        self.types_published: set[str] = set()
+        # -icount 3 (guest time from instruction counts) for the measurements only: in this
+        # QEMU the guest's first idle wait (vTaskDelay of the poll interval) never ends under
+        # -icount, so the full scenario, which polls, runs on host time
+        self.icount: int | None = None
 
     def step(self, text: str) -> None:
         line = f"[{time.monotonic() - self.t0:7.1f} s host] {text}"
@@ -292,6 +297,10 @@ class Run:
             f'CONFIG_SECURE_OTA_SERVER_URL="https://10.0.2.2:{RELAY_PORT}"\n'
             f'CONFIG_SECURE_OTA_DEVICE_TYPE="{DEVICE_TYPE}"\n'
             f"CONFIG_SECURE_OTA_POLL_INTERVAL_S={POLL_S}\n"
+            # on host time a loaded host can stall the emulated CPU inside a critical section
+            # (flash reads) for longer than the default 300 ms: the interrupt watchdog panicked
+            # at the resume replay in such a run. Both watchdogs stay on.
+            "CONFIG_ESP_INT_WDT_TIMEOUT_MS=5000\n"
         )
         defaults = [app / "sdkconfig.defaults", REPO / "esp32" / "qemu" / "sdkconfig.qemu", e2e_defaults]
         build = LAB / "e2e-build"
@@ -311,8 +320,11 @@ class Run:
     def publish(self, binary: Path, seq: int, device_type: str) -> None:
         env = dict(os.environ, FOTA_UPLOAD_PASSWORD="e2e-password-123")
         w = self.work
+        first = device_type not in self.types_published
+        self.types_published.add(device_type)
         fota(
-            ["author", "publish", binary, "--id", str(seq), "--device-type", device_type, "--name", "app",
+            ["author", "publish", binary, "--seq", str(seq), "--device-type", device_type, "--name", "app",
+             *(["--new-device-type"] if first else []),
              "--keys", w / "keys", "--out", w / "dist", "--secure-boot", "v2",
              "--server", f"https://127.0.0.1:{self.server_port}", "--user", "ci", "--ca", w / "tls" / "ca.pem"],
             self.tools_log, env=env,
@@ -336,7 +348,7 @@ class Run:
 
     def qemu(self, flash: Path, efuse: Path, n: int) -> Qemu:
         return Qemu(
-            self.env, flash, efuse, self.work / f"serial-{n}.log", icount=3,
+            self.env, flash, efuse, self.work / f"serial-{n}.log", icount=self.icount,
             nic=f"user,model=open_eth,net=10.0.2.0/24,host=10.0.2.2",
         )
 
@@ -355,8 +367,8 @@ def scenario(r: Run, quick: bool) -> None:
         r.device(q, r"secure_boot_v2: Secure boot permanently enabled", 600, "secure boot provisioning")
         r.device(q, r"Flash encryption completed", 600, "flash encryption provisioning")
         r.device(q, r"App version:\s+1\.0\.0", 600, "boots 1.0.0")
-        r.device(q, r"secure_ota_app: metrics check_us=|update available: .*\(seq %d" % SEQ_110, 900, "first check")
-        r.device(q, r"update available: .*\(seq %d, \d+ bytes\)" % SEQ_110, 900, "release found")
+        r.device(q, r"update available: .*\(seq %d, \d+ bytes\)" % SEQ_110, 900, "first check: release found")
+        r.device(q, r"secure_ota_app: metrics check_us=", 60, "first check: metrics")
         r.device(q, r"downloading release %d into ota_1" % SEQ_110, 300, "download starts")
         if quick:  # one uninterrupted update, for the measurements
             r.device(q, r"release %d verified and selected for the next boot" % SEQ_110, 1800, "verified")
@@ -364,7 +376,6 @@ def scenario(r: Run, quick: bool) -> None:
             r.device(q, r"App version:\s+1\.1\.0", 600, "boots 1.1.0")
             r.device(q, r"self-test passed: keeping this image", 900, "self-test")
             r.device(q, r"release %d is installed" % SEQ_110, 300, "confirmed")
-            r.device(q, r"up to date \(seq %d\)" % SEQ_110, 900, "next check")
             return
         deadline = time.monotonic() + 900
         while r.relay.binary_bytes < KILL_AFTER_BYTES:
@@ -433,7 +444,11 @@ def main() -> int:
     report: list[str] = [f"esp32/qemu/e2e.py on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"]
     r = Run(work, report)
     r.manifest_encryption = args.manifest_encryption
-    report.append(f"manifest encryption: {args.manifest_encryption}{' (quick run)' if args.quick else ''}")
+    r.icount = 3 if args.quick else None
+    report.append(
+        f"manifest encryption: {args.manifest_encryption}; "
+        + ("quick run with -icount 3 (guest time from instruction counts)" if args.quick else "full scenario on host time (no -icount)")
+    )
     ok = False
     try:
         scenario(r, args.quick)
@@ -446,7 +461,8 @@ def main() -> int:
             report.append("relay log:")
             report += ["  " + line for line in r.relay.log]
         if hasattr(r, "server"):
-            os.killpg(r.server.pid, 9)
+            if r.server.poll() is None:
+                os.killpg(r.server.pid, 9)
             r.server.wait()
         metrics = []
         for log in sorted(work.glob("serial-*.log")):
