@@ -74,6 +74,11 @@ def build_idf_project(
 ) -> None:
     """Configure (once) and build an ESP-IDF project for esp32c3 into build/ (incremental)."""
     env = dict(env, SDKCONFIG_DEFAULTS=";".join(str(d) for d in defaults))
+    # ESP-IDF applies defaults only to options an existing sdkconfig lacks: when the defaults
+    # change, configure afresh
+    stamp = "\n".join(f"{d}\n{d.read_text()}" for d in defaults)
+    if (build / ".defaults").exists() and (build / ".defaults").read_text() != stamp:
+        shutil.rmtree(build)
     idf = [
         idf_python(env),
         f"{env['IDF_PATH']}/tools/idf.py",
@@ -85,6 +90,7 @@ def build_idf_project(
     ]
     if not (build / "build.ninja").exists():
         run([*idf, "set-target", "esp32c3"], log, env=env, cwd=project)
+        (build / ".defaults").write_text(stamp)
     run(["nice", "-n", "5", "ninja", "-C", build, f"-j{jobs}", "all"], log, env=env)
 
 
