@@ -36,12 +36,17 @@ __all__ = ["router"]
 router = APIRouter(prefix=API_V1, tags=["fleet"], responses=ERROR_RESPONSES)
 
 DeviceIdPath = Annotated[str, Path(description="device id", json_schema_extra=NAME_SCHEMA)]
+RolloutIdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="rollout id")]
 _REPORT_BODY: Final[dict[str, Any]] = {
     "requestBody": {
         "required": True,
         "content": {
-            REPORT_CONTENT_TYPE: {
-                "schema": {"type": "string", "description": "a JWS compact report (formats.md §11)"}
+            "text/plain": {
+                "schema": {
+                    "type": "string",
+                    "description": f"a JWS compact report (formats.md §11); devices send it as "
+                    f"{REPORT_CONTENT_TYPE}",
+                }
             }
         },
     }
@@ -299,7 +304,7 @@ async def rollouts(
 
 
 @router.get(ROLLOUT, response_model=RolloutOut)
-async def rollout(request: Request, rollout_id: int) -> RolloutOut:
+async def rollout(request: Request, rollout_id: RolloutIdPath) -> RolloutOut:
     await staff(request)
     progress = await context_of(request).repository.progress(rollout_id)
     return RolloutOut.of(progress.rollout, progress)
@@ -307,7 +312,7 @@ async def rollout(request: Request, rollout_id: int) -> RolloutOut:
 
 @router.post(ROLLOUT_ACTION, response_model=RolloutOut)
 async def control_rollout(
-    request: Request, rollout_id: int, action: Literal["pause", "resume", "abort"]
+    request: Request, rollout_id: RolloutIdPath, action: Literal["pause", "resume", "abort"]
 ) -> RolloutOut:
     principal = await staff(request, admin=True)
     context = context_of(request)
