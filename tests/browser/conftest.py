@@ -48,9 +48,10 @@ def _spki_hash(certificate: Path) -> str:
     return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """One Chromium for the session (skipped, saying why, where none can be had)."""
+    """One Chromium per module, stopped at its end (the sync API runs an asyncio loop on this
+    thread while open: kept for the session it broke every later ``asyncio.run``)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
