@@ -8,6 +8,10 @@
  *       [--keyset-version N] [--unchanged] MANIFEST [BIN]
  *   secure_ota_host verify ... --none [MANIFEST]
  *   secure_ota_host keyid DER_FILE...
+ *   secure_ota_host report-key FILE
+ *   secure_ota_host report --key FILE --device-id ID --device-type T --event E [--reason CODE]
+ *       [--detail TEXT] --seq N --secure-version N --version V --release N --counter N
+ *       [--repeat N]
  *
  * verify prints exactly one JSON object: {"accept": bool, "reason": null|"<code>",
  * "claims": {...}|null, "keyset": {"version": N, "kids": [...]}|null} ("claims" and "keyset",
@@ -24,9 +28,22 @@
  *
  * keyid reads each file as a DER SubjectPublicKeyInfo named by a key-rotation statement and
  * prints one line per file: {"kid": "<key id>"} or {"kid": null} if it is not such a key.
+ *
+ * report-key generates a device report key (P-256, from getrandom) as the component does on
+ * first use and writes its blob (so_report_key_export, 44 bytes, mode 0600) to FILE, which must
+ * not exist; it prints {"kid": "<key id>", "pub": "<base64url SPKI>"}.
+ * report signs one device report (docs/formats.md §11) with the key in FILE, exactly as the
+ * component does, and prints the token. Exit 0; 4 when a member is out of its bounds (the
+ * member is named on stderr); 1 for any other failure (a FILE that is not a report key blob).
+ * --repeat N signs it N times (counters N.., the last token printed) and prints the time per
+ * signature on stderr ("sign_us_per_report=...").
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +56,10 @@ static const char USAGE[] =
     "           [--keyset-version N] [--unchanged] MANIFEST [BIN]\n"
     "       secure_ota_host verify ... --none [MANIFEST]\n"
     "       secure_ota_host keyid DER_FILE...\n"
+    "       secure_ota_host report-key FILE\n"
+    "       secure_ota_host report --key FILE --device-id ID --device-type T --event E\n"
+    "           [--reason CODE] [--detail TEXT] --seq N --secure-version N --version V\n"
+    "           --release N --counter N [--repeat N]\n"
     "\n"
     "Judge release files exactly as the ESP32 component does (docs/formats.md) and print\n"
     "{\"accept\": .., \"reason\": .., \"claims\": .., \"keyset\": ..}. Exit 0 accept, 3 reject,\n"
@@ -46,7 +67,9 @@ static const char USAGE[] =
     "DIR/keyset_version, else 1). --unchanged: judge MANIFEST as on an HTTP 304 for it (the\n"
     "device judged it already_installed before and kept its SHA-256, exp and seq). --none:\n"
     "judge an HTTP 404 (\"no release\"; MANIFEST: the installed release's). keyid: the key id\n"
-    "of each rotation-statement key, or null.\n";
+    "of each rotation-statement key, or null. report-key: a new device report key blob in FILE\n"
+    "(must not exist); prints its kid and pub. report: sign one device report (docs/formats.md\n"
+    "§11) with that key and print the token; exit 4 if a member is out of bounds.\n";
 
 static int fail(const char *message)
 {
@@ -92,6 +115,172 @@ static int keyid(int argc, char **argv)
     return 0;
 }
 
+static int os_rng(void *ctx, unsigned char *out, size_t len)
+{
+    (void)ctx;
+    while (len) {
+        ssize_t n = getrandom(out, len, 0);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -1;
+        }
+        out += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int report_key(int argc, char **argv)
+{
+    if (argc != 3) {
+        fputs(USAGE, stderr);
+        return fail("report-key takes one FILE");
+    }
+    so_report_key_t *key = NULL;
+    uint8_t blob[SO_REPORT_KEY_BLOB_SIZE];
+    size_t len = 0;
+    if (so_report_key_generate(os_rng, NULL, &key) != SO_OK ||
+        so_report_key_export(key, blob, sizeof blob, &len) != SO_OK) {
+        so_report_key_free(key);
+        return fail("cannot generate a report key");
+    }
+    char kid[65], pub[SO_REPORT_PUB_LEN + 1];
+    so_report_key_kid(key, kid);
+    so_report_key_pub(key, pub);
+    so_report_key_free(key);
+    int fd = open(argv[2], O_WRONLY | O_CREAT | O_EXCL, 0600);
+    bool ok = fd >= 0 && write(fd, blob, len) == (ssize_t)len;
+    ok = (fd >= 0 && close(fd) == 0) && ok;
+    memset(blob, 0, sizeof blob);
+    if (!ok) {
+        return fail("cannot create the key file (it must not exist)");
+    }
+    printf("{\"kid\": \"%s\", \"pub\": \"%s\"}\n", kid, pub);
+    return 0;
+}
+
+/* A number for a report member: out-of-range values become ones the core refuses. */
+static bool report_number(const char *text, uint64_t *out)
+{
+    int64_t n;
+    if (!parse_i64(text, &n)) {
+        return false;
+    }
+    *out = n < 0 ? UINT64_MAX : (uint64_t)n;
+    return true;
+}
+
+static uint32_t clamp_u32(uint64_t v)
+{
+    return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+static int report(int argc, char **argv)
+{
+    so_report_t r = {0};
+    const char *key_file = NULL, *event = NULL, *reason = NULL;
+    uint64_t seq = 0, sv = 0, release = 0, counter = 0, repeat = 1;
+    unsigned have = 0; /* bits: seq, secure_version, release, counter */
+    for (int i = 2; i < argc; i += 2) { /* every option takes a value */
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = v != NULL;
+        if (!strcmp(a, "--key") && v) {
+            key_file = v;
+        } else if (!strcmp(a, "--device-id") && v) {
+            r.device_id = v;
+        } else if (!strcmp(a, "--device-type") && v) {
+            r.device_type = v;
+        } else if (!strcmp(a, "--event") && v) {
+            event = v;
+        } else if (!strcmp(a, "--reason") && v) {
+            reason = v;
+        } else if (!strcmp(a, "--detail") && v) {
+            r.detail = v;
+        } else if (!strcmp(a, "--version") && v) {
+            r.version = v;
+        } else if (!strcmp(a, "--seq")) {
+            ok = report_number(v, &seq); have |= 1u;
+        } else if (!strcmp(a, "--secure-version")) {
+            ok = report_number(v, &sv); have |= 2u;
+        } else if (!strcmp(a, "--release")) {
+            ok = report_number(v, &release); have |= 4u;
+        } else if (!strcmp(a, "--counter")) {
+            ok = report_number(v, &counter); have |= 8u;
+        } else if (!strcmp(a, "--repeat")) {
+            ok = report_number(v, &repeat) && repeat >= 1 && repeat <= 100000;
+        } else {
+            ok = false;
+        }
+        if (!ok) {
+            fputs(USAGE, stderr);
+            return fail("report: unknown option or missing/invalid value");
+        }
+    }
+    if (!key_file || !r.device_id || !r.device_type || !event || !r.version || have != 15u) {
+        fputs(USAGE, stderr);
+        return fail("report: --key, --device-id, --device-type, --event, --seq, --secure-version, "
+                    "--version, --release and --counter are required");
+    }
+    r.event = SO_EVENT_COUNT;
+    for (int e = 0; e < SO_EVENT_COUNT; e++) {
+        if (!strcmp(event, so_event_name(e))) {
+            r.event = (so_event_t)e;
+        }
+    }
+    r.reason = reason ? -1 : 0;
+    for (int c = 1; reason && c < SO_REASON_COUNT; c++) {
+        if (!strcmp(reason, so_reason_name(c))) {
+            r.reason = c;
+        }
+    }
+    r.seq = clamp_u32(seq);
+    r.secure_version = clamp_u32(sv);
+    r.release = clamp_u32(release);
+    r.counter = counter;
+    size_t len = 0;
+    uint8_t *blob = host_read_file(key_file, SO_REPORT_KEY_BLOB_SIZE, &len);
+    if (!blob) {
+        return fail("report: cannot read the key file");
+    }
+    so_report_key_t *key = NULL;
+    int ret = so_report_key_load(blob, len, os_rng, NULL, &key);
+    memset(blob, 0, len);
+    free(blob);
+    if (ret != SO_OK) {
+        return fail("report: the key file is not a report key blob");
+    }
+    char token[SO_REPORT_TOKEN_MAX];
+    const char *field = NULL;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (uint64_t i = 0; i < repeat && ret == SO_OK; i++) {
+        r.counter = counter + i;
+        ret = so_report_check(&r, &field);
+        if (ret == SO_OK) {
+            ret = so_report_sign(key, os_rng, NULL, &r, token, sizeof token, NULL);
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    so_report_key_free(key);
+    if (ret == SO_ERR_FIELD) {
+        fprintf(stderr, "secure_ota_host: report: %s is out of its bounds\n", field);
+        return 4;
+    }
+    if (ret != SO_OK) {
+        return fail("report: signing failed");
+    }
+    if (repeat > 1) {
+        double us = ((double)(t1.tv_sec - t0.tv_sec) * 1e6 +
+                     (double)(t1.tv_nsec - t0.tv_nsec) / 1e3) / (double)repeat;
+        fprintf(stderr, "sign_us_per_report=%.1f\n", us);
+    }
+    puts(token);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
@@ -100,6 +289,12 @@ int main(int argc, char **argv)
     }
     if (argc >= 2 && !strcmp(argv[1], "keyid")) {
         return keyid(argc, argv);
+    }
+    if (argc >= 2 && !strcmp(argv[1], "report-key")) {
+        return report_key(argc, argv);
+    }
+    if (argc >= 2 && !strcmp(argv[1], "report")) {
+        return report(argc, argv);
     }
     if (argc < 2 || strcmp(argv[1], "verify") != 0) {
         fputs(USAGE, stderr);

@@ -18,4 +18,5 @@ set(SO_CORE_SOURCES
     "${SO_CORE_PRIVATE_DIR}/so_decide.c"
     "${SO_CORE_PRIVATE_DIR}/so_encimg.c"
     "${SO_CORE_PRIVATE_DIR}/so_appimg.c"
-    "${SO_CORE_PRIVATE_DIR}/so_image.c")
+    "${SO_CORE_PRIVATE_DIR}/so_image.c"
+    "${SO_CORE_PRIVATE_DIR}/so_report.c")

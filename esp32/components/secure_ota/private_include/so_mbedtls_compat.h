@@ -11,7 +11,10 @@
  *  - the RSA encrypt/decrypt/verify functions lost their `mode` argument in 3.x, and
  *    PSS verification lost its RNG;
  *  - mbedtls_rsa_set_padding returns int in 3.x (void in 2.28);
- *  - struct members became private in 3.x (SO_PRIV).
+ *  - struct members became private in 3.x (SO_PRIV);
+ *  - deterministic ECDSA (RFC 6979) exists only with MBEDTLS_ECDSA_DETERMINISTIC (on in Debian's
+ *    2.28 and in ESP-IDF's default mbedTLS config): so_ecdsa_sign_sha256 falls back to a
+ *    random nonce without it.
  */
 #pragma once
 
@@ -184,4 +187,17 @@ static inline mbedtls_ecp_point *so_ec_point(mbedtls_ecp_keypair *kp)
 static inline mbedtls_mpi *so_ec_d(mbedtls_ecp_keypair *kp)
 {
     return &kp->SO_PRIV(d);
+}
+
+/* ECDSA over a SHA-256 `hash` with the private scalar `d`: RFC 6979 nonce (with `rng` for
+ * blinding) when the library has it, else a random nonce from `rng`. 0 or an mbedTLS error. */
+static inline int so_ecdsa_sign_sha256(mbedtls_ecp_group *grp, mbedtls_mpi *r, mbedtls_mpi *s,
+                                       const mbedtls_mpi *d, const uint8_t hash[32], so_rng_fn rng,
+                                       void *rng_ctx)
+{
+#if defined(MBEDTLS_ECDSA_DETERMINISTIC)
+    return mbedtls_ecdsa_sign_det_ext(grp, r, s, d, hash, 32, MBEDTLS_MD_SHA256, rng, rng_ctx);
+#else
+    return mbedtls_ecdsa_sign(grp, r, s, d, hash, 32, rng, rng_ctx);
+#endif
 }

@@ -64,6 +64,8 @@ typedef enum {
 #define SO_ERR_KEY         (-3) /* a key is missing, unreadable, or of the wrong type/size */
 #define SO_ERR_STATE       (-4) /* call out of order */
 #define SO_ERR_CRYPTO      (-5) /* the crypto library failed for a reason unrelated to the input */
+#define SO_ERR_BUFFER      (-6) /* an output buffer is too small for the result */
+#define SO_ERR_FIELD       (-7) /* a report member is out of its bounds (so_report_check names it) */
 
 /** "manifest_too_large", ...; NULL for SO_OK or an unknown value. */
 const char *so_reason_name(int reason);
@@ -478,6 +480,110 @@ int so_bearer_header(const char *token, char *out, size_t cap);
  * characters or spaces).
  */
 int so_redirect_ok(const char *location);
+
+/* ---- device reports (docs/formats.md §11) -------------------------------------------------- */
+
+/*
+ * A report is a JWS compact token (ES256, header {"alg":"ES256","kid":..,"typ":"fota-report+jwt"})
+ * signed by the device's own P-256 report key, whose payload is the JSON object of §11 with its
+ * members in sorted order and no whitespace: the bytes the Python reference
+ * (secure_fota.crypto.report.Report.to_json) writes for the same report.
+ */
+#define SO_MAX_REPORT_SIZE     4096u /* a report token, as the server bounds it (limits.py) */
+#define SO_MAX_REPORT_DETAIL   200u  /* characters of `detail` */
+#define SO_MAX_REPORT_VERSION  (SO_MAX_DESC_STRING - 1u) /* characters of `version` */
+#define SO_MAX_SECURE_VERSION  255u
+#define SO_MAX_REPORT_COUNTER  9007199254740991ull /* 2^53 - 1 */
+/** Characters of `pub`: base64url of the 91-byte DER SubjectPublicKeyInfo of a P-256 key. */
+#define SO_REPORT_PUB_LEN      122u
+/**
+ * Room for the longest report so_report_sign can produce (every string at its limit, `detail`
+ * and `version` made of characters JSON escapes) plus its NUL: 1476 + 1 bytes, rounded up.
+ */
+#define SO_REPORT_TOKEN_MAX    1536u
+/** Size of a report key blob (so_report_key_export). */
+#define SO_REPORT_KEY_BLOB_SIZE 44u
+
+typedef enum {
+    SO_EVENT_CHECKING = 0,
+    SO_EVENT_DOWNLOADING,
+    SO_EVENT_INSTALLED,   /* written and set to boot, not yet booted */
+    SO_EVENT_CONFIRMED,   /* booted, self-test passed, marked valid: the only success */
+    SO_EVENT_ROLLED_BACK,
+    SO_EVENT_REJECTED,    /* with a reason code */
+    SO_EVENT_FAILED,      /* with a detail */
+    SO_EVENT_COUNT
+} so_event_t;
+
+/** "checking", "downloading", ...; NULL for a value out of range. */
+const char *so_event_name(int event);
+
+/** The members of one report (§11) except `pub`, which comes from the signing key. */
+typedef struct {
+    const char *device_id;   /* a §5 name, at most SO_MAX_NAME_LENGTH */
+    const char *device_type; /* a §5 name */
+    so_event_t event;
+    int reason;              /* 0: null; else an so_reason_t (required for SO_EVENT_REJECTED) */
+    const char *detail;      /* NULL or printable ASCII (0x20..0x7e), at most SO_MAX_REPORT_DETAIL */
+    uint32_t seq;            /* the release running now, 0..SO_MAX_SEQ */
+    uint32_t secure_version; /* 0..SO_MAX_SECURE_VERSION */
+    const char *version;     /* printable ASCII, at most SO_MAX_REPORT_VERSION */
+    uint32_t release;        /* the release this event is about (0: none), 0..SO_MAX_SEQ */
+    uint64_t counter;        /* 1..SO_MAX_REPORT_COUNTER, above every value used before */
+} so_report_t;
+
+/**
+ * SO_OK if every member is within its bounds; else SO_ERR_FIELD and, when `field` is not NULL,
+ * *field the name of the first member out of bounds ("device_id", "reason", ...); SO_ERR_INVALID_ARG
+ * for a NULL report.
+ */
+int so_report_check(const so_report_t *report, const char **field);
+
+/** A device's report key (P-256 private key). Opaque; free with so_report_key_free. */
+typedef struct so_report_key so_report_key_t;
+
+/** A new random report key; `rng` must fill its buffer with cryptographically secure bytes. */
+int so_report_key_generate(so_rng_cb rng, void *rng_ctx, so_report_key_t **out);
+
+/**
+ * Serialise a report key for storage (NVS): "SORK", format 1 (u8), 3 zero bytes, the private
+ * scalar (32 bytes, big-endian), CRC-32 (u32 LE) of everything before it: exactly
+ * SO_REPORT_KEY_BLOB_SIZE bytes. SO_OK, SO_ERR_BUFFER (cap too small) or SO_ERR_INVALID_ARG.
+ */
+int so_report_key_export(const so_report_key_t *key, uint8_t *out, size_t cap, size_t *len);
+
+/**
+ * A report key from a blob of so_report_key_export. SO_ERR_KEY for anything else: another
+ * length, magic or format, a bad CRC, nonzero padding, or a scalar outside 1..n-1.
+ * `rng` is used for the blinding of the public-key computation.
+ */
+int so_report_key_load(const uint8_t *blob, size_t len, so_rng_cb rng, void *rng_ctx,
+                       so_report_key_t **out);
+void so_report_key_free(so_report_key_t *key);
+
+/** The key's id (§10: lowercase hex SHA-256 of its DER SubjectPublicKeyInfo) and NUL. */
+void so_report_key_kid(const so_report_key_t *key, char kid[65]);
+/** The key's `pub` member: SO_REPORT_PUB_LEN characters of base64url SPKI DER, and NUL. */
+void so_report_key_pub(const so_report_key_t *key, char pub[SO_REPORT_PUB_LEN + 1]);
+
+/**
+ * The payload JSON of `report` signed by `key` (its `pub`), NUL-terminated in `out`, *len
+ * characters (without the NUL; `len` may be NULL). SO_OK; SO_ERR_FIELD (see so_report_check);
+ * SO_ERR_BUFFER when `cap` is too small; SO_ERR_INVALID_ARG for NULL arguments.
+ */
+int so_report_payload(const so_report_key_t *key, const so_report_t *report, char *out, size_t cap,
+                      size_t *len);
+
+/**
+ * Sign `report` (§11): the JWS compact token, NUL-terminated, in `out` (SO_REPORT_TOKEN_MAX bytes
+ * are always enough), *len characters (may be NULL). ECDSA P-256 / SHA-256 with a deterministic
+ * nonce (RFC 6979) where mbedTLS has MBEDTLS_ECDSA_DETERMINISTIC (`rng` then blinds), else a
+ * random one from `rng`; the signature is raw r || s, base64url. Results as for
+ * so_report_payload, plus SO_ERR_CRYPTO if signing fails and SO_ERR_NO_MEM. On any error `out`
+ * holds "" (cap > 0). The caller must have saved `counter` before signing (§11).
+ */
+int so_report_sign(const so_report_key_t *key, so_rng_cb rng, void *rng_ctx,
+                   const so_report_t *report, char *out, size_t cap, size_t *len);
 
 /* ---- helpers --------------------------------------------------------------------------- */
 

@@ -25,6 +25,12 @@ size_t so_b64url_decoded_len(size_t len);
  */
 bool so_b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len);
 
+/**
+ * Encode `len` bytes as unpadded base64url into `out` with a NUL: the number of characters
+ * written (without the NUL), or 0 when `len` is 0 or `cap` cannot hold them and the NUL.
+ */
+size_t so_b64url_encode(const uint8_t *in, size_t len, char *out, size_t cap);
+
 /* ---- JSON (docs/formats.md §4.1) -------------------------------------------------------- */
 
 cJSON *so_json_parse(const uint8_t *raw, size_t len, bool *no_mem);

@@ -246,6 +246,33 @@ bool so_b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, size
     return true;
 }
 
+size_t so_b64url_encode(const uint8_t *in, size_t len, char *out, size_t cap)
+{
+    static const char ALPHABET[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t need = (len / 3) * 4 + (len % 3 ? len % 3 + 1 : 0);
+    if (len == 0 || need >= cap) {
+        return 0;
+    }
+    size_t n = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        acc = (acc << 8) | in[i];
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out[n++] = ALPHABET[(acc >> bits) & 63u];
+        }
+        acc &= (1u << bits) - 1u;
+    }
+    if (bits > 0) {
+        out[n++] = ALPHABET[(acc << (6 - bits)) & 63u];
+    }
+    out[n] = '\0';
+    return n;
+}
+
 /* ---- UTF-8 ---------------------------------------------------------------------------- */
 
 bool so_utf8_valid(const uint8_t *s, size_t len)
