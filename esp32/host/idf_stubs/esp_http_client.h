@@ -23,7 +23,11 @@ typedef struct {
 } esp_http_client_config_t;
 #define ESP_ERR_HTTP_BASE (0x7000)
 #define ESP_ERR_HTTP_EAGAIN (ESP_ERR_HTTP_BASE + 7)
+typedef enum { HTTP_METHOD_GET = 0, HTTP_METHOD_POST, HTTP_METHOD_PUT, HTTP_METHOD_PATCH,
+               HTTP_METHOD_DELETE, HTTP_METHOD_HEAD } esp_http_client_method_t;
 esp_http_client_handle_t esp_http_client_init(const esp_http_client_config_t *config);
+esp_err_t esp_http_client_set_method(esp_http_client_handle_t client, esp_http_client_method_t method);
+int esp_http_client_write(esp_http_client_handle_t client, const char *buffer, int len);
 esp_err_t esp_http_client_set_header(esp_http_client_handle_t client, const char *key, const char *value);
 esp_err_t esp_http_client_set_timeout_ms(esp_http_client_handle_t client, int timeout_ms);
 esp_err_t esp_http_client_delete_header(esp_http_client_handle_t client, const char *key);

@@ -17,8 +17,15 @@
  * newer set has been installed, booted and confirmed (secure_ota_mark_running_valid()), stores
  * that set in NVS: from then on only its keys are trusted (a key left out is revoked).
  *
+ * Reports (CONFIG_SECURE_OTA_REPORTS, docs/formats.md §11): the device tells the server
+ * "installed", "confirmed", "rolled_back", "rejected" (with the reason code) and "failed", each
+ * report signed by the device's own P-256 key (generated on first use, kept in NVS) and
+ * numbered by a counter saved in NVS before signing. Reporting is best effort: it never fails
+ * an update; the last report that could not be sent waits in NVS for the next check.
+ *
  * No function keeps state between calls: everything lives in the caller's config/info structs,
- * in NVS (installed sequence number, key set, resume checkpoint) and in the OTA slots.
+ * in NVS (installed sequence number, key set, resume checkpoint, report key, counter and
+ * pending report) and in the OTA slots.
  */
 #pragma once
 
@@ -130,6 +137,10 @@ typedef struct {
      * server with device_auth = open). secure_ota_config_from_kconfig() fills it from the NVS
      * string "fota_token" (namespace "secure_ota"), else CONFIG_SECURE_OTA_DEVICE_TOKEN. */
     const char *device_token;
+    /** The device id reports carry (docs/formats.md §11; a §5 name). NULL:
+     * CONFIG_SECURE_OTA_DEVICE_ID, or when that is empty CONFIG_IDF_TARGET "-" and the 12
+     * lowercase hex digits of the base MAC (see secure_ota_device_id()). */
+    const char *device_id;
 } secure_ota_config_t;
 
 /** The config from Kconfig; keys and CA must still be filled in by the application. */
@@ -166,6 +177,11 @@ typedef struct {
  * release is an update, that set is staged in NVS (not yet trusted) for
  * secure_ota_mark_running_valid().
  *
+ * With CONFIG_SECURE_OTA_REPORTS it first sends the report left pending by an earlier call and
+ * the outcome secure_ota_mark_running_valid() remembered, and reports a refused release
+ * ("rejected" with its reason code). Reports never change the result; each costs at most one
+ * HTTP timeout when the server cannot be reached.
+ *
  * @note Opening the manifest decrypts its RSA-4096 key without blocking: seconds on chips
  *       whose RSA accelerator stops below 4096 bits (ESP32-C3). Call this function (and
  *       secure_ota_perform_update()) from a task at CONFIG_SECURE_OTA_TASK_PRIORITY (default
@@ -199,6 +215,9 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg,
  * pending in NVS and becomes the installed one in secure_ota_mark_running_valid().
  * With `cfg->resumable`, an interrupted download continues after a reboot from the bytes
  * already written (HTTP Range), without re-downloading them.
+ * With CONFIG_SECURE_OTA_REPORTS it reports "installed" once the slot is set to boot,
+ * "rejected" (with the reason code) when the binary is refused, and "failed" (with the error's
+ * name) for any other failure; reports never change the result.
  *
  * @param[in] cfg   the same configuration as for the check
  * @param[in] info  the result of the check, with `available` true
@@ -223,7 +242,10 @@ esp_err_t secure_ota_perform_update(const secure_ota_config_t *cfg,
  * is set) and records the pending sequence number as installed, if this image is the one that
  * was pending. If that release was verified under a newer manifest-signing key set (key
  * rotation), the set staged by secure_ota_check_for_update() becomes the device's key set
- * (NVS); a release that did not boot changes nothing.
+ * (NVS); a release that did not boot changes nothing. With CONFIG_SECURE_OTA_REPORTS, the
+ * outcome ("confirmed", or "rolled_back" when the image running is not the one installed) is
+ * remembered in NVS and reported by the next secure_ota_check_for_update(). Call it at every
+ * boot, after the self-test, so that a rollback is reported too.
  *
  * @return
  *    - ESP_OK
@@ -235,6 +257,25 @@ esp_err_t secure_ota_mark_running_valid(void);
  * @brief The sequence number of the installed release (0 if none was ever recorded).
  */
 esp_err_t secure_ota_get_installed_seq(uint32_t *seq);
+
+/**
+ * @brief The device id reports carry: cfg->device_id, else CONFIG_SECURE_OTA_DEVICE_ID, else
+ *        CONFIG_IDF_TARGET "-" and the 12 lowercase hex digits of the base MAC (esp_read_mac
+ *        with ESP_MAC_BASE: the factory MAC in eFuse unless the application set another base
+ *        MAC), e.g. "esp32c3-7cdfa1e2f3a4". With device_auth =
+ *        device-token, the device's token is the per-device token named like this id.
+ *
+ * @param[in]  cfg  the configuration, or NULL for the Kconfig/MAC id
+ * @param[out] out  the id and a NUL (SO_MAX_NAME_LENGTH + 1 bytes are always enough)
+ * @param[in]  cap  size of `out`
+ *
+ * @return
+ *    - ESP_OK
+ *    - ESP_ERR_INVALID_ARG: `out` is NULL, or the configured id is not a valid name
+ *    - ESP_ERR_INVALID_SIZE: `cap` is too small for the id
+ *    - errors of esp_read_mac
+ */
+esp_err_t secure_ota_device_id(const secure_ota_config_t *cfg, char *out, size_t cap);
 
 /* ---- the seed's interface, kept for compatibility -------------------------------------- */
 

@@ -189,6 +189,8 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota
     ESP_RETURN_ON_ERROR(secure_ota_check_config(cfg), TAG, "config");
     so_keyring_t *ring = NULL;
     ESP_RETURN_ON_ERROR(secure_ota_keyring(cfg, &ring), TAG, "keys");
+    /* what earlier calls could not report (best effort, never an error here) */
+    secure_ota_report_flush(cfg);
 
     esp_err_t ret = ESP_OK;
     char *url = malloc(SECURE_OTA_URL_MAX);
@@ -241,6 +243,13 @@ done:
     }
     if (!out->available) {
         out->have_claims = out->have_claims && out->verdict != ESP_OK;
+    }
+    /* a release refused (not a transport failure, not "already installed") is reported */
+    int reason = secure_ota_err_is_reason(out->verdict) ? out->verdict - SECURE_OTA_ERR_BASE : 0;
+    if (reason > 0 && reason < SO_REASON_CONNECTION_FAILED &&
+        reason != SO_REASON_ALREADY_INSTALLED) {
+        secure_ota_report(cfg, SO_EVENT_REJECTED, reason,
+                          out->have_claims ? out->claims.seq : 0, NULL);
     }
     so_keyring_free(ring);
     free(url);

@@ -48,6 +48,8 @@ esp_err_t secure_ota_check_config(const secure_ota_config_t *cfg)
                         "device type '%s' is not a valid name", cfg->device_type);
     ESP_RETURN_ON_FALSE(strlen(cfg->server_url) < SECURE_OTA_URL_MAX - 128, ESP_ERR_INVALID_ARG,
                         TAG, "server URL too long");
+    ESP_RETURN_ON_FALSE(!cfg->device_id || so_name_ok(cfg->device_id), ESP_ERR_INVALID_ARG, TAG,
+                        "device id '%s' is not a valid name", cfg->device_id);
     char auth[SO_AUTH_HEADER_MAX];
     ESP_RETURN_ON_ERROR(secure_ota_auth_header(cfg, auth, sizeof auth), TAG,
                         "device token: 1 to %u characters of A-Z a-z 0-9 - . _ ~ + / (then '=')",

@@ -38,6 +38,8 @@ esp_err_t secure_ota_err_from_core(int result)
     case SO_ERR_INVALID_ARG: return ESP_ERR_INVALID_ARG;
     case SO_ERR_KEY: return SECURE_OTA_ERR_KEY;
     case SO_ERR_STATE: return ESP_ERR_INVALID_STATE;
+    case SO_ERR_BUFFER: return ESP_ERR_INVALID_SIZE;
+    case SO_ERR_FIELD: return ESP_ERR_INVALID_ARG;
     default: return ESP_FAIL;
     }
 }

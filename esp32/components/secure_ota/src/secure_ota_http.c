@@ -92,18 +92,43 @@ int64_t secure_ota_deadline(const secure_ota_config_t *cfg, size_t size)
            (int64_t)size * 1000000 / CONFIG_SECURE_OTA_MIN_RATE;
 }
 
-esp_err_t secure_ota_http_get(const secure_ota_config_t *cfg, const secure_ota_request_t *req,
-                              secure_ota_headers_t *headers, int *status, size_t *body_len)
+/* The TLS policy every request has: the pinned CA, the name verified, no automatic redirect,
+ * the configured TLS version; https:// only unless the testing-only option allows HTTP. */
+static esp_err_t check_url(const secure_ota_config_t *cfg, const char *url)
 {
-    ESP_RETURN_ON_FALSE(cfg && req && req->url && headers && status && body_len,
-                        ESP_ERR_INVALID_ARG, TAG, "bad arguments");
 #if !CONFIG_SECURE_OTA_ALLOW_HTTP
-    ESP_RETURN_ON_FALSE(strncmp(req->url, "https://", 8) == 0, ESP_ERR_INVALID_ARG, TAG,
+    ESP_RETURN_ON_FALSE(strncmp(url, "https://", 8) == 0, ESP_ERR_INVALID_ARG, TAG,
                         "refusing a non-HTTPS URL (CONFIG_SECURE_OTA_ALLOW_HTTP is off)");
 #else
     ESP_LOGW(TAG, "CONFIG_SECURE_OTA_ALLOW_HTTP is on: plain HTTP is accepted (TESTING ONLY)");
 #endif
     ESP_RETURN_ON_FALSE(cfg->ca_cert.pem, ESP_ERR_INVALID_ARG, TAG, "no CA certificate");
+    return ESP_OK;
+}
+
+static void client_config(const secure_ota_config_t *cfg, const char *url, int timeout_ms,
+                          esp_http_client_config_t *http)
+{
+    memset(http, 0, sizeof *http);
+    http->url = url;
+    http->cert_pem = cfg->ca_cert.pem;
+    http->cert_len = cfg->ca_cert.len;
+    http->timeout_ms = timeout_ms;
+    http->disable_auto_redirect = true;
+    http->keep_alive_enable = true;
+#if CONFIG_SECURE_OTA_TLS_1_3_ONLY
+    http->tls_version = ESP_HTTP_CLIENT_TLS_VER_TLS_1_3;
+#elif CONFIG_SECURE_OTA_TLS_1_2_ONLY
+    http->tls_version = ESP_HTTP_CLIENT_TLS_VER_TLS_1_2;
+#endif
+}
+
+esp_err_t secure_ota_http_get(const secure_ota_config_t *cfg, const secure_ota_request_t *req,
+                              secure_ota_headers_t *headers, int *status, size_t *body_len)
+{
+    ESP_RETURN_ON_FALSE(cfg && req && req->url && headers && status && body_len,
+                        ESP_ERR_INVALID_ARG, TAG, "bad arguments");
+    ESP_RETURN_ON_ERROR(check_url(cfg, req->url), TAG, "URL");
     memset(headers, 0, sizeof *headers);
     *status = 0;
     *body_len = 0;
@@ -113,21 +138,10 @@ esp_err_t secure_ota_http_get(const secure_ota_config_t *cfg, const secure_ota_r
     const int64_t deadline = secure_ota_deadline(cfg, expected ? expected : SO_MAX_MANIFEST_SIZE);
     const int configured_ms = cfg->timeout_ms ? cfg->timeout_ms : CONFIG_SECURE_OTA_HTTP_TIMEOUT_MS;
     event_ctx_t ctx = {.headers = headers, .deadline = deadline, .configured_ms = configured_ms};
-    esp_http_client_config_t http = {
-        .url = req->url,
-        .cert_pem = cfg->ca_cert.pem,
-        .cert_len = cfg->ca_cert.len,
-        .timeout_ms = timeout_left_ms(deadline, configured_ms),
-        .event_handler = on_event,
-        .user_data = &ctx,
-        .disable_auto_redirect = true,
-        .keep_alive_enable = true,
-#if CONFIG_SECURE_OTA_TLS_1_3_ONLY
-        .tls_version = ESP_HTTP_CLIENT_TLS_VER_TLS_1_3,
-#elif CONFIG_SECURE_OTA_TLS_1_2_ONLY
-        .tls_version = ESP_HTTP_CLIENT_TLS_VER_TLS_1_2,
-#endif
-    };
+    esp_http_client_config_t http;
+    client_config(cfg, req->url, timeout_left_ms(deadline, configured_ms), &http);
+    http.event_handler = on_event;
+    http.user_data = &ctx;
     esp_http_client_handle_t client = esp_http_client_init(&http);
     ESP_RETURN_ON_FALSE(client, ESP_ERR_NO_MEM, TAG, "esp_http_client_init failed");
     esp_err_t ret = ESP_OK;
@@ -224,6 +238,46 @@ esp_err_t secure_ota_http_get(const secure_ota_config_t *cfg, const secure_ota_r
                       TAG, "body length differs from Content-Length");
 done:
     free(buf);
+    esp_http_client_close(client);
+    esp_http_client_cleanup(client);
+    return ret;
+}
+
+esp_err_t secure_ota_http_post(const secure_ota_config_t *cfg, const char *url,
+                               const char *content_type, const char *body, size_t len,
+                               int *status)
+{
+    ESP_RETURN_ON_FALSE(cfg && url && content_type && body && status && len <= INT32_MAX,
+                        ESP_ERR_INVALID_ARG, TAG, "bad arguments");
+    *status = 0;
+    ESP_RETURN_ON_ERROR(check_url(cfg, url), TAG, "URL");
+    const int configured_ms = cfg->timeout_ms ? cfg->timeout_ms : CONFIG_SECURE_OTA_HTTP_TIMEOUT_MS;
+    /* one timeout for the whole request: connection, TLS handshake, body, response head */
+    const int64_t deadline = esp_timer_get_time() + (int64_t)configured_ms * 1000;
+    esp_http_client_config_t http;
+    client_config(cfg, url, configured_ms, &http);
+    esp_http_client_handle_t client = esp_http_client_init(&http);
+    ESP_RETURN_ON_FALSE(client, ESP_ERR_NO_MEM, TAG, "esp_http_client_init failed");
+    esp_err_t ret = ESP_OK;
+    char auth[SO_AUTH_HEADER_MAX];
+    ESP_GOTO_ON_ERROR(esp_http_client_set_method(client, HTTP_METHOD_POST), done, TAG, "method");
+    ESP_GOTO_ON_ERROR(esp_http_client_set_header(client, "Content-Type", content_type), done, TAG,
+                      "Content-Type header");
+    ESP_GOTO_ON_ERROR(secure_ota_auth_header(cfg, auth, sizeof auth), done, TAG, "device token");
+    if (auth[0]) {
+        ESP_GOTO_ON_ERROR(esp_http_client_set_header(client, "Authorization", auth), done, TAG,
+                          "Authorization header");
+    }
+    ESP_GOTO_ON_ERROR(esp_http_client_open(client, (int)len), done, TAG, "connect to %s", url);
+    esp_http_client_set_timeout_ms(client, timeout_left_ms(deadline, configured_ms));
+    ESP_GOTO_ON_FALSE(esp_http_client_write(client, body, (int)len) == (int)len, ESP_FAIL, done,
+                      TAG, "body not sent");
+    esp_http_client_set_timeout_ms(client, timeout_left_ms(deadline, configured_ms));
+    esp_http_client_fetch_headers(client);
+    ESP_GOTO_ON_FALSE(esp_timer_get_time() < deadline, ESP_ERR_TIMEOUT, done, TAG,
+                      "answer too slow");
+    *status = esp_http_client_get_status_code(client);
+done:
     esp_http_client_close(client);
     esp_http_client_cleanup(client);
     return ret;

@@ -3,7 +3,8 @@
  *
  * Internals shared by the ESP-IDF glue files (not a public API). The files, each using only
  * those listed before it: secure_ota_err.c, secure_ota_nvs.c, secure_ota_config.c,
- * secure_ota_http.c, secure_ota_resume.c, secure_ota_check.c, secure_ota_update.c.
+ * secure_ota_http.c, secure_ota_report.c, secure_ota_resume.c, secure_ota_check.c,
+ * secure_ota_update.c.
  */
 #pragma once
 
@@ -63,6 +64,16 @@ int64_t secure_ota_deadline(const secure_ota_config_t *cfg, size_t size);
 esp_err_t secure_ota_http_get(const secure_ota_config_t *cfg, const secure_ota_request_t *req,
                               secure_ota_headers_t *headers, int *status, size_t *body_len);
 
+/**
+ * One POST of `body` (`len` bytes, Content-Type `content_type`) with the same TLS policy and
+ * Authorization header as secure_ota_http_get, no redirect followed, within one HTTP timeout
+ * (cfg->timeout_ms) for the whole request. The response body is not read. `*status` gets the
+ * HTTP status (a redirect's too).
+ */
+esp_err_t secure_ota_http_post(const secure_ota_config_t *cfg, const char *url,
+                               const char *content_type, const char *body, size_t len,
+                               int *status);
+
 /* ---- errors and metrics (secure_ota_err.c) ----------------------------------------------- */
 
 /** Map a core result (0, reason > 0, error < 0) to esp_err_t. */
@@ -113,6 +124,28 @@ bool secure_ota_nvs_token(char *buf, size_t cap);
 
 /** Stage `set`, reached by the rotations of release `seq`'s manifest, until it is confirmed. */
 esp_err_t secure_ota_nvs_stage_keyset(const so_keyset_t *set, uint32_t seq);
+
+/* ---- device reports (secure_ota_report.c; secure_ota_device_id is public) ------------------ */
+
+/**
+ * Sign one report (docs/formats.md §11) of `event` about release `release` (0: none), with
+ * `reason` (0 or an so_reason_t) and `detail` (NULL, or any text: what is not printable ASCII
+ * becomes '?', what is beyond SO_MAX_REPORT_DETAIL is cut), and send it after the pending one.
+ * Best effort, never an error for the caller: a report that cannot be sent replaces the
+ * pending one in NVS. Does nothing without CONFIG_SECURE_OTA_REPORTS.
+ */
+void secure_ota_report(const secure_ota_config_t *cfg, so_event_t event, int reason,
+                       uint32_t release, const char *detail);
+
+/**
+ * Remember that `event` (confirmed or rolled_back) happened to release `release`, for the next
+ * check to report (secure_ota_mark_running_valid() has no configuration to send with). Best
+ * effort; nothing without CONFIG_SECURE_OTA_REPORTS.
+ */
+void secure_ota_report_later(so_event_t event, uint32_t release);
+
+/** At the start of a check: send the pending report, then report what was remembered. */
+void secure_ota_report_flush(const secure_ota_config_t *cfg);
 
 /* ---- the resumable download (secure_ota_resume.c) ------------------------------------------ */
 

@@ -185,6 +185,15 @@ esp_err_t secure_ota_perform_update(const secure_ota_config_t *cfg,
     } else {
         ESP_LOGE(TAG, "update failed: %s", secure_ota_err_to_name(ret));
     }
+    /* reports are best effort: they never change `ret` */
+    int reason = secure_ota_err_is_reason(ret) ? ret - SECURE_OTA_ERR_BASE : 0;
+    if (ret == ESP_OK) {
+        secure_ota_report(cfg, SO_EVENT_INSTALLED, 0, info->claims.seq, NULL);
+    } else if (reason > 0 && reason < SO_REASON_CONNECTION_FAILED) {
+        secure_ota_report(cfg, SO_EVENT_REJECTED, reason, info->claims.seq, NULL);
+    } else {
+        secure_ota_report(cfg, SO_EVENT_FAILED, 0, info->claims.seq, secure_ota_err_to_name(ret));
+    }
     return ret;
 }
 
@@ -204,7 +213,11 @@ esp_err_t secure_ota_mark_running_valid(void)
         return err;
     }
     /* the pending release counts as installed only if its slot is the one running */
-    return secure_ota_nvs_finish_pending(pending, running && running->address == part);
+    bool booted = running && running->address == part;
+    err = secure_ota_nvs_finish_pending(pending, booted);
+    /* reported by the next check (there is no configuration to send with here) */
+    secure_ota_report_later(booted ? SO_EVENT_CONFIRMED : SO_EVENT_ROLLED_BACK, pending);
+    return err;
 }
 
 /* ---- the seed's interface ---------------------------------------------------------------- */

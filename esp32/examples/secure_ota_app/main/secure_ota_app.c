@@ -119,6 +119,11 @@ static void update_task(void *arg)
     (void)arg;
     confirm_running_image();
     secure_ota_config_t cfg = make_config();
+    char device_id[SO_MAX_NAME_LENGTH + 1];
+    if (secure_ota_device_id(&cfg, device_id, sizeof device_id) == ESP_OK) {
+        /* with device_auth = device-token, the per-device token is named like this id */
+        ESP_LOGI(TAG, "device id %s", device_id);
+    }
     for (;;) {
         secure_ota_update_info_t info;
         esp_err_t err = timed_check(&cfg, &info);
