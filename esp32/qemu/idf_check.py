@@ -36,6 +36,9 @@ CONFIGS: dict[str, list[str]] = {
     "defaults": [],
     "resumable-off": ["CONFIG_SECURE_OTA_RESUMABLE=n"],
     "tls-1.2-only": ["CONFIG_SECURE_OTA_TLS_1_2_ONLY=y"],
+    # device reports off, and on with a configured device id
+    "reports-off": ["CONFIG_SECURE_OTA_REPORTS=n"],
+    "device-id": ['CONFIG_SECURE_OTA_DEVICE_ID="unit-7"'],
     # the QEMU build: OpenCores Ethernet instead of Wi-Fi, metrics on (sdkconfig.qemu)
     "qemu": ["@sdkconfig.qemu"],
 }
