@@ -300,10 +300,12 @@ class _Traffic:
         with self.server.http() as http:
             while not self.stop.is_set():
                 request, expected = self._request(http, index)
-                shutting_down = self.terminated.is_set()
                 try:
                     response = http.send(request, stream=True)
                 except httpx.HTTPError:
+                    # judged when the refusal arrives: a request sent a moment before SIGTERM that
+                    # the server had not read yet is refused by the shutdown, not before it
+                    shutting_down = self.terminated.is_set()
                     self.outcomes.append("refused" if shutting_down else "refused-early")
                     time.sleep(0.05)
                     continue
