@@ -13,7 +13,9 @@ Everything listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -223,8 +225,13 @@ class LocalServer(_Running):
         return process.returncode
 
     def kill(self) -> None:
-        """``kill -9``: no clean shutdown (fault-injection tests)."""
+        """``kill -9``: no clean shutdown (fault-injection tests). Started with ``new_session``,
+        the whole process group goes at once (workers included, as when a service manager kills
+        the service); otherwise only the main process, and its workers exit on their own."""
         if self.process is not None:
+            if self._new_session:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
             self.process.kill()
             self.process.wait()
             self.process = None

@@ -202,6 +202,7 @@ def test_server_killed_mid_upload(tmp_path: Path, tls_dir: Path, http_server: st
         tls_key=tls_dir / "server.key",
         ca_file=tls_dir / "ca.pem",
         env={"FOTA_LOG_LEVEL": "warning", **server_env(http_server)},
+        new_session=True,  # kill() takes granian's worker with it, as a service manager would
     )
     verify = ssl.create_default_context(cafile=str(tls_dir / "ca.pem"))
     base, port = server.url, server.port
