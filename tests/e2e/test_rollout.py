@@ -65,8 +65,17 @@ def rollout_fleet(
 
 def api(fleet: Fleet, method: str, path: str, **options: Any) -> Any:
     verify = ssl.create_default_context(cafile=str(fleet.ca))
-    with httpx.Client(verify=verify, auth=(ADMIN, ADMIN_PASSWORD), timeout=30) as http:
-        response = http.request(method, f"{fleet.url}{API_V1}{path}", **options)
+    for attempt in range(5):
+        try:
+            with httpx.Client(verify=verify, auth=(ADMIN, ADMIN_PASSWORD), timeout=30) as http:
+                response = http.request(method, f"{fleet.url}{API_V1}{path}", **options)
+            break
+        except httpx.ConnectError:
+            # a connection queued to a worker killed a moment ago is reset: connect again, as
+            # an operator would (a request that reached a worker is never repeated)
+            if attempt == 4:
+                raise
+            time.sleep(0.5)
     assert response.is_success, response.text
     return response.json()
 
