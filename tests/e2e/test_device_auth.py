@@ -38,11 +38,17 @@ def _token(fleet: Fleet, name: str, *shared: str) -> str:
     return out.strip().split()[-1]
 
 
-def _init(fleet: Fleet, state: Path, token: str | None) -> None:
+#: a per-device token is named like the device it belongs to; the server refuses it for any
+#: other device id (the fleet simulator's single device with --device-id-prefix unit)
+OWN_DEVICE = "unit-00000"
+
+
+def _init(fleet: Fleet, state: Path, token: str | None, device_id: str | None = None) -> None:
     args = [
         "device", "init", "--state", str(state), "--device-type", DEVICE_TYPE,
         "--keys", str(fleet.keys), "--server", fleet.url, "--ca", str(fleet.ca),
         "--firmware", str(fleet.image("1.0.0")), "--seq", "1",
+        *(["--device-id", device_id] if device_id else []),
     ]  # fmt: skip
     env = {}
     if token is not None:
@@ -57,11 +63,12 @@ def _check(state: Path, *json_flag: str) -> tuple[int, str, str]:
     return result.returncode, result.stdout, result.stderr
 
 
-def _fleet(fleet: Fleet, token: str | None) -> tuple[int, dict[str, object]]:
-    out = fleet.root / f"fleet-{token is not None}.json"
+def _fleet(fleet: Fleet, token: str | None, *, own: bool = False) -> tuple[int, dict[str, object]]:
+    out = fleet.root / f"fleet-{token is not None}-{own}.json"
+    devices = ["--devices", "1", "--device-id-prefix", "unit"] if own else ["--devices", "20"]
     args = [
         "fleet", "simulate", "--server", fleet.url, "--ca", str(fleet.ca),
-        "--device-type", DEVICE_TYPE, "--devices", "20", "--duration", "1.5",
+        "--device-type", DEVICE_TYPE, *devices, "--duration", "1.5",
         "--poll-interval", "0.5", "--out", str(out),
     ]  # fmt: skip
     env = {}
@@ -76,7 +83,7 @@ def test_each_mode_lets_in_exactly_the_right_devices(
     auth_fleet: tuple[str, Fleet, LocalServer],
 ) -> None:
     mode, fleet, _server = auth_fleet
-    shared, own = _token(fleet, "fleet", "--shared"), _token(fleet, "unit-1")
+    shared, own = _token(fleet, "fleet", "--shared"), _token(fleet, OWN_DEVICE)
     accepted = {
         "open": [None, shared, own],
         "device-type-token": [shared, own],
@@ -85,13 +92,13 @@ def test_each_mode_lets_in_exactly_the_right_devices(
     refused = {"open": [], "device-type-token": [None], "device-token": [None, shared]}[mode]
     for number, token in enumerate(accepted):
         state = fleet.root / f"ok-{number}"
-        _init(fleet, state, token)
+        _init(fleet, state, token, OWN_DEVICE if token == own else None)
         code, stdout, stderr = _check(state, "--json")
-        assert code == 0, stderr
+        assert code == 0, stderr + stdout
         assert json.loads(stdout)["result"] == "update-available"
         if token is not None:
             assert (state / "device_token").stat().st_mode & 0o777 == 0o600
-        code, summary = _fleet(fleet, token)
+        code, summary = _fleet(fleet, token, own=token == own)
         assert code == 0 and summary["errors"] == 0 and summary["manifests"], summary
     for number, token in enumerate(refused):
         state = fleet.root / f"refused-{number}"
@@ -102,6 +109,11 @@ def test_each_mode_lets_in_exactly_the_right_devices(
         assert ("401" in stderr) if token is None else ("403" in stderr), stderr
         code, summary = _fleet(fleet, token)
         assert code == 1 and summary["errors"] > 0 and summary["manifests"] == 0, summary
+    if mode != "open":  # a device's own token does not let another device id in
+        state = fleet.root / "impostor"
+        _init(fleet, state, own, "unit-99999")
+        code, stdout, stderr = _check(state)
+        assert code != 0 and "403" in stderr, (stdout, stderr)
 
 
 def test_an_unset_token_variable_is_one_line() -> None:
