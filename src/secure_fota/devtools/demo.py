@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shlex
 import shutil
@@ -26,7 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from rich.console import Console
@@ -60,6 +61,8 @@ class DemoFailed(FotaError):
 @dataclass
 class _Workspace:
     root: Path
+    #: the fleet operator's admin bearer token (``fota server token create``), once made
+    operator_token: str = ""
 
     @property
     def keys(self) -> Path:
@@ -114,7 +117,7 @@ def _server(ws: _Workspace, story: _Story) -> Iterator[str]:
 def _fota(ws: _Workspace, story: _Story, *args: str) -> str:
     """Show ``fota ARGS`` and run it in the workspace, as printed; its output, or DemoFailed."""
     story.command(shlex.join(["fota", *args]))
-    env = {**os.environ, "FOTA_UPLOAD_PASSWORD": PASSWORD}
+    env = {**os.environ, "FOTA_UPLOAD_PASSWORD": PASSWORD, "FOTA_TOKEN": ws.operator_token}
     done = subprocess.run(
         fota_argv(*args),
         cwd=ws.root,
@@ -211,22 +214,31 @@ def _release(
     return files.manifest, files.binary
 
 
-def _upload(
-    target: UploadTarget, ws: _Workspace, seq: int, name: str = "sensor-app", *, hold: bool = False
+def _upload(target: UploadTarget, ws: _Workspace, seq: int, name: str = "sensor-app") -> None:
+    upload_release(target, out_dir=ws.releases, fw_name=name, seq=seq, device_type=DEVICE_TYPE)
+
+
+def _publish(
+    ws: _Workspace, story: _Story, url: str, image: str, seq: int, *, hold: bool = False
 ) -> None:
-    upload_release(
-        target, out_dir=ws.releases, fw_name=name, seq=seq, device_type=DEVICE_TYPE, hold=hold
-    )
-
-
-def _publish(ws: _Workspace, story: _Story, url: str, image: str, seq: int) -> None:
     _fota(
         ws, story,
         "author", "publish", image, "--seq", str(seq), "--device-type", DEVICE_TYPE,
         "--name", "sensor-app", "--keys", "keys", "--out", "releases", "--expires", "30d",
         "--server", url, "--ca", "tls/ca.pem", "--user", UPLOADER,
-        *(["--new-device-type"] if seq == 1 else []),
+        *(["--new-device-type"] if seq == 1 else []), *(["--hold"] if hold else []),
     )  # fmt: skip
+
+
+def _rollout_create(ws: _Workspace, story: _Story, url: str, seq: int) -> dict[str, Any]:
+    args = [
+        "rollout", "create", f"{DEVICE_TYPE}/{seq}", "--stages", "20,100",
+        "--max-failure-rate", "10%", "--min-devices", "5", "--stage-wait", "1s",
+        "--server", url, "--ca", "tls/ca.pem", "--json",
+    ]  # fmt: skip
+    created = json.loads(_fota(ws, story, *args))
+    _expect(isinstance(created, dict) and "id" in created, f"unexpected answer {created}")
+    return cast(dict[str, Any], created)
 
 
 def _run(ws: _Workspace, story: _Story) -> None:
@@ -298,7 +310,7 @@ def _run(ws: _Workspace, story: _Story) -> None:
             "rebooted, self-test passed, confirmed"
         )
         _attacks(ws, story, target, device)
-        _rollouts(ws, story, target, url)
+        _rollouts(ws, story, url)
 
 
 def _attacks(ws: _Workspace, story: _Story, target: UploadTarget, device: Device) -> None:
@@ -412,20 +424,21 @@ def _progress(state: dict[str, Any]) -> str:
     )
 
 
-def _rollouts(ws: _Workspace, story: _Story, target: UploadTarget, url: str) -> None:
-    story.step("The operator yanks the three bad uploads")
-    story.command(f"fota release yank {DEVICE_TYPE}/3 --yes   (and /4, /5)")
+def _rollouts(ws: _Workspace, story: _Story, url: str) -> None:
+    story.step("The fleet operator gets an admin token and yanks the three bad uploads")
+    ws.operator_token = _fota(
+        ws, story, "server", "token", "create", OPERATOR, "--role", "admin",
+        "--data-dir", "server-data",
+    ).strip()  # fmt: skip
+    story.say("(the demo keeps it in FOTA_TOKEN, which the next commands read)")
     for seq in (3, 4, 5):
-        _operator(ws, url, "POST", f"/device-types/{DEVICE_TYPE}/releases/{seq}/yank")
+        _fota(ws, story, "release", "yank", f"{DEVICE_TYPE}/{seq}", "--yes",
+              "--server", url, "--ca", "tls/ca.pem")  # fmt: skip
     story.ok("release 2 (1.1.0) is the newest again")
 
     story.step(
         "1.2.0 is held and rolled out in stages to a fleet of 40 devices; 25 % of them fail "
         "their self-test"
-    )
-    story.command(
-        f"fota author publish ... --seq 6 --hold && fota rollout create {DEVICE_TYPE}/6 "
-        "--stages 20,100 --max-failure-rate 10% --min-devices 5"
     )
     v4 = ws.root / "app-1.2.0-rc.bin"
     v4.write_bytes(
@@ -433,12 +446,8 @@ def _rollouts(ws: _Workspace, story: _Story, target: UploadTarget, url: str) -> 
             ImageSpec(version="1.2.0", project_name="greenhouse", size=200 * 1024, seed=4)
         )
     )
-    _release(ws, v4, 6)
-    _upload(target, ws, 6, hold=True)
-    plan = {"stages": [20, 100], "max_failure_rate": 0.1, "min_devices": 5, "stage_wait": 1}
-    bad = _operator(
-        ws, url, "POST", "/rollouts", json={"device_type": DEVICE_TYPE, "seq": 6, **plan}
-    )
+    _publish(ws, story, url, v4.name, 6, hold=True)
+    bad = _rollout_create(ws, story, url, 6)
     report = _fleet_until(
         url,
         ws,
@@ -459,20 +468,14 @@ def _rollouts(ws: _Workspace, story: _Story, target: UploadTarget, url: str) -> 
              "release 6 and stay on 1.1.0")  # fmt: skip
 
     story.step("A fixed 1.2.1 (#7) is rolled out the same way and reaches the whole fleet")
-    story.command(
-        f"fota rollout create {DEVICE_TYPE}/7 --stages 20,100 ... && fota rollout status 2"
-    )
     v5 = ws.root / "app-1.2.1.bin"
     v5.write_bytes(
         build_app_image(
             ImageSpec(version="1.2.1", project_name="greenhouse", size=200 * 1024, seed=5)
         )
     )
-    _release(ws, v5, 7)
-    _upload(target, ws, 7, hold=True)
-    good = _operator(
-        ws, url, "POST", "/rollouts", json={"device_type": DEVICE_TYPE, "seq": 7, **plan}
-    )
+    _publish(ws, story, url, v5.name, 7, hold=True)
+    good = _rollout_create(ws, story, url, 7)
     report = _fleet_until(
         url,
         ws,
