@@ -3,8 +3,9 @@
 Random releases (random images, sequence numbers, expiry, device facts), then random changes:
 characters and bytes of the manifest, truncation, hand-made claims sealed with the real keys
 (bounds, types, floats, NaN, missing and extra members), random JOSE headers on both layers,
-non-canonical base64url in any part, tampered or resealed ``.bin`` files, freshness statements,
-and key rotation: a random history of key sets (each statement signed by a key of the previous
+non-canonical base64url in any part, tampered or resealed ``.bin`` files, freshness statements
+(naming no device, this device or another, for a device with or without an id), and key
+rotation: a random history of key sets (each statement signed by a key of the previous
 set, old keys kept or revoked at random), devices at random versions, and manifests carrying
 random chains (complete, cut, shuffled, repeated, with forged, gapped, mutated or garbage
 statements, or a malformed ``rot``), and HTTP 304 answers for the installed release (the C side
@@ -227,6 +228,8 @@ def run_c(keys: Path, manifest: Path, binary: Path | None, facts: dict[str, Any]
         args += ["--now", str(facts["now"])]
     if facts.get("freshness") is not None:
         args += ["--freshness", str(facts["freshness"]), "--nonce", facts["nonce"]]
+    if facts.get("device_id") is not None:
+        args += ["--device-id", facts["device_id"]]
     if facts.get("keyset_version") is not None:
         args += ["--keyset-version", str(facts["keyset_version"])]
     if facts.get("unchanged"):
@@ -250,7 +253,7 @@ def run_python(keys: Path, manifest: Path, binary: Path | None, facts: dict[str,
         device_type=facts["device_type"], installed_seq=facts["installed_seq"],
         secure_version=facts["secure_version"], chip_id=facts.get("chip_id"),
         now=facts.get("now"), freshness=facts.get("freshness"), nonce=facts.get("nonce"),
-        keyset_version=facts.get("keyset_version"),
+        keyset_version=facts.get("keyset_version"), device_id=facts.get("device_id"),
     )  # fmt: skip
 
 
@@ -584,7 +587,10 @@ def test_c_core_agrees_with_python(tmp_path: Path) -> None:  # noqa: PLR0915 -- 
             else "ab" * 32,
             "nonce": nonce if rng.random() < 0.8 else "cd" * 16,
             "iat": NOW,
+            # the server names the polling device when it knows it (docs/formats.md §7)
+            "device_id": rng.choice([None, None, "dev-1", "dev-1", "dev-10", "dev-", "Dev-1"]),
         }
+        device_id = rng.choice([None, "dev-1", "dev-1"])
         fresh = session.path(".freshness")
         text = FreshnessSigner(session.freshness_key).sign(**statement).encode()
         choice = rng.random()
@@ -593,10 +599,11 @@ def test_c_core_agrees_with_python(tmp_path: Path) -> None:  # noqa: PLR0915 -- 
         elif choice < 0.25:
             text = mutate_token(rng, text)
         fresh.write_bytes(text)
-        session.compare(manifest, None, dict(ok_facts, freshness=fresh, nonce=nonce))
+        poll = {"freshness": fresh, "nonce": nonce, "device_id": device_id}
+        session.compare(manifest, None, ok_facts | poll)
         # ... and with a 304 for the installed release: checked against the kept digest
         unchanged = dict(ok_facts, installed_seq=claims["seq"], unchanged=True)
-        session.compare(manifest, None, dict(unchanged, freshness=fresh, nonce=nonce))
+        session.compare(manifest, None, unchanged | poll)
     print(
         f"differential: {session.count} files, verdicts {sorted(session.reasons.items(), key=str)}"
         f", rotation manifests opened by versions walked {sorted(session.reached.items())}"

@@ -45,5 +45,6 @@ def test_reference_verdict_unchanged(case: dict) -> None:
         freshness=file(case["freshness"]),
         nonce=case["nonce"],
         none=case.get("none", False),
+        device_id=case.get("device_id"),
     )
     assert verdict == case["expect"]

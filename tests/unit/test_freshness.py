@@ -148,3 +148,9 @@ def test_nothing_new_needs_a_none_answer_for_this_poll() -> None:
     with_id = signer.sign_none(device_type="sensor-v2", nonce=NONCE, device_id="dev-1")
     assert nothing_new(with_id) is Reason.FRESHNESS_INVALID
     assert nothing_new(with_id, device_id="dev-1") is None
+    assert nothing_new(with_id, device_id="dev-10") is Reason.FRESHNESS_INVALID
+    # a device with an id takes a statement naming no device (docs/formats.md §7 step 2)
+    assert (
+        nothing_new(signer.sign_none(device_type="sensor-v2", nonce=NONCE), device_id="dev-1")
+        is None
+    )

@@ -313,9 +313,11 @@ class Builder:
         device_type: str = DEVICE,
         unchanged: bool = False,
         none: bool = False,
+        device_id: str | None = None,
     ) -> None:
         """``unchanged``: the C side judges the manifest as on an HTTP 304 (see build_unchanged);
-        ``none``: the answer is an HTTP 404, ``manifest`` the installed one's (see build_none)."""
+        ``none``: the answer is an HTTP 404, ``manifest`` the installed one's (see build_none);
+        ``device_id``: the device's own id (absent: it has none; see build_device_id)."""
         verdict = reference_verdict(
             self.out / keys,
             manifest,
@@ -328,6 +330,7 @@ class Builder:
             freshness=freshness,
             nonce=nonce,
             none=none,
+            device_id=device_id,
         )
         if verdict["reason"] != expect:
             raise SystemExit(f"case {name}: built for {expect}, reference says {verdict}")
@@ -350,6 +353,7 @@ class Builder:
             }
             | ({"unchanged": True} if unchanged else {})
             | ({"none": True} if none else {})
+            | ({"device_id": device_id} if device_id is not None else {})
         )
 
 
@@ -1615,6 +1619,107 @@ def build_ecies(b: Builder) -> None:
     )
 
 
+DEVID_PREFIX = "devid-"  # files of build_device_id (and keys-devid/); its cases start "devid_"
+DEVID = "esp32c3-7cdfa1e2f3a4"  # an id as the ESP32 component derives it (target, base MAC)
+
+
+def build_device_id(b: Builder) -> None:
+    """A device with an id (docs/formats.md §7 step 2; the ESP32 component's polls send it as
+    ``deviceId``): a statement naming no device or exactly this id passes; another id (one byte
+    more or less, another case), a malformed one, or any id for a device without one is
+    ``freshness_invalid`` — on a 200, a 304 (``unchanged``) and a 404 (``none``).
+
+    ``keys-devid/`` is ``keys-v1`` with a freshness key of its own, so that these statements
+    can be added to the committed vectors (``--only-device-id``) for the committed
+    ``ok-v1.manifest``."""
+    keys = f"keys-{DEVID_PREFIX.rstrip('-')}"
+    directory = b.out / keys
+    directory.mkdir()
+    for path in (b.out / "keys-v1").iterdir():
+        if path.name != "freshness_pub.pem":
+            shutil.copyfile(path, directory / path.name)
+    freshness = generate_private_key("ecdsa256")
+    (directory / "freshness_pub.pem").write_bytes(public_pem(freshness))
+    signer = FreshnessSigner(freshness)
+    m = b.out / "ok-v1.manifest"
+    digest = hashlib.sha256(m.read_bytes()).hexdigest()
+    opened = reference_verdict(
+        directory, m, None, device_type=DEVICE, installed_seq=0, secure_version=0
+    )
+    seq = opened["claims"]["seq"]
+    header = {"alg": "ES256", "kid": key_id(freshness), "typ": "fota-freshness+jwt"}
+
+    def newest(name: str, device_id: str | None, **changes: Any) -> Path:
+        values: dict[str, Any] = {"device_type": DEVICE, "seq": seq, "manifest_sha256": digest,
+                                  "nonce": NONCE, "iat": NOW, "device_id": device_id}  # fmt: skip
+        token = signer.sign(**(values | changes))
+        return b.write(f"{DEVID_PREFIX}{name}", token.encode(), ".freshness")
+
+    def none(name: str, device_id: str | None) -> Path:
+        token = signer.sign_none(device_type=DEVICE, nonce=NONCE, iat=NOW, device_id=device_id)
+        return b.write(f"{DEVID_PREFIX}{name}", token.encode(), ".freshness")
+
+    def hand(name: str, device_id: Any) -> Path:
+        payload = {"answer": "newest", "device_type": DEVICE, "seq": seq,
+                   "manifest_sha256": digest, "nonce": NONCE, "iat": NOW,
+                   "device_id": device_id}  # fmt: skip
+        data = json.dumps(payload, separators=(",", ":")).encode()
+        token = raw_jws(header, data, freshness)
+        return b.write(f"{DEVID_PREFIX}{name}", token.encode(), ".freshness")
+
+    own, bare = newest("newest-own", DEVID), newest("newest-bare", None)
+    longest = "e" + "0123456789abcdef" * 3 + "0123456789abcde"
+    assert len(longest) == 64
+    # HTTP 200: the device judges the manifest received
+    bad = "freshness_invalid"
+    for name, statement, device_id, expect in (
+        ("newest_own_id", own, DEVID, None),
+        ("newest_no_id", bare, DEVID, None),
+        ("newest_other_id", newest("newest-other", "esp32c3-000000000000"), DEVID, bad),
+        ("newest_id_one_more_byte", newest("newest-longer", DEVID + "0"), DEVID, bad),
+        ("newest_id_one_less_byte", newest("newest-shorter", DEVID[:-1]), DEVID, bad),
+        ("newest_id_upper_case", newest("newest-upper", DEVID.upper()), DEVID, "freshness_invalid"),
+        ("newest_id_malformed", hand("newest-malformed", "esp32c3/7cdfa1e2f3a4"), DEVID, bad),
+        ("newest_id_dot_dot", hand("newest-dotdot", "esp32c3..7cdfa1e2f3a4"), DEVID, bad),
+        ("newest_id_65_chars", hand("newest-65", longest + "f"), longest, "freshness_invalid"),
+        ("newest_id_not_a_string", hand("newest-number", 7), DEVID, "freshness_invalid"),
+        ("newest_id_null", hand("newest-null", None), DEVID, "freshness_invalid"),
+        ("newest_id_64_chars", newest("newest-64", longest), longest, None),
+        ("newest_id_hand_made_ok", hand("newest-hand", DEVID), DEVID, None),
+        ("device_without_id", own, None, "freshness_invalid"),
+        ("device_without_id_bare", bare, None, None),
+        ("newest_own_id_stale_digest", newest("newest-stale", DEVID, manifest_sha256="ab" * 32),
+         DEVID, "stale_manifest"),
+        ("newest_own_id_wrong_nonce", newest("newest-nonce", DEVID, nonce="ff" * 16), DEVID,
+         "freshness_invalid"),
+        ("newest_own_id_wrong_type", newest("newest-type", DEVID, device_type="other"), DEVID,
+         "freshness_invalid"),
+    ):  # fmt: skip
+        b.case(f"devid_{name}", m, None, expect, keys=keys, freshness=statement, nonce=NONCE,
+               device_id=device_id)  # fmt: skip
+    # HTTP 304: the device judged this manifest (its installed release's) already_installed
+    for name, statement, device_id, expect in (
+        ("unchanged_own_id", own, DEVID, "already_installed"),
+        ("unchanged_no_id", bare, DEVID, "already_installed"),
+        ("unchanged_other_id", b.out / f"{DEVID_PREFIX}newest-other.freshness", DEVID,
+         "freshness_invalid"),
+        ("unchanged_device_without_id", own, None, "freshness_invalid"),
+    ):  # fmt: skip
+        b.case(f"devid_{name}", m, None, expect, keys=keys, installed_seq=seq,
+               freshness=statement, nonce=NONCE, unchanged=True, device_id=device_id)  # fmt: skip
+    # HTTP 404: no release for this type
+    for name, statement, device_id, expect in (
+        ("none_own_id", none("none-own", DEVID), DEVID, "already_installed"),
+        ("none_no_id", none("none-bare", None), DEVID, "already_installed"),
+        ("none_other_id", none("none-other", DEVID + "0"), DEVID, "freshness_invalid"),
+        ("none_device_without_id", b.out / f"{DEVID_PREFIX}none-own.freshness", None,
+         "freshness_invalid"),
+        ("none_own_id_answer_newest", own, DEVID, "stale_manifest"),
+    ):  # fmt: skip
+        b.case(f"devid_{name}", None, None, expect, keys=keys, installed_seq=seq,
+               freshness=statement, nonce=NONCE, none=True, device_id=device_id)  # fmt: skip
+
+
 def _clear(out: Path, keep: Any) -> None:
     for path in out.iterdir():
         if path.name in ("README.md", "generate.py", "reference.py", "__init__.py", "__pycache__"):
@@ -1624,26 +1729,36 @@ def _clear(out: Path, keep: Any) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def main(out: Path = HERE, *, only_ec: bool = False) -> None:
-    """Regenerate every vector, or (``only_ec``) only those of :func:`build_ec`, appended to
-    the committed cases (new throwaway keys in ``keys-ec-p256/`` only)."""
+def main(out: Path = HERE, *, only: str | None = None) -> None:
+    """Regenerate every vector, or only those of :func:`build_ec` and :func:`build_ecies`
+    (``only="ec"``: new throwaway keys in ``keys-ec-*/``) or of :func:`build_device_id`
+    (``only="device-id"``: a new freshness key in ``keys-devid/``), appended to the committed
+    cases."""
     previous: list[dict[str, Any]] = []
-    if only_ec:
+    prefixes = {
+        "ec": ("ec_", (EC_PREFIX, "keys-ec-")),
+        "device-id": ("devid_", (DEVID_PREFIX, "keys-devid")),
+    }
+    if only is not None:
+        case_prefix, file_prefixes = prefixes[only]
         committed = json.loads((out / "cases.json").read_text())["cases"]
-        previous = [case for case in committed if not case["name"].startswith("ec_")]
-        _clear(out, lambda path: not path.name.startswith((EC_PREFIX, "keys-ec-")))
+        previous = [case for case in committed if not case["name"].startswith(case_prefix)]
+        _clear(out, lambda path: not path.name.startswith(file_prefixes))
     else:
         _clear(out, lambda _path: False)
     keys = Keys()
-    if not only_ec:
+    if only is None:
         for scheme in ("v1", "v2-rsa3072", "v2-ecdsa256", "v2-ecdsa384"):
             keys.write_device_dir(out / f"keys-{scheme}", scheme)
     builder = Builder(out, keys)
     try:
-        if not only_ec:
+        if only is None:
             build_all(builder)
-        build_ec(builder)
-        build_ecies(builder)
+        if only in (None, "ec"):
+            build_ec(builder)
+            build_ecies(builder)
+        if only in (None, "device-id"):
+            build_device_id(builder)
     finally:
         shutil.rmtree(builder.work)
     all_cases = previous + builder.cases
@@ -1653,4 +1768,5 @@ def main(out: Path = HERE, *, only_ec: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main(only_ec="--only-ec" in sys.argv[1:])
+    flags = {"--only-ec": "ec", "--only-device-id": "device-id"}
+    main(only=next((flags[arg] for arg in sys.argv[1:] if arg in flags), None))

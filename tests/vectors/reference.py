@@ -48,6 +48,7 @@ def _nothing_new(
     now: int | None,
     freshness: Path | None,
     nonce: str | None,
+    device_id: str | None,
 ) -> dict[str, Any]:
     """An HTTP 404: the ``none`` statement, then :func:`decide_nothing_new` with the claims of
     ``manifest`` (the device's copy of its installed release's manifest), if given."""
@@ -69,7 +70,9 @@ def _nothing_new(
     try:
         if freshness is not None:
             statement = freshness.read_bytes().decode("latin-1")
-            check_nothing_new(statement, keys, nonce=nonce or "", device_type=device_type)
+            check_nothing_new(
+                statement, keys, nonce=nonce or "", device_type=device_type, device_id=device_id
+            )
         decide_nothing_new(claims, facts, now=now)
     except ReleaseRejected as exc:
         return {"accept": False, "reason": exc.reason.value} | shown
@@ -90,9 +93,11 @@ def reference_verdict(
     nonce: str | None = None,
     keyset_version: int | None = None,
     none: bool = False,
+    device_id: str | None = None,
 ) -> dict[str, Any]:
     """``keyset_version`` overrides the key directory's ``keyset_version`` file. ``none``:
-    judge an HTTP 404 ("no release"; ``manifest``: the installed release's, or ``None``)."""
+    judge an HTTP 404 ("no release"; ``manifest``: the installed release's, or ``None``).
+    ``device_id``: the device's own id for the freshness check (``None``: it has none)."""
     keys = _keys(keys_dir)
     if keyset_version is not None:
         keys = dataclasses.replace(keys, keyset_version=keyset_version)
@@ -107,6 +112,7 @@ def reference_verdict(
             now=now,
             freshness=freshness,
             nonce=nonce,
+            device_id=device_id,
         )
     assert manifest is not None
     with manifest.open("rb") as handle:
@@ -121,7 +127,13 @@ def reference_verdict(
         if freshness is not None:
             statement = freshness.read_bytes().decode("latin-1")
             check_freshness(
-                statement, token, claims, keys, nonce=nonce or "", device_type=device_type
+                statement,
+                token,
+                claims,
+                keys,
+                nonce=nonce or "",
+                device_type=device_type,
+                device_id=device_id,
             )
         facts = DeviceFacts(
             device_type=device_type,

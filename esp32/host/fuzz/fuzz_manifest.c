@@ -86,9 +86,10 @@ static void answer_head(const uint8_t *data, size_t size)
                 const uint8_t *st = (const uint8_t *)value;
                 int r = not_modified
                             ? so_freshness_check_digest(ring, st, strlen(value),
-                                                        judged.sha256_hex, nonce, "sensor-v2")
+                                                        judged.sha256_hex, nonce, "sensor-v2",
+                                                        "dev-1")
                             : so_freshness_check_none(ring, st, strlen(value), nonce,
-                                                      "sensor-v2");
+                                                      "sensor-v2", "dev-1");
                 if (r == SO_OK) {
                     (void)(not_modified ? so_decide_unchanged(&judged, &facts)
                                         : so_decide_none(&judged, &facts));
@@ -150,8 +151,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)so_claims_parse(data, size, &out);
         break;
     case 3:
+        /* as a device without an id, and as device "dev-1" */
         (void)so_freshness_check(ring, data, size, manifest, manifest_len,
-                                 "00112233445566778899aabbccddeeff", "sensor-v2");
+                                 "00112233445566778899aabbccddeeff", "sensor-v2", NULL);
+        (void)so_freshness_check(ring, data, size, manifest, manifest_len,
+                                 "00112233445566778899aabbccddeeff", "sensor-v2", "dev-1");
         break;
     case 4:
         cJSON_Delete(so_json_parse(data, size, NULL));

@@ -82,6 +82,7 @@ int main(int argc, char **argv)
             .now = cJSON_IsNumber(now) ? (uint64_t)now->valuedouble : 0,
             .freshness_file = fresh,
             .nonce = str_or_null(c, "nonce"),
+            .device_id = str_or_null(c, "device_id"), /* absent: a device without an id */
             .manifest = manifest,
             .bin = bin,
             .unchanged = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "unchanged")),

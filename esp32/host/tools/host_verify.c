@@ -306,11 +306,13 @@ static int check_freshness(const so_keyring_t *ring, const host_verify_args_t *a
         return SO_ERR_INVALID_ARG;
     }
     const char *nonce = args->nonce ? args->nonce : "";
-    int ret = args->none ? so_freshness_check_none(ring, statement, slen, nonce, args->device_type)
+    const char *id = args->device_id;
+    int ret = args->none ? so_freshness_check_none(ring, statement, slen, nonce, args->device_type,
+                                                   id)
               : judged ? so_freshness_check_digest(ring, statement, slen, judged->sha256_hex, nonce,
-                                                 args->device_type)
+                                                 args->device_type, id)
                      : so_freshness_check(ring, statement, slen, token, len, nonce,
-                                          args->device_type);
+                                          args->device_type, id);
     free(statement);
     return ret;
 }

@@ -22,6 +22,7 @@ typedef struct {
     uint64_t now;
     const char *freshness_file; /* NULL: no freshness check */
     const char *nonce;
+    const char *device_id;      /* the device's own id (the freshness check's); NULL: none */
     const char *manifest;       /* NULL only with `none` */
     const char *bin;            /* NULL: manifest only */
     /** Judge as the glue judges an HTTP 304 for this manifest: the device judged it

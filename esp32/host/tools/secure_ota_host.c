@@ -5,7 +5,7 @@
  *
  *   secure_ota_host verify --device-keys DIR --installed-seq N --secure-version N
  *       --device-type T [--chip-id N] [--now UNIX] [--freshness FILE --nonce HEX]
- *       [--keyset-version N] [--unchanged] MANIFEST [BIN]
+ *       [--device-id ID] [--keyset-version N] [--unchanged] MANIFEST [BIN]
  *   secure_ota_host verify ... --none [MANIFEST]
  *   secure_ota_host keyid DER_FILE...
  *   secure_ota_host report-key FILE
@@ -25,6 +25,8 @@
  * below the installed one).
  * --none judges an HTTP 404: the statement must answer "none", then so_decide_none with the
  * record of MANIFEST (the installed release's, if given): already_installed, or expired.
+ * --device-id: the device's own id for the freshness check (a statement may name no device or
+ * this one); without it the device has no id and refuses a statement naming one.
  *
  * keyid reads each file as a DER SubjectPublicKeyInfo named by a key-rotation statement and
  * prints one line per file: {"kid": "<key id>"} or {"kid": null} if it is not such a key.
@@ -53,7 +55,7 @@
 static const char USAGE[] =
     "usage: secure_ota_host verify --device-keys DIR --installed-seq N --secure-version N\n"
     "           --device-type T [--chip-id N] [--now UNIX] [--freshness FILE --nonce HEX]\n"
-    "           [--keyset-version N] [--unchanged] MANIFEST [BIN]\n"
+    "           [--device-id ID] [--keyset-version N] [--unchanged] MANIFEST [BIN]\n"
     "       secure_ota_host verify ... --none [MANIFEST]\n"
     "       secure_ota_host keyid DER_FILE...\n"
     "       secure_ota_host report-key FILE\n"
@@ -66,7 +68,8 @@ static const char USAGE[] =
     "1 error. --keyset-version: the version of the device's manifest-signing key set (default:\n"
     "DIR/keyset_version, else 1). --unchanged: judge MANIFEST as on an HTTP 304 for it (the\n"
     "device judged it already_installed before and kept its SHA-256, exp and seq). --none:\n"
-    "judge an HTTP 404 (\"no release\"; MANIFEST: the installed release's). keyid: the key id\n"
+    "judge an HTTP 404 (\"no release\"; MANIFEST: the installed release's). --device-id: the\n"
+    "device's own id (a statement may name none or this one; without it, none). keyid: the key id\n"
     "of each rotation-statement key, or null. report-key: a new device report key blob in FILE\n"
     "(must not exist); prints its kid and pub. report: sign one device report (docs/formats.md\n"
     "§11) with that key and print the token; exit 4 if a member is out of bounds.\n";
@@ -326,6 +329,8 @@ int main(int argc, char **argv)
             args.freshness_file = v; i++;
         } else if (!strcmp(a, "--nonce") && v) {
             args.nonce = v; i++;
+        } else if (!strcmp(a, "--device-id") && v) {
+            args.device_id = v; i++;
         } else if (!strcmp(a, "--keyset-version") && parse_i64(v, &n) && n >= 1 &&
                    n <= SO_MAX_KEYSET_VERSION) {
             keyset_version = n; have_keyset_version = true; i++;
@@ -349,6 +354,9 @@ int main(int argc, char **argv)
     }
     if ((args.freshness_file == NULL) != (args.nonce == NULL)) {
         return fail("--freshness and --nonce go together");
+    }
+    if (args.device_id && !so_name_ok(args.device_id)) {
+        return fail("--device-id is not a name (1 to 64 of A-Z a-z 0-9 . _ -)");
     }
     args.manifest = positional[0];
     args.bin = positional[1];

@@ -73,7 +73,8 @@ def _open_for_poll(
     device_id: str | None,
 ) -> FreshnessStatement:
     """§7 steps 1-3: present, signed by a trusted freshness key, well formed, for this poll
-    (nonce), device type and device — else ``freshness_invalid``."""
+    (nonce) and device type, naming no device or this one (``device_id``; ``None``: the device
+    has no id) — else ``freshness_invalid``."""
     if statement is None:
         raise ReleaseRejected(Reason.FRESHNESS_INVALID, "the server sent no freshness statement")
     try:
@@ -88,7 +89,8 @@ def _open_for_poll(
         raise ReleaseRejected(
             Reason.FRESHNESS_INVALID, "freshness statement is for another poll or device type"
         )
-    if opened.device_id != device_id:
+    # §7 step 2: no device id, or this device's own (a device without an id refuses any)
+    if opened.device_id is not None and opened.device_id != device_id:
         raise ReleaseRejected(Reason.FRESHNESS_INVALID, "freshness statement is for another device")
     return opened
 

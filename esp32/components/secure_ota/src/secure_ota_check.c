@@ -75,7 +75,7 @@ static esp_err_t judge_unchanged(const secure_ota_config_t *cfg, const so_keyrin
                 ? SO_REASON_FRESHNESS_INVALID
                 : so_freshness_check_digest(ring, (const uint8_t *)headers->freshness,
                                             strlen(headers->freshness), last->sha256_hex, nonce,
-                                            cfg->device_type);
+                                            cfg->device_type, NULL);
     }
     if (r == SO_OK) {
         so_device_facts_t facts;
@@ -106,7 +106,8 @@ static esp_err_t judge_none(const secure_ota_config_t *cfg, const so_keyring_t *
         r = headers->freshness_truncated
                 ? SO_REASON_FRESHNESS_INVALID
                 : so_freshness_check_none(ring, (const uint8_t *)headers->freshness,
-                                          strlen(headers->freshness), nonce, cfg->device_type);
+                                          strlen(headers->freshness), nonce, cfg->device_type,
+                                          NULL);
     }
     if (r == SO_OK) {
         so_device_facts_t facts;
@@ -141,7 +142,7 @@ static esp_err_t judge_manifest(const secure_ota_config_t *cfg, const so_keyring
                 ? SO_REASON_FRESHNESS_INVALID
                 : so_freshness_check(ring, (const uint8_t *)headers->freshness,
                                      strlen(headers->freshness), body->buf, body->len, nonce,
-                                     cfg->device_type);
+                                     cfg->device_type, NULL);
     }
     if (r == SO_OK) {
         so_device_facts_t facts;

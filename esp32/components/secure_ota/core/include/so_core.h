@@ -274,14 +274,17 @@ int so_statement_open(const so_keyring_t *ring, const uint8_t *statement, size_t
 
 /**
  * Check the server's statement for a poll answered with a manifest (HTTP 200). `statement`
- * may be NULL (absent). `manifest` is the manifest the device is judging. The statement must
- * be for this nonce and device type and name no device (this device has no id) — else
- * SO_REASON_FRESHNESS_INVALID — and answer "newest" for exactly this manifest — else
+ * may be NULL (absent). `manifest` is the manifest the device is judging. `device_id` is the
+ * device's own id (a §5 name, the one its poll sent as deviceId), or NULL or "" for a device
+ * without one. The statement must be for this nonce and device type, and its `device_id` absent
+ * or exactly (byte for byte) `device_id` — a device without an id refuses any statement naming
+ * one — else SO_REASON_FRESHNESS_INVALID; and answer "newest" for exactly this manifest — else
  * SO_REASON_STALE_MANIFEST. Its `seq` is informational (the server's id of the release).
+ * SO_ERR_INVALID_ARG for a `device_id` that is not a name.
  */
 int so_freshness_check(const so_keyring_t *ring, const uint8_t *statement, size_t statement_len,
                        const uint8_t *manifest, size_t manifest_len, const char *nonce,
-                       const char *device_type);
+                       const char *device_type, const char *device_id);
 
 /**
  * The same check when the device holds only the manifest's SHA-256 (hex): after an HTTP 304
@@ -289,15 +292,16 @@ int so_freshness_check(const so_keyring_t *ring, const uint8_t *statement, size_
  */
 int so_freshness_check_digest(const so_keyring_t *ring, const uint8_t *statement,
                               size_t statement_len, const char *manifest_sha256,
-                              const char *nonce, const char *device_type);
+                              const char *nonce, const char *device_type, const char *device_id);
 
 /**
  * The check for a poll answered "no release for this type" (HTTP 404): the statement must be
- * for this poll as above (else SO_REASON_FRESHNESS_INVALID) and answer "none" (else
+ * for this poll and device as above (else SO_REASON_FRESHNESS_INVALID) and answer "none" (else
  * SO_REASON_STALE_MANIFEST: the server vouches for a release that was not served).
  */
 int so_freshness_check_none(const so_keyring_t *ring, const uint8_t *statement,
-                            size_t statement_len, const char *nonce, const char *device_type);
+                            size_t statement_len, const char *nonce, const char *device_type,
+                            const char *device_id);
 
 /** True for a name of docs/formats.md §5 (device types, firmware names). */
 bool so_name_ok(const char *name);

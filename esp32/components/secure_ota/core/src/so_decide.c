@@ -213,34 +213,39 @@ int so_statement_open(const so_keyring_t *ring, const uint8_t *statement, size_t
     return ret;
 }
 
-/* §7 steps 1-3 for this poll: signed, well formed, this nonce and device type, no device id
- * (a device of this core has none). SO_OK with *out, or a result to return. */
+/* §7 steps 1-3 for this poll: signed, well formed, this nonce and device type, and no device
+ * id or this device's own (`device_id` NULL or "": the device has none, and refuses any).
+ * SO_OK with *out, or a result to return. */
 static int open_for_poll(const so_keyring_t *ring, const uint8_t *statement, size_t statement_len,
-                         const char *nonce, const char *device_type, so_statement_t *out)
+                         const char *nonce, const char *device_type, const char *device_id,
+                         so_statement_t *out)
 {
-    if (!ring || !nonce || !device_type) {
+    bool has_id = device_id && device_id[0];
+    if (!ring || !nonce || !device_type || (has_id && !so_is_name(device_id))) {
         return SO_ERR_INVALID_ARG;
     }
     int ret = so_statement_open(ring, statement, statement_len, out);
     if (ret != SO_OK) {
         return ret;
     }
-    if (strcmp(out->nonce, nonce) != 0 || strcmp(out->device_type, device_type) != 0 ||
-        out->has_device_id) {
+    if (strcmp(out->nonce, nonce) != 0 || strcmp(out->device_type, device_type) != 0) {
         return SO_REASON_FRESHNESS_INVALID;
+    }
+    if (out->has_device_id && (!has_id || strcmp(out->device_id, device_id) != 0)) {
+        return SO_REASON_FRESHNESS_INVALID; /* for another device */
     }
     return SO_OK;
 }
 
 int so_freshness_check_digest(const so_keyring_t *ring, const uint8_t *statement,
                               size_t statement_len, const char *manifest_sha256,
-                              const char *nonce, const char *device_type)
+                              const char *nonce, const char *device_type, const char *device_id)
 {
     if (!manifest_sha256) {
         return SO_ERR_INVALID_ARG;
     }
     so_statement_t st;
-    int ret = open_for_poll(ring, statement, statement_len, nonce, device_type, &st);
+    int ret = open_for_poll(ring, statement, statement_len, nonce, device_type, device_id, &st);
     if (ret != SO_OK) {
         return ret;
     }
@@ -251,10 +256,11 @@ int so_freshness_check_digest(const so_keyring_t *ring, const uint8_t *statement
 }
 
 int so_freshness_check_none(const so_keyring_t *ring, const uint8_t *statement,
-                            size_t statement_len, const char *nonce, const char *device_type)
+                            size_t statement_len, const char *nonce, const char *device_type,
+                            const char *device_id)
 {
     so_statement_t st;
-    int ret = open_for_poll(ring, statement, statement_len, nonce, device_type, &st);
+    int ret = open_for_poll(ring, statement, statement_len, nonce, device_type, device_id, &st);
     if (ret != SO_OK) {
         return ret;
     }
@@ -263,14 +269,15 @@ int so_freshness_check_none(const so_keyring_t *ring, const uint8_t *statement,
 
 int so_freshness_check(const so_keyring_t *ring, const uint8_t *statement, size_t statement_len,
                        const uint8_t *manifest, size_t manifest_len, const char *nonce,
-                       const char *device_type)
+                       const char *device_type, const char *device_id)
 {
     if (!manifest) {
         return SO_ERR_INVALID_ARG;
     }
     char digest[65];
     so_sha256_hex(manifest, manifest_len, digest);
-    return so_freshness_check_digest(ring, statement, statement_len, digest, nonce, device_type);
+    return so_freshness_check_digest(ring, statement, statement_len, digest, nonce, device_type,
+                                     device_id);
 }
 
 bool so_name_ok(const char *name)
