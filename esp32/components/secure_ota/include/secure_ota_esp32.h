@@ -137,9 +137,11 @@ typedef struct {
      * server with device_auth = open). secure_ota_config_from_kconfig() fills it from the NVS
      * string "fota_token" (namespace "secure_ota"), else CONFIG_SECURE_OTA_DEVICE_TOKEN. */
     const char *device_token;
-    /** The device id reports carry (docs/formats.md §11; a §5 name). NULL:
-     * CONFIG_SECURE_OTA_DEVICE_ID, or when that is empty CONFIG_IDF_TARGET "-" and the 12
-     * lowercase hex digits of the base MAC (see secure_ota_device_id()). */
+    /** The device's id (a §5 name), sent with every poll (deviceId: the server decides per
+     * device whether a staged rollout's release is offered) and carried by reports
+     * (docs/formats.md §11). NULL: CONFIG_SECURE_OTA_DEVICE_ID, or when that is empty
+     * CONFIG_IDF_TARGET "-" and the 12 lowercase hex digits of the base MAC (see
+     * secure_ota_device_id()). */
     const char *device_id;
 } secure_ota_config_t;
 
@@ -168,9 +170,11 @@ typedef struct {
 /**
  * @brief Ask the update server for its newest manifest and judge it.
  *
- * GET {server_url}/update/newest/manifest?deviceType=T[&nonce=N], with If-None-Match set to the
- * SHA-256 of the last manifest judged not to be an update. The manifest is opened (§4, §5),
- * the freshness statement checked (§7, when freshness keys are configured) and the decision
+ * GET {server_url}/update/newest/manifest?deviceType=T&deviceId=D[&nonce=N] (D: the id of
+ * secure_ota_device_id(), so that a staged rollout's release is offered to the devices of its
+ * current stage), with If-None-Match set to the SHA-256 of the last manifest judged not to be
+ * an update. The manifest is opened (§4, §5), the freshness statement checked (§7, when
+ * freshness keys are configured: it may name no device or this id, no other) and the decision
  * taken (§6) against the installed sequence number (NVS), the chip, the anti-rollback eFuse
  * and the size of the next OTA slot. The manifest-signing key set is the newest of the embedded
  * keys and the set stored in NVS; when the manifest's key rotations lead to a newer set and the
@@ -198,7 +202,8 @@ typedef struct {
  *    - SECURE_OTA_ERR_UNEXPECTED_STATUS: an HTTP status other than 200, 304 or 404
  *    - SECURE_OTA_ERR_UNSUPPORTED_ENCODING: a Content-Encoding other than identity
  *    - SECURE_OTA_ERR_SERVER: a body whose length differs from its Content-Length
- *    - ESP_ERR_INVALID_ARG: missing configuration or an invalid device type
+ *    - ESP_ERR_INVALID_ARG: missing configuration, an invalid device type or device id
+ *    - errors of secure_ota_device_id() (esp_read_mac) when the id comes from the MAC
  *    - ESP_ERR_NO_MEM: out of memory
  *    - other esp_http_client / NVS errors for transport and storage failures
  */
@@ -259,7 +264,8 @@ esp_err_t secure_ota_mark_running_valid(void);
 esp_err_t secure_ota_get_installed_seq(uint32_t *seq);
 
 /**
- * @brief The device id reports carry: cfg->device_id, else CONFIG_SECURE_OTA_DEVICE_ID, else
+ * @brief The device id polls send and reports carry: cfg->device_id, else
+ *        CONFIG_SECURE_OTA_DEVICE_ID, else
  *        CONFIG_IDF_TARGET "-" and the 12 lowercase hex digits of the base MAC (esp_read_mac
  *        with ESP_MAC_BASE: the factory MAC in eFuse unless the application set another base
  *        MAC), e.g. "esp32c3-7cdfa1e2f3a4". With device_auth =

@@ -1,9 +1,9 @@
 /*
  * SPDX-License-Identifier: Apache-2.0
  *
- * secure_ota_check_for_update(): poll the newest manifest (If-None-Match with the last one
- * judged not an update, a nonce when freshness keys are configured) and have the core judge
- * the answer: a 200 is opened, its freshness statement checked and decided (so_decide); a 304
+ * secure_ota_check_for_update(): poll the newest manifest (the device's id, If-None-Match with
+ * the last one judged not an update, a nonce when freshness keys are configured) and have the
+ * core judge the answer: a 200 is opened, its freshness statement checked and decided (so_decide); a 304
  * is judged from the record kept of the manifest it stands for (so_decide_unchanged); a 404
  * ("no release") needs a statement answering "none" and is judged by so_decide_none (the
  * installed release's exp still bounds a freeze). This file gathers the device's facts and
@@ -28,6 +28,10 @@ static const char *TAG = "secure_ota";
 
 /* a clock before this (2024-01-01) has not been set */
 #define CLOCK_FLOOR 1704067200
+
+/* the server URL (< SECURE_OTA_URL_MAX - 128) and the poll's path and query: at most 35 + 64
+ * (type) + 10 + 64 (id) + 7 + 32 (nonce) characters */
+#define POLL_URL_MAX (SECURE_OTA_URL_MAX + 128)
 
 typedef struct {
     uint8_t *buf;
@@ -67,7 +71,8 @@ static esp_err_t device_facts(const secure_ota_config_t *cfg, so_device_facts_t 
  * freshness keys the server must still vouch for it. */
 static esp_err_t judge_unchanged(const secure_ota_config_t *cfg, const so_keyring_t *ring,
                                  const secure_ota_headers_t *headers, const char *nonce,
-                                 const so_judged_t *last, secure_ota_update_info_t *out)
+                                 const char *id, const so_judged_t *last,
+                                 secure_ota_update_info_t *out)
 {
     int r = SO_OK;
     if (so_keyring_freshness_key_count(ring) > 0) {
@@ -75,7 +80,7 @@ static esp_err_t judge_unchanged(const secure_ota_config_t *cfg, const so_keyrin
                 ? SO_REASON_FRESHNESS_INVALID
                 : so_freshness_check_digest(ring, (const uint8_t *)headers->freshness,
                                             strlen(headers->freshness), last->sha256_hex, nonce,
-                                            cfg->device_type, NULL);
+                                            cfg->device_type, id);
     }
     if (r == SO_OK) {
         so_device_facts_t facts;
@@ -98,7 +103,7 @@ static esp_err_t judge_unchanged(const secure_ota_config_t *cfg, const so_keyrin
 /* HTTP 404: the server has no release for this type. With freshness keys only a statement
  * answering "none" for this poll is believed; the installed release's exp still applies. */
 static esp_err_t judge_none(const secure_ota_config_t *cfg, const so_keyring_t *ring,
-                            const secure_ota_headers_t *headers, const char *nonce,
+                            const secure_ota_headers_t *headers, const char *nonce, const char *id,
                             const so_judged_t *last, secure_ota_update_info_t *out)
 {
     int r = SO_OK;
@@ -107,7 +112,7 @@ static esp_err_t judge_none(const secure_ota_config_t *cfg, const so_keyring_t *
                 ? SO_REASON_FRESHNESS_INVALID
                 : so_freshness_check_none(ring, (const uint8_t *)headers->freshness,
                                           strlen(headers->freshness), nonce, cfg->device_type,
-                                          NULL);
+                                          id);
     }
     if (r == SO_OK) {
         so_device_facts_t facts;
@@ -126,7 +131,7 @@ static esp_err_t judge_none(const secure_ota_config_t *cfg, const so_keyring_t *
  * an update was verified under, or remember the installed release's manifest. */
 static esp_err_t judge_manifest(const secure_ota_config_t *cfg, const so_keyring_t *ring,
                                 const body_t *body, const secure_ota_headers_t *headers,
-                                const char *nonce, secure_ota_update_info_t *out)
+                                const char *nonce, const char *id, secure_ota_update_info_t *out)
 {
     esp_err_t ret = ESP_OK;
     so_keyset_t *reached = NULL;
@@ -142,7 +147,7 @@ static esp_err_t judge_manifest(const secure_ota_config_t *cfg, const so_keyring
                 ? SO_REASON_FRESHNESS_INVALID
                 : so_freshness_check(ring, (const uint8_t *)headers->freshness,
                                      strlen(headers->freshness), body->buf, body->len, nonce,
-                                     cfg->device_type, NULL);
+                                     cfg->device_type, id);
     }
     if (r == SO_OK) {
         so_device_facts_t facts;
@@ -194,10 +199,15 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota
     secure_ota_report_flush(cfg);
 
     esp_err_t ret = ESP_OK;
-    char *url = malloc(SECURE_OTA_URL_MAX);
+    char *url = malloc(POLL_URL_MAX);
     secure_ota_headers_t *headers = calloc(1, sizeof *headers);
     body_t body = {.buf = malloc(SO_MAX_MANIFEST_SIZE)};
     ESP_GOTO_ON_FALSE(url && headers && body.buf, ESP_ERR_NO_MEM, done, TAG, "no memory");
+    /* the poll names the device (the id its reports carry, and its per-device token's name):
+     * the server decides per device whether a rollout's release is offered, and its statement
+     * may name the device; the core accepts only this id there */
+    char id[SO_MAX_NAME_LENGTH + 1];
+    ESP_GOTO_ON_ERROR(secure_ota_device_id(cfg, id, sizeof id), done, TAG, "device id");
 
     bool freshness = so_keyring_freshness_key_count(ring) > 0;
     char nonce[33] = "";
@@ -208,8 +218,10 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota
             snprintf(nonce + 2 * i, 3, "%02x", raw[i]);
         }
     }
-    snprintf(url, SECURE_OTA_URL_MAX, "%s/update/newest/manifest?deviceType=%s%s%s",
-             cfg->server_url, cfg->device_type, freshness ? "&nonce=" : "", nonce);
+    /* type and id are §5 names (A-Z a-z 0-9 . _ -): nothing in them needs URL encoding */
+    int n = snprintf(url, POLL_URL_MAX, "%s/update/newest/manifest?deviceType=%s&deviceId=%s%s%s",
+                     cfg->server_url, cfg->device_type, id, freshness ? "&nonce=" : "", nonce);
+    ESP_GOTO_ON_FALSE(n > 0 && n < POLL_URL_MAX, ESP_ERR_INVALID_SIZE, done, TAG, "poll URL");
     so_judged_t last;
     bool have_judged = secure_ota_nvs_judged(&last);
     secure_ota_request_t req = {
@@ -228,16 +240,16 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota
     }
     ESP_GOTO_ON_ERROR(ret, done, TAG, "manifest request");
     if (status == 404) {
-        ret = judge_none(cfg, ring, headers, nonce, have_judged ? &last : NULL, out);
+        ret = judge_none(cfg, ring, headers, nonce, id, have_judged ? &last : NULL, out);
         goto done;
     }
     if (status == 304 && have_judged) {
-        ret = judge_unchanged(cfg, ring, headers, nonce, &last, out);
+        ret = judge_unchanged(cfg, ring, headers, nonce, id, &last, out);
         goto done;
     }
     ESP_GOTO_ON_FALSE(status == 200, SECURE_OTA_ERR_UNEXPECTED_STATUS, done, TAG,
                       "manifest: HTTP %d", status);
-    ret = judge_manifest(cfg, ring, &body, headers, nonce, out);
+    ret = judge_manifest(cfg, ring, &body, headers, nonce, id, out);
 done:
     if (ret != ESP_OK && !out->verdict && secure_ota_err_is_reason(ret)) {
         out->verdict = ret;

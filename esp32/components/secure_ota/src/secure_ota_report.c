@@ -35,12 +35,10 @@ esp_err_t secure_ota_device_id(const secure_ota_config_t *cfg, char *out, size_t
     ESP_RETURN_ON_FALSE(out && cap > 0, ESP_ERR_INVALID_ARG, TAG, "out is NULL");
     out[0] = '\0';
     const char *id = cfg ? cfg->device_id : NULL;
-#if CONFIG_SECURE_OTA_REPORTS
     static const char configured[] = CONFIG_SECURE_OTA_DEVICE_ID;
     if (!id && configured[0]) {
         id = configured;
     }
-#endif
     char derived[SO_MAX_NAME_LENGTH + 1];
     if (!id) {
         uint8_t mac[6];
