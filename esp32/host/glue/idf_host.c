@@ -13,7 +13,9 @@
  *    chunked bodies;
  *  - the MAC ($SO_HOST_MAC, 12 hex digits; default 7cdfa1e2f3a4), the app version
  *    ($SO_HOST_APP_VERSION; default 1.0.0), the secure_version eFuse ($SO_HOST_SECURE_VERSION),
- *    esp_fill_random (getrandom), esp_timer_get_time (CLOCK_MONOTONIC).
+ *    esp_fill_random (getrandom), esp_timer_get_time (CLOCK_MONOTONIC);
+ *  - for the check (secure_ota_check.c): the next OTA slot, a partition record only (its size
+ *    $SO_HOST_SLOT_SIZE, default 1.875 MiB; nothing is ever written to it).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -28,6 +30,7 @@
 #include "esp_err.h"
 #include "esp_http_client.h"
 #include "esp_mac.h"
+#include "esp_ota_ops.h"
 #include "esp_random.h"
 #include "esp_timer.h"
 #include "mbedtls/ctr_drbg.h"
@@ -120,6 +123,15 @@ uint32_t esp_efuse_read_secure_version(void)
 {
     const char *v = getenv("SO_HOST_SECURE_VERSION");
     return v ? (uint32_t)strtoul(v, NULL, 10) : 0;
+}
+
+const esp_partition_t *esp_ota_get_next_update_partition(const esp_partition_t *start_from)
+{
+    (void)start_from;
+    static esp_partition_t slot = {.label = "ota_1", .address = 0x210000};
+    const char *size = getenv("SO_HOST_SLOT_SIZE");
+    slot.size = size ? (uint32_t)strtoul(size, NULL, 10) : 0x1E0000;
+    return &slot;
 }
 
 /* ---- NVS ---------------------------------------------------------------------------------- */
