@@ -154,3 +154,28 @@ def test_nothing_new_needs_a_none_answer_for_this_poll() -> None:
         nothing_new(signer.sign_none(device_type="sensor-v2", nonce=NONCE), device_id="dev-1")
         is None
     )
+
+
+def test_check_manifest_passes_the_device_id_to_the_freshness_check() -> None:
+    # the device's own id (the one its poll sent) is what a statement may name (§7 step 2)
+    from secure_fota.policy.decision import DeviceFacts
+    from secure_fota.policy.verifier import check_manifest
+
+    facts = DeviceFacts(
+        device_type="sensor-v2", chip_id=CLAIMS.chip_id, installed_seq=0, secure_version=0
+    )
+
+    def verdict(statement: str, device_id: str | None) -> Reason | None:
+        try:
+            check_manifest(
+                TOKEN, KEYS, facts, now=None, freshness=(statement, NONCE), device_id=device_id
+            )
+        except ReleaseRejected as exc:
+            return exc.reason
+        return None
+
+    named = make_statement(SERVER, replace(GOOD, device_id="dev-1"))
+    assert verdict(named, "dev-1") is None
+    assert verdict(named, "dev-2") is Reason.FRESHNESS_INVALID
+    assert verdict(named, None) is Reason.FRESHNESS_INVALID
+    assert verdict(make_statement(SERVER, GOOD), "dev-1") is None

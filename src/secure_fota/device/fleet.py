@@ -363,6 +363,7 @@ class _Fleet:
                         self.verifier.keys,
                         nonce=nonce,
                         device_type=self.config.device_type,
+                        device_id=state["id"],
                     )
             except ReleaseRejected:
                 self.report.rejected += 1

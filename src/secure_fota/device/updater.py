@@ -182,7 +182,11 @@ class Device:
         try:
             if nonce is not None:
                 check_nothing_new(
-                    statement, self.keys, nonce=nonce, device_type=self.config.device_type
+                    statement,
+                    self.keys,
+                    nonce=nonce,
+                    device_type=self.config.device_type,
+                    device_id=self.config.device_id,
                 )
             decide_nothing_new(self._installed_claims(), self.facts(), now=self.clock())
         except ReleaseRejected as exc:
@@ -220,7 +224,12 @@ class Device:
             freshness = (statement, nonce) if nonce is not None else None
             try:
                 opened = check_manifest(
-                    manifest, self.keys, self.facts(), now=self.clock(), freshness=freshness
+                    manifest,
+                    self.keys,
+                    self.facts(),
+                    now=self.clock(),
+                    freshness=freshness,
+                    device_id=self.config.device_id,
                 )
             except ReleaseRejected as exc:
                 if exc.reason is Reason.ALREADY_INSTALLED:

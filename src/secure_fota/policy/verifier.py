@@ -158,18 +158,27 @@ def check_manifest(
     now: int | None,
     freshness: tuple[bytes | str | None, str] | None = None,
     opened: OpenedManifest | None = None,
+    device_id: str | None = None,
 ) -> OpenedManifest:
     """Open a manifest, check its freshness (when asked) and decide whether to update.
 
-    ``freshness`` is ``(statement, nonce)`` for devices that hold a freshness key. ``opened``
-    is ``token`` already opened with ``keys`` (:func:`open_checked`): it is not opened again.
+    ``freshness`` is ``(statement, nonce)`` for devices that hold a freshness key; the
+    statement may name no device or ``device_id`` (the device's own id, the one its poll sent).
+    ``opened`` is ``token`` already opened with ``keys`` (:func:`open_checked`): it is not
+    opened again.
     """
     if opened is None:
         opened = open_checked(token, keys)
     if freshness is not None:
         statement, nonce = freshness
         check_freshness(
-            statement, token, opened.claims, keys, nonce=nonce, device_type=facts.device_type
+            statement,
+            token,
+            opened.claims,
+            keys,
+            nonce=nonce,
+            device_type=facts.device_type,
+            device_id=device_id,
         )
     decide(opened.claims, facts, now=now)
     return opened
