@@ -39,6 +39,8 @@ CONFIGS: dict[str, list[str]] = {
     # device reports off, and on with a configured device id
     "reports-off": ["CONFIG_SECURE_OTA_REPORTS=n"],
     "device-id": ['CONFIG_SECURE_OTA_DEVICE_ID="unit-7"'],
+    # the id polls send needs no reports
+    "reports-off-device-id": ["CONFIG_SECURE_OTA_REPORTS=n", 'CONFIG_SECURE_OTA_DEVICE_ID="unit-7"'],
     # the QEMU build: OpenCores Ethernet instead of Wi-Fi, metrics on (sdkconfig.qemu)
     "qemu": ["@sdkconfig.qemu"],
 }
