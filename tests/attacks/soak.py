@@ -44,6 +44,10 @@ from tests.http_servers import HTTP_SERVERS, server_env
 DEVICE_TYPE = "soak-sensor"
 #: resident memory may grow this much after warm-up (allocator noise, caches of a few MB)
 RSS_GROWTH_LIMIT_KIB = 48 * 1024
+#: poll intervals the fleet keeps running after the last upload, whatever the duration
+CONVERGE_POLLS = 4
+#: how far past its duration a soak may run to give the fleet those polls (seconds)
+MAX_OVERRUN = 30.0
 
 
 @dataclass
@@ -198,10 +202,19 @@ def run_soak(
                     result.rss_kib.append((time.monotonic() - started, server.rss_kib()))
                     sampling.wait(1.0)
 
+            # The fleet runs for ``duration``, and at least CONVERGE_POLLS poll intervals after
+            # the last upload (a loaded machine can finish the churn late), at most
+            # ``duration + MAX_OVERRUN``: every device must have had time to poll and update.
+            stop = threading.Event()
+
+            def churn_then_stop() -> None:
+                _churn(server, releases, result, stop_at, started)
+                converged_by = time.monotonic() + CONVERGE_POLLS * max(2.0, poll_interval)
+                time.sleep(max(0.0, max(started + duration, converged_by) - time.monotonic()))
+                stop.set()
+
             sampler = threading.Thread(target=sample, daemon=True)
-            churn = threading.Thread(
-                target=_churn, args=(server, releases, result, stop_at, started), daemon=True
-            )
+            churn = threading.Thread(target=churn_then_stop, daemon=True)
             sampler.start()
             churn.start()
             report = asyncio.run(
@@ -210,16 +223,17 @@ def run_soak(
                         server=server.url,
                         device_type=DEVICE_TYPE,
                         devices=devices,
-                        duration=duration,
+                        duration=duration + MAX_OVERRUN,
                         poll_interval=poll_interval,
                         ca_file=base / "ca.pem",
                         keys_dir=keys,
                         installed_seq=1,
                         timeout=30,
-                    )
+                    ),
+                    stop=stop,
                 )
             )
-            churn.join(30)
+            churn.join(MAX_OVERRUN)
             sampling.set()
             sampler.join(5)
             result.report = report.summary()
@@ -237,7 +251,11 @@ def _judge(result: SoakResult) -> None:
         result.problems.append(f"{report['rejected']} rejections")
     behind = {k: v for k, v in report.get("final_seqs", {}).items() if v != result.newest}
     if behind:
-        result.problems.append(f"{len(behind)} devices not on release {result.newest}")
+        on = sorted(set(behind.values()))
+        result.problems.append(
+            f"{len(behind)} devices not on release {result.newest} (on {on}; "
+            f"actions: {result.actions[-3:]})"
+        )
     if any(not line.endswith(": 200") for line in result.actions):
         result.problems.append("an upload or yank failed")
     warm = [kib for at, kib in result.rss_kib if at >= 0.2 * result.duration]
