@@ -6,13 +6,16 @@ sits a small TLS relay of ours (the "network"): it passes traffic through, logs 
 and for the attack steps tampers with, replays or redirects it, as an attacker on the path who
 holds the server's TLS key could.
 
-Steps, each asserted by the device's serial log (QEMU -icount: guest time does not depend on
-the host's load; log lines carry the device's own milliseconds):
+Steps, each asserted by the device's serial log (log lines carry the device's own
+milliseconds). QEMU runs with -icount 3 by default, for the whole scenario: guest time comes from
+instruction counts (8 ns each), so the device's timings do not depend on the host's load, and
+idle waits (the poll interval) pass in host time.
 
   1. first boot of 1.0.0 on virgin eFuses: the bootloader burns the Secure Boot V2 key digest
      and a flash-encryption key and encrypts the flash in place, as on a chip;
   2. 1.1.0 released with `fota author publish`; the device checks, downloads (Range requests,
-     the pre-encrypted image) and QEMU is killed mid-download;
+     the pre-encrypted image) and QEMU is killed mid-download (the chip as left is kept in
+     after-kill/ for restart.py);
   3. restarted, the device resumes after the bytes already in the slot, verifies, reboots into
      1.1.0, passes its self-test and confirms it;
   4. a tampered binary, a replayed manifest answer and a release for another device type are
@@ -20,7 +23,10 @@ the host's load; log lines carry the device's own milliseconds):
   5. 1.2.0, whose self-test fails (it trusts another CA, so it cannot reach the server), is
      installed, fails its self-test and is rolled back to 1.1.0.
 
-    e2e.py [--log FILE] [--keep-going]
+On host time (--icount -1) the emulated chip panics with "Interrupt wdt timeout" while idle
+during downloads (esp32/README.md): use it only to look at that.
+
+    e2e.py [--log FILE] [--quick] [--manifest-encryption rsa4096|ec-p256] [--icount SHIFT]
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ from esplab import (
 DEVICE_TYPE = "qemu-c3"
 OTHER_TYPE = "qemu-c3-other"
 RELAY_PORT = 18443  # baked into the firmware: https://10.0.2.2:18443
-POLL_S = 20
+POLL_S = 60  # the smallest poll interval Kconfig admits (SECURE_OTA_POLL_INTERVAL_S: range 60..604800)
 SEQ_110, SEQ_120, SEQ_OTHER = 10, 11, 20
 KILL_AFTER_BYTES = 200 * 1024  # binary bytes relayed before QEMU is killed (checkpoints: 64 KiB)
 FOTA = REPO / ".venv" / "bin" / "fota"
@@ -84,14 +90,20 @@ class Relay:
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
 
+        self.error: OSError | None = None
+
         def run() -> None:
             asyncio.set_event_loop(self.loop)
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(self.cert, self.key)
-            srv = self.loop.run_until_complete(
-                asyncio.start_server(self.handle, "127.0.0.1", RELAY_PORT, ssl=ctx)
-            )
-            self.srv = srv
+            try:
+                self.srv = self.loop.run_until_complete(
+                    asyncio.start_server(self.handle, "127.0.0.1", RELAY_PORT, ssl=ctx)
+                )
+            except OSError as e:  # the port is baked into the firmware: no other one will do
+                self.error = e
+                ready.set()
+                return
             ready.set()
             self.loop.run_forever()
 
@@ -99,6 +111,8 @@ class Relay:
         self.thread.start()
         if not ready.wait(10):
             raise LabError("relay did not start")
+        if self.error is not None:
+            raise LabError(f"relay cannot listen on 127.0.0.1:{RELAY_PORT}: {self.error}")
 
     def note(self, text: str) -> None:
         with self.lock:
@@ -189,8 +203,9 @@ class Relay:
                     pass
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.srv.close)
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        if hasattr(self, "srv"):
+            self.loop.call_soon_threadsafe(self.srv.close)
+            self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 # ---- host side: keys, server, firmware ----------------------------------------------------------
@@ -198,6 +213,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def check_sdkconfig(sdkconfig: Path, wanted: Path) -> None:
+    """Every option of `wanted` as set in the generated sdkconfig: ESP-IDF replaces a value
+    outside its Kconfig range by the default with only a warning (a poll interval of 20 s once
+    became 3600 s that way, and the device slept through the rest of the run)."""
+    have = set(sdkconfig.read_text().splitlines())
+    missing = [line for line in wanted.read_text().splitlines() if line.startswith("CONFIG_") and line not in have]
+    if missing:
+        raise LabError(f"{sdkconfig} does not have {', '.join(missing)} (out of its Kconfig range?)")
 
 
 def fota(args: list[str | Path], log: Path, env: dict[str, str] | None = None, stdin: str | None = None) -> None:
@@ -220,9 +245,7 @@ class Run:
         self.env = idf_env()
         self.manifest_encryption = "rsa4096"
         self.types_published: set[str] = set()
-        # -icount 3 (guest time from instruction counts) for the measurements only: in this
-        # QEMU the guest's first idle wait (vTaskDelay of the poll interval) never ends under
-        # -icount, so the full scenario, which polls, runs on host time
+        # QEMU's -icount shift (guest time from instruction counts), or None for host time
         self.icount: int | None = None
 
     def step(self, text: str) -> None:
@@ -290,8 +313,10 @@ class Run:
         else:
             shutil.copytree(REPO / "esp32", src / "esp32", ignore=shutil.ignore_patterns("build*", "host"))
         keys = self.work / "keys"
+        # copyfile, not copy2: the copies must be newer than the last build's outputs, or ninja
+        # keeps the previously embedded keys (copy2 keeps the source's older mtime)
         for f in ("manifest_encryption_key", "pre_encryption_key", "manifest_signing_pub", "freshness_pub", "secure_boot_signing_pub"):
-            shutil.copy2(keys / f"{f}.pem", app / "keys" / f"{f}.pem")
+            shutil.copyfile(keys / f"{f}.pem", app / "keys" / f"{f}.pem")
         e2e_defaults = src / "e2e.defaults"
         e2e_defaults.write_text(
             f'CONFIG_SECURE_OTA_SERVER_URL="https://10.0.2.2:{RELAY_PORT}"\n'
@@ -306,10 +331,16 @@ class Run:
         build = LAB / "e2e-build"
         out: dict[str, Path] = {}
         for version, ca in (("1.0.0", "tls"), ("1.1.0", "tls"), ("1.2.0", "other-tls")):
-            shutil.copy2(self.work / ca / "ca.pem", app / "keys" / "ca_cert.pem")
+            shutil.copyfile(self.work / ca / "ca.pem", app / "keys" / "ca_cert.pem")
             (app / "version.txt").write_text(version + "\n")
             t = time.monotonic()
             build_idf_project(app, build, defaults, self.env, LAB / "logs" / "e2e-build.log")
+            check_sdkconfig(build / "sdkconfig", e2e_defaults)
+            # the image embeds this CA and no other (1.2.0's failing self-test depends on it)
+            image = (build / f"{APP}.bin").read_bytes()
+            pems = {name: (self.work / name / "ca.pem").read_bytes().strip() for name in ("tls", "other-tls")}
+            if pems[ca] not in image or any(p in image for n, p in pems.items() if n != ca):
+                raise LabError(f"firmware {version} does not embed {ca}/ca.pem alone (stale build?)")
             d = fresh_dir(self.work / "fw" / version)
             for f in (f"{APP}.bin", f"{APP}.elf", "bootloader/bootloader.bin", "partition_table/partition-table.bin", "ota_data_initial.bin"):
                 shutil.copy2(build / f, d / Path(f).name)
@@ -385,6 +416,10 @@ def scenario(r: Run, quick: bool) -> None:
         r.step(f"QEMU killed mid-download after {r.relay.binary_bytes} binary bytes relayed ({len(r.relay.ranges)} Range requests)")
     finally:
         q.kill()
+    # the chip as the kill left it, for rerunning the restart by hand (esp32/README.md)
+    kept = fresh_dir(r.work / "after-kill")
+    shutil.copy2(flash, kept / "flash.bin")
+    shutil.copy2(efuse, kept / "efuse.bin")
 
     # 2. resume, install, confirm
     q = r.qemu(flash, efuse, 2)
@@ -439,21 +474,32 @@ def main() -> int:
         "--quick", action="store_true",
         help="stop once 1.1.0 is confirmed (for measurements): no attacks, no rollback",
     )
+    parser.add_argument(
+        "--icount", type=int, metavar="SHIFT",
+        help="run QEMU with -icount SHIFT (guest time from instruction counts, 2**SHIFT ns each; "
+        "default 3); -1: host time (no -icount)",
+    )
     args = parser.parse_args()
+    if args.icount is not None and not -1 <= args.icount <= 10:
+        parser.error("--icount: a shift of 0..10, or -1 for host time")
     work = fresh_dir(LAB / "e2e")
     report: list[str] = [f"esp32/qemu/e2e.py on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"]
     r = Run(work, report)
     r.manifest_encryption = args.manifest_encryption
-    r.icount = 3 if args.quick else None
+    r.icount = args.icount if args.icount is not None else 3
+    if r.icount == -1:
+        r.icount = None
+    clock = f"-icount {r.icount} (guest time from instruction counts)" if r.icount is not None else "host time (no -icount)"
     report.append(
         f"manifest encryption: {args.manifest_encryption}; "
-        + ("quick run with -icount 3 (guest time from instruction counts)" if args.quick else "full scenario on host time (no -icount)")
+        + ("quick run" if args.quick else "full scenario")
+        + f" with {clock}; QEMU {idf_env().get('ESP_QEMU')}"
     )
     ok = False
     try:
         scenario(r, args.quick)
         ok = True
-    except LabError as e:
+    except (LabError, OSError) as e:
         report.append(f"FAILED: {e}")
     finally:
         if hasattr(r, "relay"):
