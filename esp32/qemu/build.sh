@@ -23,7 +23,8 @@
 #   mbedtls               upstream Mbed TLS at the version IDF pins (espressif/mbedtls is not fetchable)
 #   component registry    a local file:// registry holding esp_encrypted_img (registry.py)
 #   QEMU                  antmak/qemu (an Espressif developer's fork carrying the ESP32-C3 machine;
-#                         espressif/qemu is over the snapshot size limit) + our patch xts_aes.patch
+#                         espressif/qemu is over the snapshot size limit) + our qemu-*.patch beside
+#                         this script (XTS-AES plaintext window, translated code vs the cache model)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
