@@ -178,8 +178,9 @@ def simulate(
     if config.reports:
         faults = ", ".join(f"{n} {k}" for k, n in sorted(summary["faults"].items())) or "none"
         console().print(
-            f"reports: {summary['reports']} accepted, {summary['report_errors']} refused or "
-            f"lost; injected faults: {faults}"
+            f"reports: {summary['reports']} delivered, {summary['report_errors']} attempts "
+            f"refused or lost, {summary['reports_undelivered']} still queued at the end; "
+            f"injected faults: {faults}"
         )
     for sample in summary["error_samples"][:5]:
         console(stderr=True).print(f"  error: {sample}")

@@ -4,8 +4,11 @@ Each simulated device has an id (``PREFIX-00042``), sends it on its polls (so th
 can decide per device), and after an update reports like a real device: ``installed``, then
 ``confirmed``, or, for the share of devices given failure injection, ``failed`` (the self-test
 failed), ``rolled_back`` (the bootloader rolled back), or nothing at all (silent). Reports are
-signed with a P-256 key per device (made on its first report) and carry a monotonic counter. A
-device that failed a release does not try it again.
+signed with a P-256 key per device (made on its first report) and carry a monotonic counter.
+As on a real device, a report that could not be delivered (connection lost, a worker killed,
+HTTP 5xx/401/429) stays queued and goes out, in order, before the device's next poll; a 409 to
+a resent report means the server already has it. A device that failed a release does not try
+it again.
 
 Each simulated device polls the newest manifest (with ``If-None-Match`` and, when it checks
 freshness, a nonce), and when a newer release appears downloads its binary by id and checks
@@ -142,9 +145,11 @@ class FleetReport:
     #: polls retried once because the server closed an idle kept-alive connection meanwhile
     retried: int = 0
     errors: int = 0
-    #: reports the server accepted, and those it refused or that could not be sent
+    #: reports the server has (accepted, or a resent one it already had), sending attempts that
+    #: failed or were refused, and reports still queued when the run ended
     reports: int = 0
     report_errors: int = 0
+    reports_undelivered: int = 0
     #: updates that ended in an injected fault, by fault
     faults: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
@@ -275,22 +280,39 @@ class _Fleet:
                 pub=signer.pub,
             )
         )
+        state.setdefault("pending", []).append(token)
+        await self._flush_reports(state)
+
+    async def _flush_reports(self, state: dict[str, Any]) -> None:
+        """Send the device's queued reports in order; keep those that could not be delivered."""
+        pending: list[str] = state.get("pending", [])
         client: httpx.AsyncClient = state["client"]
-        try:
-            response = await client.post(
-                reports_url(self.base),
-                content=token.encode(),
-                headers={"content-type": REPORT_CONTENT_TYPE},
-            )
-        except httpx.HTTPError as exc:
-            self.report.report_errors += 1
-            self._error(f"report: {type(exc).__name__}: {exc}")
-            return
-        if response.status_code == 200:
-            self.report.reports += 1
-        else:
-            self.report.report_errors += 1
-            self._error(f"report: HTTP {response.status_code} {response.text[:100]}")
+        while pending:
+            token = pending[0]
+            try:
+                response = await client.post(
+                    reports_url(self.base),
+                    content=token.encode(),
+                    headers={"content-type": REPORT_CONTENT_TYPE},
+                )
+            except httpx.HTTPError as exc:
+                self.report.report_errors += 1
+                self._error(f"report: {type(exc).__name__}: {exc}")
+                state["resending"] = token
+                return
+            status = response.status_code
+            if status >= 500 or status in (401, 429):
+                self.report.report_errors += 1
+                self._error(f"report: HTTP {status} {response.text[:100]}")
+                state["resending"] = token
+                return
+            pending.pop(0)
+            if status == 200 or (status == 409 and state.get("resending") == token):
+                self.report.reports += 1  # a resent report the server already had: delivered
+            else:
+                self.report.report_errors += 1
+                self._error(f"report: HTTP {status} {response.text[:100]}")
+            state.pop("resending", None)
 
     async def _install(self, state: dict[str, Any], seq: int) -> None:
         """After a verified download: report, then confirm or fail as injected."""
@@ -395,6 +417,7 @@ class _Fleet:
         while self._budget_left() and not state.get("silent"):
             started = time.monotonic()
             try:
+                await self._flush_reports(state)  # anything an earlier attempt could not deliver
                 await self._poll(state)
             except (httpx.HTTPError, FormatError) as exc:
                 self._error(f"{type(exc).__name__}: {exc}")
@@ -402,6 +425,7 @@ class _Fleet:
             if remaining > 0:
                 await asyncio.sleep(min(remaining, max(0.0, self.deadline - time.monotonic())))
         self.report.final_seqs[index] = state["seq"]
+        self.report.reports_undelivered += len(state.get("pending", []))
 
 
 async def simulate(config: FleetConfig, *, stop: threading.Event | None = None) -> FleetReport:
