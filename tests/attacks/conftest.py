@@ -216,6 +216,7 @@ class Lab:
         seq: int = 1,
         faults: FaultInjector | None = None,
         keys: Path | None = None,
+        device_id: str | None = None,
         **kwargs: Any,
     ) -> Device:
         state = self.root / name
@@ -230,6 +231,7 @@ class Lab:
                     ca=self.pki.ca_file,
                     firmware=self.image(factory),
                     seq=seq,
+                    device_id=device_id,
                 )
             )
         return Device(state, faults=faults, **kwargs)
@@ -249,9 +251,11 @@ class Lab:
         freshness: str | None = None,
         nonce: str | None = None,
         now: int | None = None,
+        device_id: str | None = None,
     ) -> dict[str, Any]:
         """What the ESP32 C core says about the artifacts this device was shown (skips the
-        rest of the test, after every Python assertion, when the tool is not built)."""
+        rest of the test, after every Python assertion, when the tool is not built);
+        ``device_id``: the id the poll sent (default: the device's own, which its polls send)."""
         if not HOST_TOOL.exists():
             pytest.skip(f"{HOST_TOOL} is not built (make host-test): C core not checked")
         folder = self.root / f"c-{secrets.token_hex(4)}"
@@ -268,6 +272,7 @@ class Lab:
             statement = folder / "statement.jws"
             statement.write_text(freshness)
         facts = device.facts()
+        device_id = device_id or device.config.device_id
         manifest_path = file(manifest, "m.manifest")
         assert manifest_path is not None
         return run_c_tool(
@@ -281,6 +286,7 @@ class Lab:
             now=now,
             freshness=statement,
             nonce=nonce,
+            extra=("--device-id", device_id) if device_id else (),
         )
 
     def assert_c_rejects(

@@ -33,6 +33,11 @@ def nonce_of(request: Request) -> str:
     return parse_qs(urlsplit(request.target).query)["nonce"][0]
 
 
+def device_id_of(request: Request) -> str | None:
+    """The ``deviceId`` a poll sent (what a statement for it must name), or None."""
+    return parse_qs(urlsplit(request.target).query).get("deviceId", [None])[0]
+
+
 def mitm(lab: Lab, handler: Any) -> Mitm:
     """A mirror or proxy with a certificate devices accept (it holds the server's TLS key)."""
     return Mitm(lab.server.url, lab.pki.ca_file, lab.pki.server_cert, lab.pki.server_key, handler)
@@ -43,7 +48,8 @@ def test_statement_binds_nonce_device_type_and_manifest(lab: Lab) -> None:
     device = lab.device()
     lab.publish("1.1.0", 2)
     nonce = secrets.token_hex(16)
-    params = {"deviceType": lab.device_type, "nonce": nonce}
+    # as the device polls: with its id, which the statement names
+    params = {"deviceType": lab.device_type, "nonce": nonce, "deviceId": device.config.device_id}
     with lab.server.http() as http:
         first = http.get("/update/newest/manifest", params=params)
         again = http.get(
@@ -57,6 +63,7 @@ def test_statement_binds_nonce_device_type_and_manifest(lab: Lab) -> None:
     for answer in (first, again):
         claims = payload(answer.headers[HEADER])
         assert claims["nonce"] == nonce and claims["device_type"] == lab.device_type
+        assert claims["device_id"] == device.config.device_id
         assert claims["manifest_sha256"] == hashlib.sha256(first.content).hexdigest()
         assert claims["seq"] == 2 and abs(claims["iat"] - time.time()) < 60
     assert device.check_for_update().result == "update-available"
@@ -221,6 +228,7 @@ def test_compromised_freshness_key_is_bounded_by_exp(lab: Lab) -> None:
             manifest_sha256=hashlib.sha256(stale).hexdigest(),
             nonce=nonce_of(request),
             iat=int(time.time()),
+            device_id=device_id_of(request),
         )
         return Response(200, [(HEADER, statement)], stale)
 

@@ -16,7 +16,7 @@ from secure_fota.crypto.keys import Role, load_private_key
 from secure_fota.keys.directory import read_key_file
 from tests.attacks.conftest import Lab, refused
 from tests.attacks.infra import Forward, Mitm, Request, Response, run_c_tool
-from tests.attacks.test_freeze import HEADER, nonce_of
+from tests.attacks.test_freeze import HEADER, device_id_of, nonce_of
 
 
 def mitm(lab: Lab, handler: object) -> Mitm:
@@ -76,7 +76,7 @@ def test_freshness_key_holder_answering_404_is_bounded_by_exp(lab: Lab) -> None:
         if "/manifest" not in request.target:
             return await forward(request)
         statement = FreshnessSigner(key).sign_none(
-            device_type=lab.device_type, nonce=nonce_of(request)
+            device_type=lab.device_type, nonce=nonce_of(request), device_id=device_id_of(request)
         )
         return Response(404, [(HEADER, statement)], b"")
 

@@ -67,8 +67,9 @@ def test_mirror_pairs_an_old_manifest_with_a_statement_for_it(lab: Lab) -> None:
 def test_statement_says_which_answer_it_gives(lab: Lab) -> None:
     """The newest poll's statement answers ``newest`` (with the seq and digest it vouches for);
     a type without releases gets ``none`` — and neither can stand for the other."""
+    device = lab.device()
     nonce = secrets.token_hex(16)
-    params = {"deviceType": lab.device_type, "nonce": nonce}
+    params = {"deviceType": lab.device_type, "nonce": nonce, "deviceId": device.config.device_id}
     with lab.server.http() as http:
         nothing = http.get("/update/newest/manifest", params=params)
         lab.publish("1.1.0", 2)
@@ -76,12 +77,12 @@ def test_statement_says_which_answer_it_gives(lab: Lab) -> None:
     assert nothing.status_code == 404
     none = payload(nothing.headers[HEADER])
     assert none == {
-        "answer": "none", "device_type": lab.device_type, "nonce": nonce, "iat": none["iat"]
+        "answer": "none", "device_type": lab.device_type, "nonce": nonce, "iat": none["iat"],
+        "device_id": device.config.device_id,
     }  # fmt: skip
     assert newest.status_code == 200
     assert payload(newest.headers[HEADER])["answer"] == "newest"
     assert payload(newest.headers[HEADER])["seq"] == 2
-    device = lab.device()
     # "no release" recorded earlier, next to the manifest: stale in both devices
     lab.assert_c_rejects(
         device, newest.content, None, "stale_manifest", freshness=nothing.headers[HEADER],
@@ -94,7 +95,7 @@ def test_statement_says_which_answer_it_gives(lab: Lab) -> None:
     try:
         check_freshness(
             nothing.headers[HEADER], newest.content, claims, device.keys,
-            nonce=nonce, device_type=lab.device_type,
+            nonce=nonce, device_type=lab.device_type, device_id=device.config.device_id,
         )  # fmt: skip
     except ReleaseRejected as exc:
         assert exc.reason.value == "stale_manifest"

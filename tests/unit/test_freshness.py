@@ -149,10 +149,11 @@ def test_nothing_new_needs_a_none_answer_for_this_poll() -> None:
     assert nothing_new(with_id) is Reason.FRESHNESS_INVALID
     assert nothing_new(with_id, device_id="dev-1") is None
     assert nothing_new(with_id, device_id="dev-10") is Reason.FRESHNESS_INVALID
-    # a device with an id takes a statement naming no device (docs/formats.md §7 step 2)
+    # a device that sent its id refuses a statement naming no device: it may answer a poll
+    # stripped of the id on the way (docs/formats.md §7 step 2)
     assert (
         nothing_new(signer.sign_none(device_type="sensor-v2", nonce=NONCE), device_id="dev-1")
-        is None
+        is Reason.FRESHNESS_INVALID
     )
 
 
@@ -178,4 +179,5 @@ def test_check_manifest_passes_the_device_id_to_the_freshness_check() -> None:
     assert verdict(named, "dev-1") is None
     assert verdict(named, "dev-2") is Reason.FRESHNESS_INVALID
     assert verdict(named, None) is Reason.FRESHNESS_INVALID
-    assert verdict(make_statement(SERVER, GOOD), "dev-1") is None
+    assert verdict(make_statement(SERVER, GOOD), "dev-1") is Reason.FRESHNESS_INVALID
+    assert verdict(make_statement(SERVER, GOOD), None) is None

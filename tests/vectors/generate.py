@@ -1625,9 +1625,10 @@ DEVID = "esp32c3-7cdfa1e2f3a4"  # an id as the ESP32 component derives it (targe
 
 def build_device_id(b: Builder) -> None:
     """A device with an id (docs/formats.md §7 step 2; the ESP32 component's polls send it as
-    ``deviceId``): a statement naming no device or exactly this id passes; another id (one byte
-    more or less, another case), a malformed one, or any id for a device without one is
-    ``freshness_invalid`` — on a 200, a 304 (``unchanged``) and a 404 (``none``).
+    ``deviceId``): a statement naming exactly this id passes; naming no device (a poll stripped
+    of its id on the way), another id (one byte more or less, another case), a malformed one,
+    or any id for a device without one is ``freshness_invalid`` — on a 200, a 304
+    (``unchanged``) and a 404 (``none``).
 
     ``keys-devid/`` is ``keys-v1`` with a freshness key of its own, so that these statements
     can be added to the committed vectors (``--only-device-id``) for the committed
@@ -1674,7 +1675,7 @@ def build_device_id(b: Builder) -> None:
     bad = "freshness_invalid"
     for name, statement, device_id, expect in (
         ("newest_own_id", own, DEVID, None),
-        ("newest_no_id", bare, DEVID, None),
+        ("newest_no_id", bare, DEVID, bad),
         ("newest_other_id", newest("newest-other", "esp32c3-000000000000"), DEVID, bad),
         ("newest_id_one_more_byte", newest("newest-longer", DEVID + "0"), DEVID, bad),
         ("newest_id_one_less_byte", newest("newest-shorter", DEVID[:-1]), DEVID, bad),
@@ -1700,7 +1701,7 @@ def build_device_id(b: Builder) -> None:
     # HTTP 304: the device judged this manifest (its installed release's) already_installed
     for name, statement, device_id, expect in (
         ("unchanged_own_id", own, DEVID, "already_installed"),
-        ("unchanged_no_id", bare, DEVID, "already_installed"),
+        ("unchanged_no_id", bare, DEVID, "freshness_invalid"),
         ("unchanged_other_id", b.out / f"{DEVID_PREFIX}newest-other.freshness", DEVID,
          "freshness_invalid"),
         ("unchanged_device_without_id", own, None, "freshness_invalid"),
@@ -1710,7 +1711,7 @@ def build_device_id(b: Builder) -> None:
     # HTTP 404: no release for this type
     for name, statement, device_id, expect in (
         ("none_own_id", none("none-own", DEVID), DEVID, "already_installed"),
-        ("none_no_id", none("none-bare", None), DEVID, "already_installed"),
+        ("none_no_id", none("none-bare", None), DEVID, "freshness_invalid"),
         ("none_other_id", none("none-other", DEVID + "0"), DEVID, "freshness_invalid"),
         ("none_device_without_id", b.out / f"{DEVID_PREFIX}none-own.freshness", None,
          "freshness_invalid"),

@@ -25,8 +25,8 @@
  * below the installed one).
  * --none judges an HTTP 404: the statement must answer "none", then so_decide_none with the
  * record of MANIFEST (the installed release's, if given): already_installed, or expired.
- * --device-id: the device's own id for the freshness check (a statement may name no device or
- * this one); without it the device has no id and refuses a statement naming one.
+ * --device-id: the device's own id, the one its poll sent, for the freshness check (a statement
+ * must name exactly it); without it the device has no id and refuses a statement naming one.
  *
  * keyid reads each file as a DER SubjectPublicKeyInfo named by a key-rotation statement and
  * prints one line per file: {"kid": "<key id>"} or {"kid": null} if it is not such a key.

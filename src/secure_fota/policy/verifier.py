@@ -73,8 +73,8 @@ def _open_for_poll(
     device_id: str | None,
 ) -> FreshnessStatement:
     """§7 steps 1-3: present, signed by a trusted freshness key, well formed, for this poll
-    (nonce) and device type, naming no device or this one (``device_id``; ``None``: the device
-    has no id) — else ``freshness_invalid``."""
+    (nonce) and device type, naming exactly the id this poll sent (``device_id``; ``None``: the
+    device has no id and the statement must name none) — else ``freshness_invalid``."""
     if statement is None:
         raise ReleaseRejected(Reason.FRESHNESS_INVALID, "the server sent no freshness statement")
     try:
@@ -89,9 +89,15 @@ def _open_for_poll(
         raise ReleaseRejected(
             Reason.FRESHNESS_INVALID, "freshness statement is for another poll or device type"
         )
-    # §7 step 2: no device id, or this device's own (a device without an id refuses any)
-    if opened.device_id is not None and opened.device_id != device_id:
-        raise ReleaseRejected(Reason.FRESHNESS_INVALID, "freshness statement is for another device")
+    # §7 step 2: the id this poll sent, or none when it sent none: a statement without the id
+    # may answer a poll someone stripped of it (to keep the device out of a rollout)
+    if opened.device_id != device_id:
+        detail = (
+            "freshness statement names no device (this device sent its id)"
+            if opened.device_id is None
+            else "freshness statement is for another device"
+        )
+        raise ReleaseRejected(Reason.FRESHNESS_INVALID, detail)
     return opened
 
 
@@ -163,7 +169,8 @@ def check_manifest(
     """Open a manifest, check its freshness (when asked) and decide whether to update.
 
     ``freshness`` is ``(statement, nonce)`` for devices that hold a freshness key; the
-    statement may name no device or ``device_id`` (the device's own id, the one its poll sent).
+    statement must name ``device_id`` (the device's own id, the one its poll sent), or no device
+    when that is ``None``.
     ``opened`` is ``token`` already opened with ``keys`` (:func:`open_checked`): it is not
     opened again.
     """

@@ -52,8 +52,10 @@ def manifest_answer(
     release: ReleaseInfo,
     manifest: bytes,
     nonce: str | None,
+    device_id: str | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers and body of a manifest answer (the route's and the poll fast path's)."""
+    """Status, headers and body of a manifest answer (the route's and the poll fast path's);
+    a freshness statement for ``nonce`` names ``device_id``, the id the poll sent."""
     headers = manifest_headers(release)
     etag = headers["etag"]
     extra: dict[str, str] = {}
@@ -63,6 +65,7 @@ def manifest_answer(
             seq=release.seq,
             manifest_sha256=release.manifest_sha256,
             nonce=nonce,
+            device_id=device_id,
         )
     if etag_matches(if_none_match, etag):
         context.metrics.not_modified_manifest.inc()
@@ -90,8 +93,10 @@ def send_manifest(
     release: ReleaseInfo,
     manifest: bytes,
     nonce: str | None,
+    device_id: str | None = None,
 ) -> Response:
-    """``release``'s ``manifest`` (a freshness statement for ``nonce`` when one is given)."""
+    """``release``'s ``manifest`` (a freshness statement for ``nonce``, naming ``device_id``,
+    when one is given)."""
     status, answer_headers, body = manifest_answer(
         context,
         method=request.method,
@@ -99,6 +104,7 @@ def send_manifest(
         release=release,
         manifest=manifest,
         nonce=nonce,
+        device_id=device_id,
     )
     return Response(body, status_code=status, headers=answer_headers)
 

@@ -109,6 +109,7 @@ class PollAnswerer:
                 release=entry.release,
                 manifest=entry.manifest,
                 nonce=nonce,
+                device_id=device_id,
             )
             if nonce is None:
                 key = (id(entry), status, scope["method"])

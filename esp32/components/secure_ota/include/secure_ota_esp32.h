@@ -174,7 +174,7 @@ typedef struct {
  * secure_ota_device_id(), so that a staged rollout's release is offered to the devices of its
  * current stage), with If-None-Match set to the SHA-256 of the last manifest judged not to be
  * an update. The manifest is opened (§4, §5), the freshness statement checked (§7, when
- * freshness keys are configured: it may name no device or this id, no other) and the decision
+ * freshness keys are configured: it must name exactly this id) and the decision
  * taken (§6) against the installed sequence number (NVS), the chip, the anti-rollback eFuse
  * and the size of the next OTA slot. The manifest-signing key set is the newest of the embedded
  * keys and the set stored in NVS; when the manifest's key rotations lead to a newer set and the

@@ -205,7 +205,7 @@ esp_err_t secure_ota_check_for_update(const secure_ota_config_t *cfg, secure_ota
     ESP_GOTO_ON_FALSE(url && headers && body.buf, ESP_ERR_NO_MEM, done, TAG, "no memory");
     /* the poll names the device (the id its reports carry, and its per-device token's name):
      * the server decides per device whether a rollout's release is offered, and its statement
-     * may name the device; the core accepts only this id there */
+     * names the device; the core accepts only a statement naming this id */
     char id[SO_MAX_NAME_LENGTH + 1];
     ESP_GOTO_ON_ERROR(secure_ota_device_id(cfg, id, sizeof id), done, TAG, "device id");
 

@@ -200,16 +200,24 @@ async def send_newest_manifest(request: Request, device_type: str) -> Response:
     entry = await context.rollouts.offer(device_type, device_id_of(request, principal))
     if entry is None:
         entry = await context.cache.newest(device_type)
+    # the statement names the id the poll sent (checked by device_id_of), so that nobody can
+    # strip or change it on the way and have the device accept the answer for another device
+    sent_id = request.query_params.get(DEVICE_ID)
     if entry is None:
         headers = {}
         if nonce is not None and context.freshness is not None:
             headers[FRESHNESS_HEADER] = context.freshness.sign_none(
-                device_type=device_type, nonce=nonce
+                device_type=device_type, nonce=nonce, device_id=sent_id
             )
         context.metrics.errors.labels("NotFoundError", "404").inc()
         return error_response(404, f"device type {device_type!r} has no release", None, headers)
     return send_manifest(
-        request, context, release=entry.release, manifest=entry.manifest, nonce=nonce
+        request,
+        context,
+        release=entry.release,
+        manifest=entry.manifest,
+        nonce=nonce,
+        device_id=sent_id,
     )
 
 

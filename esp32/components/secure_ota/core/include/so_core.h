@@ -276,9 +276,10 @@ int so_statement_open(const so_keyring_t *ring, const uint8_t *statement, size_t
  * Check the server's statement for a poll answered with a manifest (HTTP 200). `statement`
  * may be NULL (absent). `manifest` is the manifest the device is judging. `device_id` is the
  * device's own id (a §5 name, the one its poll sent as deviceId), or NULL or "" for a device
- * without one. The statement must be for this nonce and device type, and its `device_id` absent
- * or exactly (byte for byte) `device_id` — a device without an id refuses any statement naming
- * one — else SO_REASON_FRESHNESS_INVALID; and answer "newest" for exactly this manifest — else
+ * without one. The statement must be for this nonce and device type, and its `device_id`
+ * exactly (byte for byte) `device_id` — absent only for a device without an id, which refuses
+ * any statement naming one — else SO_REASON_FRESHNESS_INVALID (a statement naming no device may
+ * answer a poll stripped of its id); and answer "newest" for exactly this manifest — else
  * SO_REASON_STALE_MANIFEST. Its `seq` is informational (the server's id of the release).
  * SO_ERR_INVALID_ARG for a `device_id` that is not a name.
  */

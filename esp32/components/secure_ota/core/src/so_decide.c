@@ -213,8 +213,9 @@ int so_statement_open(const so_keyring_t *ring, const uint8_t *statement, size_t
     return ret;
 }
 
-/* §7 steps 1-3 for this poll: signed, well formed, this nonce and device type, and no device
- * id or this device's own (`device_id` NULL or "": the device has none, and refuses any).
+/* §7 steps 1-3 for this poll: signed, well formed, this nonce and device type, and exactly
+ * the device id the poll sent (`device_id` NULL or "": the poll sent none, and the statement
+ * must name none; a statement without the id may answer a poll stripped of it).
  * SO_OK with *out, or a result to return. */
 static int open_for_poll(const so_keyring_t *ring, const uint8_t *statement, size_t statement_len,
                          const char *nonce, const char *device_type, const char *device_id,
@@ -231,8 +232,8 @@ static int open_for_poll(const so_keyring_t *ring, const uint8_t *statement, siz
     if (strcmp(out->nonce, nonce) != 0 || strcmp(out->device_type, device_type) != 0) {
         return SO_REASON_FRESHNESS_INVALID;
     }
-    if (out->has_device_id && (!has_id || strcmp(out->device_id, device_id) != 0)) {
-        return SO_REASON_FRESHNESS_INVALID; /* for another device */
+    if (out->has_device_id != has_id || (has_id && strcmp(out->device_id, device_id) != 0)) {
+        return SO_REASON_FRESHNESS_INVALID; /* for another device, or naming none */
     }
     return SO_OK;
 }
