@@ -175,6 +175,9 @@ esp_err_t secure_ota_perform_update(const secure_ota_config_t *cfg,
     snprintf(url, sizeof url, "%s/api/v1/device-types/%s/releases/%" PRIu32 "/binary",
              cfg->server_url, cfg->device_type, info->claims.seq);
     ESP_LOGI(TAG, "downloading release %" PRIu32 " into %s", info->claims.seq, slot->label);
+    /* best effort, like every report: an operator sees the download begin (the server keeps
+     * the device pending in its rollout until installed / confirmed or a failure) */
+    secure_ota_report(cfg, SO_EVENT_DOWNLOADING, 0, info->claims.seq, NULL);
     esp_err_t ret = cfg->resumable ? secure_ota_resumable_update(cfg, ring, &info->claims, url)
                                    : plain_update(cfg, ring, &info->claims, url);
     so_keyring_free(ring);
