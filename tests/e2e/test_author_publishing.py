@@ -9,7 +9,7 @@ import httpx
 
 from secure_fota.author.service import ServiceConfig, create_service
 from secure_fota.author.upload import Credentials, UploadTarget
-from secure_fota.devtools.harness import ThreadedServer, fota_command, run_fota
+from secure_fota.devtools.harness import ThreadedServer, fota_command, free_port, run_fota
 from secure_fota.tls_client import client_context
 from tests.e2e.conftest import DEVICE_TYPE, PASSWORD, USER, Fleet
 
@@ -96,6 +96,38 @@ def test_publish_with_basic_auth_then_upload_with_a_token(fleet: Fleet, tmp_path
     )
     assert result.returncode == 0, result.stderr
     assert newest_release(fleet) == "3"
+
+
+def test_publish_refused_by_the_server_leaves_the_local_release_as_it_was(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """A second `publish` under a number the server already holds for another release (409),
+    or to a server that cannot be reached, must not overwrite the files of the release the
+    server does hold: they are written to --out only once the server has taken the release."""
+    out = tmp_path / "dist"  # created by publish
+
+    def publish(version: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return cli(
+            "publish", str(fleet.image(version)), "--seq", "2", "--keys", str(fleet.keys),
+            "--out", str(out), "--device-type", DEVICE_TYPE, "--name", "app",
+            "--ca", str(fleet.ca), "--user", USER, "--new-device-type", *extra,
+            env={"FOTA_UPLOAD_PASSWORD": PASSWORD},
+        )  # fmt: skip
+
+    first = publish("1.1.0", "--server", fleet.url)
+    assert first.returncode == 0, first.stderr
+    published = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(published) == ["app-2.bin", "app-2.manifest"]
+    again = publish("1.2.0", "--server", fleet.url)
+    assert again.returncode == 1
+    assert "already holds a different release" in again.stderr, again.stderr
+    unreachable = publish("1.2.0", "--server", f"https://127.0.0.1:{free_port()}")
+    assert unreachable.returncode == 1, unreachable.stderr
+    # the files match the server's release 2, and no staging folder is left behind
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == published
+    with httpx.Client(verify=client_context(fleet.ca)) as http:
+        served = http.get(f"{fleet.url}/api/v1/device-types/{DEVICE_TYPE}/releases/2/manifest")
+    assert served.status_code == 200 and served.content == published["app-2.manifest"]
 
 
 def test_upload_failures_are_reported(fleet: Fleet, tmp_path: Path) -> None:

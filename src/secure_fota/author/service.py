@@ -17,8 +17,6 @@ Errors have the update server's body (:func:`secure_fota.wire.error_body`) and e
 from __future__ import annotations
 
 import hmac
-import shutil
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from secure_fota.author.release import ReleaseRequest, build_release
+from secure_fota.author.staging import keep, staging_folder
 from secure_fota.author.upload import UploadTarget, upload_release
 from secure_fota.crypto.keyring import AuthorKeys
 from secure_fota.errors import (
@@ -133,9 +132,7 @@ class _Service:
         the server's release as they were."""
         with self._lock:
             config = self.config
-            config.out_dir.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=config.out_dir))
-            try:
+            with staging_folder(config.out_dir) as staging:
                 files = build_release(
                     ReleaseRequest(
                         firmware=firmware,
@@ -157,10 +154,7 @@ class _Service:
                     device_type=device_type,
                     allow_new_device_type=config.allow_new_device_type,
                 )
-                for path in (files.manifest, files.binary):
-                    path.replace(config.out_dir / path.name)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+                files = keep(files, config.out_dir)
             claims = files.claims.to_dict()
             return {"result": answer, "claims": claims}
 

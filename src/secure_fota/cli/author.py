@@ -397,20 +397,30 @@ def publish(
     as_json: bool,
     **options: object,
 ) -> None:
-    """Release and upload in one step (fota author release + fota author upload)."""
+    """Release and upload in one step (fota author release + fota author upload).
+
+    The files are built in a private folder inside OUT and moved into OUT only once the
+    server has taken the release: a refused or failed upload (a 409 for a different release
+    under the same number, say) leaves what OUT holds as it was.
+    """
+    from secure_fota.author.staging import keep, staging_folder
+
     target = _target(server, user, token_env, ca_file, insecure_http)
-    files = _build(**options)  # type: ignore[arg-type]
+    out_dir = Path(str(options["out_dir"]))
+    with staging_folder(out_dir) as staging:
+        files = _build(**(options | {"out_dir": staging}))  # type: ignore[arg-type]
+        claims = files.claims
+        answer = _upload(
+            target,
+            staging,
+            claims.fw_name,
+            claims.seq,
+            claims.device_type,
+            new_device_type=new_device_type,
+            hold=hold,
+        )
+        files = keep(files, out_dir)
     _summary(files, as_json)
-    claims = files.claims
-    answer = _upload(
-        target,
-        files.manifest.parent,
-        claims.fw_name,
-        claims.seq,
-        claims.device_type,
-        new_device_type=new_device_type,
-        hold=hold,
-    )
     if not as_json:
         click.echo(f"uploaded: server answered {answer}")
 
