@@ -84,13 +84,20 @@ async def spool(chunks: AsyncIterable[bytes], directory: Path, *, max_size: int)
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs. A zombie does not: a worker killed with its main process
+    (``kill -9`` of the service) stays one until init reaps it, and its upload is over."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux), or it just went: judged by the signal above
+    state = stat.rpartition(")")[2].split()[:1]  # the name in parentheses may hold spaces
+    return state not in (["Z"], ["X"])
 
 
 def clean_spool_dir(directory: Path, *, max_age: float) -> int:
