@@ -6,8 +6,11 @@ Tokens are 256-bit random secrets; only their SHA-256 is stored (a fast hash is 
 secrets of that entropy, and keeps device polls cheap). Passwords are Argon2id. Failed
 attempts are counted per client address (the TCP peer, or the address a configured proxy
 forwarded) and per account (the stored user name; names compare exactly on every database);
-past the limit the answer is 429 with ``Retry-After`` until the lock-out ends (per worker
-process).
+past the limit the answer is 429 with ``Retry-After`` until the lock-out ends. Password
+failures (HTTP Basic, dashboard sign-ins) are counted in the database, so every worker and
+every host counts the same guesses (:class:`SharedFailureThrottle`); bad bearer tokens, which
+cannot be guessed, are counted per worker in memory (:class:`FailureThrottle`), so that a
+flood of them costs no database write once its address is locked.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from secure_fota.errors import InputError
 from secure_fota.formats.names import check_name
+from secure_fota.server.db.auth_failures import AuthFailureStore
 from secure_fota.server.db.records import UserInfo
 from secure_fota.server.db.repository import Repository
 from secure_fota.server.errors import AuthenticationRequired, Forbidden, Throttled
@@ -43,6 +47,7 @@ __all__ = [
     "FailureThrottle",
     "Principal",
     "Role",
+    "SharedFailureThrottle",
     "hash_password",
     "new_token",
     "token_digest",
@@ -102,8 +107,50 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+def _limit(key: str, max_failures: int) -> int:
+    # one address may carry many users (NAT, CI): it gets more room than one user name
+    return max_failures * CLIENT_FACTOR if key.startswith("client:") else max_failures
+
+
+class SharedFailureThrottle:
+    """Password failures counted in the database (:class:`AuthFailureStore`): a user name is
+    locked after ``max_failures`` failures within ``window`` seconds of its first, a client
+    address after ``CLIENT_FACTOR`` times as many, whichever worker or host saw them."""
+
+    def __init__(
+        self,
+        store: AuthFailureStore,
+        *,
+        max_failures: int,
+        window: float,
+        lockout: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._max = max_failures
+        self._window = int(window * 1000)
+        self._lockout = lockout * 1000
+        self._clock = clock
+
+    def _now(self) -> int:
+        return int(self._clock() * 1000)
+
+    async def check(self, keys: Iterable[str]) -> None:
+        now = self._now()
+        until = await self._store.locked_until(list(keys), now)
+        if until is not None:
+            raise Throttled(max(1, -(-(until - now) // 1000)))
+
+    async def failure(self, keys: Iterable[str]) -> None:
+        limits = {key: _limit(key, self._max) for key in keys}
+        await self._store.record(limits, self._now(), window=self._window, lockout=self._lockout)
+
+    async def success(self, keys: Iterable[str]) -> None:
+        await self._store.clear(list(keys), self._now())
+
+
 class FailureThrottle:
-    """Sliding-window failure counters with lock-out, bounded in memory.
+    """Sliding-window failure counters with lock-out, bounded in memory (one worker's).
 
     A user name is locked after ``max_failures`` failures within ``window`` seconds, a client
     address after ``CLIENT_FACTOR`` times as many."""
@@ -124,8 +171,7 @@ class FailureThrottle:
         self._locked: dict[str, float] = {}
 
     def _limit(self, key: str) -> int:
-        # one address may carry many users (NAT, CI): it gets more room than one user name
-        return self._max * CLIENT_FACTOR if key.startswith("client:") else self._max
+        return _limit(key, self._max)
 
     def check(self, keys: Iterable[str]) -> None:
         now = self._clock()
@@ -169,12 +215,14 @@ class Authenticator:
         repository: Repository,
         watcher: GenerationWatcher,
         throttle: FailureThrottle,
+        passwords: SharedFailureThrottle,
         *,
         device_mode: DeviceAuthMode,
     ) -> None:
         self._repository = repository
         self._watcher = watcher
-        self._throttle = throttle
+        self._throttle = throttle  # bearer tokens, per worker
+        self._passwords = passwords  # passwords, in the database
         self.device_mode = device_mode
         self._tokens: dict[str, _CachedToken] = {}
         watcher.subscribe(self._clear)
@@ -223,9 +271,9 @@ class Authenticator:
             raise AuthenticationRequired("wrong user name or password") from None
         keys, principal = await self._user_password(f"client:{client}", name, password)
         if principal is None or principal.role is Role.DEVICE:
-            self._throttle.failure(keys)
+            await self._passwords.failure(keys)
             raise AuthenticationRequired("wrong user name or password")
-        self._throttle.success(keys)
+        await self._passwords.success(keys)
         return principal
 
     async def _user_password(
@@ -238,7 +286,7 @@ class Authenticator:
         # the account's counter (its stored name); a name no account has is counted as
         # given, so that a lock-out does not tell which names exist
         keys = [client_key, f"user:{name if user is None else user.name}"]
-        self._throttle.check(keys)
+        await self._passwords.check(keys)
         return keys, await self._password(user, password)
 
     async def staff(
@@ -257,14 +305,17 @@ class Authenticator:
         if scheme == "bearer":
             self._throttle.check([client_key])
             principal = await self._token(credentials)
-            keys = [client_key]
+            if principal is None:
+                self._throttle.failure([client_key])
+                raise AuthenticationRequired("wrong user name, password or token")
+            self._throttle.success([client_key])
         else:
             name, password = _decode_basic(credentials)
             keys, principal = await self._user_password(client_key, name, password)
-        if principal is None:
-            self._throttle.failure(keys)
-            raise AuthenticationRequired("wrong user name, password or token")
-        self._throttle.success(keys)
+            if principal is None:
+                await self._passwords.failure(keys)
+                raise AuthenticationRequired("wrong user name, password or token")
+            await self._passwords.success(keys)
         if principal.role is Role.DEVICE:
             raise Forbidden("device tokens cannot upload or administer")
         if principal.role is Role.VIEWER and not read_only:

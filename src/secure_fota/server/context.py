@@ -14,8 +14,14 @@ from secure_fota.crypto.freshness import FreshnessSigner
 from secure_fota.crypto.keys import Role
 from secure_fota.errors import ConfigError
 from secure_fota.keys.directory import load_private_key_file
-from secure_fota.server.auth import Authenticator, DeviceAuthMode, FailureThrottle
+from secure_fota.server.auth import (
+    Authenticator,
+    DeviceAuthMode,
+    FailureThrottle,
+    SharedFailureThrottle,
+)
 from secure_fota.server.cache import BlobCache, NewestCache, ReleaseCache
+from secure_fota.server.db.auth_failures import AuthFailureStore
 from secure_fota.server.db.engine import create_engine, sqlite_path
 from secure_fota.server.db.fleet import FleetRepository
 from secure_fota.server.db.migrate import upgrade
@@ -156,10 +162,11 @@ async def build_context(settings: ServerSettings, metrics: Metrics) -> ServerCon
     watcher = GenerationWatcher(
         repository, settings.cache_ttl, refresh_ahead=settings.cache_ttl / 5
     )
-    throttle = FailureThrottle(
-        max_failures=settings.auth_max_failures,
-        window=settings.auth_failure_window,
-        lockout=settings.auth_lockout_seconds,
+    max_failures, window = settings.auth_max_failures, settings.auth_failure_window
+    lockout = settings.auth_lockout_seconds
+    throttle = FailureThrottle(max_failures=max_failures, window=window, lockout=lockout)
+    passwords = SharedFailureThrottle(
+        AuthFailureStore(engine), max_failures=max_failures, window=window, lockout=lockout
     )
     context = ServerContext(
         settings=settings,
@@ -177,7 +184,11 @@ async def build_context(settings: ServerSettings, metrics: Metrics) -> ServerCon
         release_cache=ReleaseCache(watcher, repository),
         blobs=BlobCache(store, settings.binary_cache_size),
         auth=Authenticator(
-            repository, watcher, throttle, device_mode=DeviceAuthMode(settings.device_auth)
+            repository,
+            watcher,
+            throttle,
+            passwords,
+            device_mode=DeviceAuthMode(settings.device_auth),
         ),
         releases=ReleaseService(
             repository, watcher, metrics, hold_new_releases=settings.hold_new_releases

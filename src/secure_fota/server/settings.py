@@ -118,7 +118,7 @@ class ServerSettings(BaseSettings):
 
     # authentication
     auth_max_failures: int = Field(10, ge=1, le=10_000)
-    auth_failure_window: float = Field(60.0, gt=0)
+    auth_failure_window: float = Field(60.0, gt=0, le=86400)
     auth_lockout_seconds: int = Field(60, ge=1, le=86400)
 
     # serving

@@ -38,6 +38,7 @@ __all__ = [
     "GENERATION_ROW",
     "TABLE_OPTIONS",
     "AuditEvent",
+    "AuthFailure",
     "Base",
     "Device",
     "NameString",
@@ -50,6 +51,9 @@ __all__ = [
     "User",
     "UtcDateTime",
 ]
+
+#: ``user:`` + a name (64) or ``client:`` + an address (an IPv6 address with scope fits)
+AUTH_KEY_LENGTH: Final = 128
 
 #: the single row of ``server_state`` whose counter changes on every visible change
 GENERATION_ROW: Final = 1
@@ -270,3 +274,17 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(32))
     target: Mapped[str] = mapped_column(String(160))
     detail: Mapped[str] = mapped_column(String(255))
+
+
+class AuthFailure(Base):
+    """Failed sign-ins for one key (``user:NAME`` or ``client:ADDRESS``), shared by every
+    worker and host: how many since ``window_start`` and, once past the limit, until when the
+    key is locked (Unix milliseconds; 0: not locked)."""
+
+    __tablename__ = "auth_failures"
+    __table_args__ = TABLE_OPTIONS
+
+    key: Mapped[str] = mapped_column(NameString(AUTH_KEY_LENGTH), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, index=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    locked_until: Mapped[int] = mapped_column(BigInteger)
