@@ -20,7 +20,11 @@ _ANSWERS = {
     "/m": (200, [*_HEADERS, (b"content-length", str(len(_MANIFEST)).encode())], _MANIFEST),
     "/r": (
         206,
-        [*_HEADERS, (b"content-range", b"bytes 16384-32767/1048576"), (b"content-length", b"16384")],
+        [
+            *_HEADERS,
+            (b"content-range", b"bytes 16384-32767/1048576"),
+            (b"content-length", b"16384"),
+        ],
         _CHUNK,
     ),
 }

@@ -226,7 +226,10 @@ def main() -> None:
             # multiprocessing's resource tracker)
             worker = sorted(server.pids(), key=lambda pid: common.cpu_seconds([pid]))
             spied = {}
-            for kind, url in (("poll-200", server.url + POLL_PATH), ("range16", server.url + BINARY_PATH)):
+            for kind, url in (
+                ("poll-200", server.url + POLL_PATH),
+                ("range16", server.url + BINARY_PATH),
+            ):
                 spied[kind] = py_spy(worker[-1], url, kind, args)
                 log(f"py-spy {kind}: {spied[kind]}")
             results["py_spy"] = spied
@@ -245,7 +248,9 @@ def main() -> None:
     if "py_spy" in results:
         for kind, spied in results["py_spy"].items():  # type: ignore[union-attr]
             total = spied["python_samples_s"]
-            print(f"\npy-spy, fota over TLS, {kind}: {spied['rps']:.0f} req/s; Python busy {total:.2f} s of {args.duration:.0f} s")
+            print(
+                f"\npy-spy, fota over TLS, {kind}: {spied['rps']:.0f} req/s; Python busy {total:.2f} s of {args.duration:.0f} s"
+            )
             for group, seconds in sorted(spied.items(), key=lambda item: -item[1]):
                 if group not in ("rps", "python_samples_s"):
                     print(f"  {group}: {seconds / total:.0%}")

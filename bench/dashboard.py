@@ -10,6 +10,9 @@ under a second.
 
     .venv/bin/python bench/dashboard.py --devices 100000 --databases sqlite,postgresql
 
+``--without-index NAME`` then drops that index of the same database (the server keeps running)
+and fetches every page again: the index's effect side by side, in one run.
+
 Results: build/bench/results/dashboard.json and a Markdown table on stdout.
 """
 
@@ -225,7 +228,33 @@ def browser_times(server: LocalServer, cookie: str, repeats: int) -> dict[str, d
     return results
 
 
-def run(kind: str, devices: int, repeats: int) -> dict[str, object]:
+async def _drop_index(url: str, name: str) -> None:
+    from sqlalchemy import text
+
+    from secure_fota.server.db.engine import create_engine
+
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"DROP INDEX {name}"))
+    finally:
+        await engine.dispose()
+
+
+def measure_pages(client: httpx.Client, repeats: int, kind: str) -> dict[str, dict[str, float]]:
+    answers = {}
+    for label, path in PAGES.items():
+        answer = client.get(path)
+        assert answer.status_code == 200, (path, answer.status_code, answer.text[:300])
+        answers[label] = {
+            **measure(lambda path=path: client.get(path).raise_for_status(), repeats),
+            "bytes": len(answer.content),
+        }
+        log(f"{kind}: {label}: {answers[label]}")
+    return answers
+
+
+def run(kind: str, devices: int, repeats: int, without_index: str | None) -> dict[str, object]:
     directory = WORK / f"dashboard-{kind}"
     shutil.rmtree(directory, ignore_errors=True)
     data = directory / "data"
@@ -244,20 +273,22 @@ def run(kind: str, devices: int, repeats: int) -> dict[str, object]:
             )
             with client:
                 sign_in(client)
-                answers = {}
-                for label, path in PAGES.items():
-                    answer = client.get(path)
-                    assert answer.status_code == 200, (path, answer.status_code, answer.text[:300])
-                    answers[label] = {
-                        **measure(lambda path=path: client.get(path).raise_for_status(), repeats),
-                        "bytes": len(answer.content),
-                    }
-                    log(f"{kind}: {label}: {answers[label]}")
+                answers = measure_pages(client, repeats, kind)
                 cookie = client.cookies["__Host-fota-session"]
-            browser = browser_times(server, cookie, repeats)
-            for label, value in browser.items():
-                log(f"{kind}: browser {label}: {value}")
-    return {"insert_seconds": round(seconds, 1), "server": answers, "browser": browser}
+                browser = browser_times(server, cookie, repeats)
+                for label, value in browser.items():
+                    log(f"{kind}: browser {label}: {value}")
+                without = None
+                if without_index:
+                    asyncio.run(_drop_index(url, without_index))
+                    log(f"{kind}: dropped {without_index}")
+                    without = measure_pages(client, repeats, f"{kind} without {without_index}")
+    return {
+        "insert_seconds": round(seconds, 1),
+        "server": answers,
+        "browser": browser,
+        "without_index": without,
+    }
 
 
 def main() -> None:
@@ -265,11 +296,19 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=100_000)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument(
+        "--without-index",
+        metavar="NAME",
+        help="then drop this index of the devices table and fetch every page again",
+    )
     args = parser.parse_args()
     results = {
         "devices": args.devices,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "runs": {kind: run(kind, args.devices, args.repeats) for kind in args.databases.split(",")},
+        "runs": {
+            kind: run(kind, args.devices, args.repeats, args.without_index)
+            for kind in args.databases.split(",")
+        },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "dashboard.json").write_text(json.dumps(results, indent=2))
@@ -293,6 +332,22 @@ def main() -> None:
                 + " | ".join(f"{c['median_ms']} / {c['p95_ms']}" for c in cells)
                 + " |"
             )
+
+    if args.without_index:
+        print(
+            f"\n| page ({args.devices:,} devices), median ms | "
+            + " | ".join(f"{k}: with / without {args.without_index} (ratio)" for k in kinds)
+            + " |"
+        )
+        print("| --- |" + " --- |" * len(kinds))
+        for label in PAGES:
+            cells = []
+            for k in kinds:
+                run_ = results["runs"][k]
+                with_ = run_["server"][label]["median_ms"]  # type: ignore[index]
+                without_ = run_["without_index"][label]["median_ms"]  # type: ignore[index]
+                cells.append(f"{with_} / {without_} ({without_ / with_:.1f}x)")
+            print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -196,7 +196,13 @@ class Device(Base):
     """One device that has reported: its key, what it runs, and what it said last."""
 
     __tablename__ = "devices"
-    __table_args__ = (Index("ix_devices_type", "device_type", "device_id"), TABLE_OPTIONS)
+    __table_args__ = (
+        Index("ix_devices_type", "device_type", "device_id"),
+        # the dashboard's release distribution (GROUP BY type, running release) and its device
+        # list filtered by type and running release, in device_id order, from the index alone
+        Index("ix_devices_type_seq", "device_type", "running_seq", "device_id"),
+        TABLE_OPTIONS,
+    )
 
     device_id: Mapped[str] = mapped_column(NameString(), primary_key=True)
     device_type: Mapped[str] = mapped_column(NameString())
