@@ -16,6 +16,7 @@ import pytest
 
 from secure_fota.server.auth import hash_password
 from secure_fota.server.ui.security import CSP, LOGIN_COOKIE, SESSION_COOKIE
+from secure_fota.wire import API_V1
 from tests.integration.server.conftest import (
     ADMIN_PASSWORD,
     DATABASES,
@@ -153,6 +154,33 @@ def test_sessions_end_with_sign_out_and_with_a_new_password(ui: Harness):
         answer = client.get("/ui/device-types")
         assert answer.status_code == 303
         assert answer.headers["location"].startswith("/ui/login")
+
+
+def test_sign_in_and_sign_out_are_in_the_audit_log(ui: Harness):
+    asyncio.run(_users(ui, ("ursula", "ursula-password-1", "uploader")))
+    with _sign_in(ui, "ursula", "ursula-password-1") as client:
+        token = _csrf(client.get("/ui/device-types").text)
+        assert client.post("/ui/logout", headers={"x-csrf-token": token}).status_code == 303
+    with ui.server.client() as client:  # a refused sign-in is no event (it is throttled)
+        form = client.get("/ui/login")
+        found = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert found is not None
+        refused = client.post(
+            "/ui/login",
+            data={"csrf_token": found.group(1), "username": "ursula", "password": "wrong-one"},
+        )
+        assert refused.status_code == 401
+    audit = ui.http.get(f"{API_V1}/audit", headers=ui.credentials.admin)
+    assert audit.status_code == 200, audit.text
+    events = [
+        (e["actor"], e["action"], e["detail"])
+        for e in audit.json()
+        if e["target"] == "ursula" and e["action"].startswith("ui-")
+    ]
+    assert sorted(events) == [
+        ("ursula", "ui-sign-in", "from 127.0.0.1"),
+        ("ursula", "ui-sign-out", ""),
+    ], events
 
 
 def test_a_viewer_reads_the_api_and_the_pages_but_changes_nothing(ui: Harness):

@@ -438,12 +438,19 @@ class Repository:
     # dashboard sessions ---------------------------------------------------------------------
 
     async def add_ui_session(
-        self, digest: str, user_name: str, csrf_token: str, *, lifetime: datetime.timedelta
+        self,
+        digest: str,
+        user_name: str,
+        csrf_token: str,
+        *,
+        lifetime: datetime.timedelta,
+        client: str,
     ) -> None:
-        """Store a new session (and drop every expired one)."""
+        """Store a new session (and drop every expired one); audited with the client address."""
         now = _now()
         async with self._tx() as session:
             await session.execute(delete(UiSession).where(UiSession.expires_at < now))
+            self._audit(session, user_name, "ui-sign-in", user_name, f"from {client}")
             session.add(
                 UiSession(
                     id_sha256=digest,
@@ -473,6 +480,8 @@ class Repository:
         found, role = row
         return UiSessionInfo(found.user_name, role, found.csrf_token, found.expires_at)
 
-    async def delete_ui_session(self, digest: str) -> None:
+    async def delete_ui_session(self, digest: str, *, user_name: str) -> None:
+        """End a session (signing out; audited)."""
         async with self._tx() as session:
             await session.execute(delete(UiSession).where(UiSession.id_sha256 == digest))
+            self._audit(session, user_name, "ui-sign-out", user_name)

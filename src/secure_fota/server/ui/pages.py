@@ -119,7 +119,7 @@ async def login(request: Request) -> Response:
     except (AuthenticationRequired, Throttled) as exc:
         return _login_page(request, error=exc.message, status=exc.http_status, username=name[:64])
     response = redirect(local_next(form.get("next"), _HOME))
-    set_session_cookie(response, await start_session(context, principal))
+    set_session_cookie(response, await start_session(context, principal, client_of(request)))
     return response
 
 

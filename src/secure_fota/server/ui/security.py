@@ -118,20 +118,22 @@ async def user_of(request: Request, context: ServerContext) -> UiUser:
     return UiUser(found.user_name, Role(found.role), found.csrf_token, digest)
 
 
-async def start_session(context: ServerContext, principal: Principal) -> str:
-    """A new session for ``principal``; returns the cookie value (never stored)."""
+async def start_session(context: ServerContext, principal: Principal, client: str) -> str:
+    """A new session for ``principal`` signed in from ``client``; returns the cookie value
+    (never stored)."""
     session_id = secrets.token_urlsafe(32)
     await context.repository.add_ui_session(
         _digest(session_id),
         principal.name,
         secrets.token_urlsafe(32),
         lifetime=datetime.timedelta(seconds=UI_SESSION_LIFETIME),
+        client=client,
     )
     return session_id
 
 
 async def end_session(context: ServerContext, user: UiUser) -> None:
-    await context.repository.delete_ui_session(user.session_digest)
+    await context.repository.delete_ui_session(user.session_digest, user_name=user.name)
 
 
 def _cookie(response: Response, name: str, value: str, max_age: int) -> None:
