@@ -118,39 +118,48 @@ class FleetService:
         self._watcher = watcher
 
     async def report(self, token: str, principal: Principal | None) -> DeviceInfo:
-        """Verify and store one signed report; a failure judges its rollout at once."""
+        """Verify and store one signed report; a failure judges its rollout at once.
+
+        The signature is checked inside the transaction that stores the report, under the
+        device's row lock, against the key registered there (one transaction per report)."""
         arrived = time.perf_counter()
-        registered = await self._repository.device_key(peek_device_id(token))
-        try:
-            report, _ = open_report(token, registered)
-        except VerificationError as exc:
-            raise Forbidden(f"device report refused: {exc}") from None
-        if principal is not None and principal.per_device and principal.name != report.device_id:
-            raise Forbidden(
-                f"the device token {principal.name!r} cannot report for {report.device_id!r}"
+
+        def verified(registered: str | None) -> ReportFacts:
+            try:
+                report, _ = open_report(token, registered)
+            except VerificationError as exc:
+                raise Forbidden(f"device report refused: {exc}") from None
+            if (
+                principal is not None
+                and principal.per_device
+                and principal.name != report.device_id
+            ):
+                raise Forbidden(
+                    f"the device token {principal.name!r} cannot report for {report.device_id!r}"
+                )
+            outcome = (
+                "success"
+                if report.event is Event.CONFIRMED
+                else "failure"
+                if report.event in FAILURES
+                else None
             )
-        outcome = (
-            "success"
-            if report.event is Event.CONFIRMED
-            else "failure"
-            if report.event in FAILURES
-            else None
-        )
-        facts = ReportFacts(
-            device_id=report.device_id,
-            device_type=report.device_type,
-            event=report.event.value,
-            reason=report.reason,
-            detail=report.detail,
-            seq=report.seq,
-            secure_version=report.secure_version,
-            version=report.version,
-            release=report.seq if report.event is Event.CONFIRMED else report.release,
-            counter=report.counter,
-            pub=report.pub,
-            outcome=outcome,
-        )
-        device, failed_in = await self._repository.record_report(facts)
+            return ReportFacts(
+                device_id=report.device_id,
+                device_type=report.device_type,
+                event=report.event.value,
+                reason=report.reason,
+                detail=report.detail,
+                seq=report.seq,
+                secure_version=report.secure_version,
+                version=report.version,
+                release=report.seq if report.event is Event.CONFIRMED else report.release,
+                counter=report.counter,
+                pub=report.pub,
+                outcome=outcome,
+            )
+
+        device, failed_in = await self._repository.record_report(peek_device_id(token), verified)
         if failed_in is not None:
             await self.step(failed_in, since=arrived)
         return device

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -119,13 +119,6 @@ def _rollout(row: Rollout) -> RolloutInfo:
 class FleetRepository(Repository):
     # devices and reports ------------------------------------------------------------------
 
-    async def device_key(self, device_id: str) -> str | None:
-        """The public key registered for ``device_id`` (None: unknown, trust on first use)."""
-        async with self._tx() as session:
-            return await session.scalar(
-                select(Device.public_key).where(Device.device_id == device_id)
-            )
-
     async def register_device(
         self, device_id: str, device_type: str, public_key: str, *, actor: str
     ) -> DeviceInfo:
@@ -154,17 +147,24 @@ class FleetRepository(Repository):
         except IntegrityError:
             raise ConflictError(f"device {device_id!r} registered concurrently; retry") from None
 
-    async def record_report(self, facts: ReportFacts) -> tuple[DeviceInfo, int | None]:
-        """Store a verified report; return the device and the id of the running rollout whose
-        member it failed in (the caller then judges that rollout at once).
+    async def record_report(
+        self, device_id: str, verified: Callable[[str | None], ReportFacts]
+    ) -> tuple[DeviceInfo, int | None]:
+        """Store the report of ``device_id`` that ``verified`` checks against the device's
+        registered key (None: none yet) and returns; return the device and the id of the
+        running rollout whose member it failed in (the caller then judges that rollout at once).
 
-        Under the device's row lock: the key must be the registered one (the first report
+        In one transaction, under the device's row lock: ``verified`` runs first (what it
+        raises rolls everything back), the key must be the registered one (the first report
         registers it), the counter must exceed the last one (else :class:`ReplayedReport`).
         """
         now = _now()
         try:
             async with self._tx() as session:
-                row = await session.get(Device, facts.device_id, with_for_update=True)
+                row = await session.get(Device, device_id, with_for_update=True)
+                facts = verified(None if row is None else row.public_key)
+                if facts.device_id != device_id:
+                    raise Forbidden(f"the report names {facts.device_id!r}, not {device_id!r}")
                 if row is None:
                     row = Device(
                         device_id=facts.device_id,
