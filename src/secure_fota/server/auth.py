@@ -135,11 +135,14 @@ class SharedFailureThrottle:
     def _now(self) -> int:
         return int(self._clock() * 1000)
 
-    async def check(self, keys: Iterable[str]) -> None:
+    async def check(self, keys: Iterable[str]) -> bool:
+        """Raise :class:`Throttled` while a key is locked; else whether any key has failures
+        counted (only then does a success have anything to clear)."""
         now = self._now()
-        until = await self._store.locked_until(list(keys), now)
+        until, counted = await self._store.state(list(keys), now)
         if until is not None:
             raise Throttled(max(1, -(-(until - now) // 1000)))
+        return counted
 
     async def failure(self, keys: Iterable[str]) -> None:
         limits = {key: _limit(key, self._max) for key in keys}
@@ -269,25 +272,32 @@ class Authenticator:
             check_name("user", name)
         except InputError:
             raise AuthenticationRequired("wrong user name or password") from None
-        keys, principal = await self._user_password(f"client:{client}", name, password)
-        if principal is None or principal.role is Role.DEVICE:
-            await self._passwords.failure(keys)
+        principal = await self._user_password(
+            f"client:{client}", name, password, refuse_devices=True
+        )
+        if principal is None:
             raise AuthenticationRequired("wrong user name or password")
-        await self._passwords.success(keys)
         return principal
 
     async def _user_password(
-        self, client_key: str, name: str, password: str
-    ) -> tuple[list[str], Principal | None]:
-        """Check a user's password (after the throttle); return the throttle's keys with it."""
+        self, client_key: str, name: str, password: str, *, refuse_devices: bool = False
+    ) -> Principal | None:
+        """Check a user's password through the shared throttle (429 while locked): a failure
+        is counted, a success clears what was counted (a write only when there is any)."""
         user = await self._repository.user(name)
         if user is not None and user.name != name:
             user = None  # a database that still folds case: names compare exactly here too
         # the account's counter (its stored name); a name no account has is counted as
         # given, so that a lock-out does not tell which names exist
         keys = [client_key, f"user:{name if user is None else user.name}"]
-        await self._passwords.check(keys)
-        return keys, await self._password(user, password)
+        counted = await self._passwords.check(keys)
+        principal = await self._password(user, password)
+        if principal is None or (refuse_devices and principal.role is Role.DEVICE):
+            await self._passwords.failure(keys)
+            return None
+        if counted:
+            await self._passwords.success(keys)
+        return principal
 
     async def staff(
         self, authorization: str | None, client: str, *, admin: bool, read_only: bool = False
@@ -310,12 +320,9 @@ class Authenticator:
                 raise AuthenticationRequired("wrong user name, password or token")
             self._throttle.success([client_key])
         else:
-            name, password = _decode_basic(credentials)
-            keys, principal = await self._user_password(client_key, name, password)
+            principal = await self._user_password(client_key, *_decode_basic(credentials))
             if principal is None:
-                await self._passwords.failure(keys)
                 raise AuthenticationRequired("wrong user name, password or token")
-            await self._passwords.success(keys)
         if principal.role is Role.DEVICE:
             raise Forbidden("device tokens cannot upload or administer")
         if principal.role is Role.VIEWER and not read_only:

@@ -9,8 +9,7 @@ Rows whose window and lock have both ended are deleted as new failures come in.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from sqlalchemy import and_, delete, func, select
@@ -18,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from secure_fota.server.db.models import AuthFailure
-from secure_fota.server.db.repository import db_errors
+from secure_fota.server.db.repository import transaction
 from secure_fota.server.errors import Unavailable
 
 __all__ = ["AuthFailureStore"]
@@ -32,19 +31,18 @@ class AuthFailureStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
-    @contextlib.asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncSession]:
-        with db_errors():
-            async with self._sessions.begin() as session:
-                yield session
-
-    async def locked_until(self, keys: Sequence[str], now: int) -> int | None:
-        """The end of the latest lock-out among ``keys`` still running at ``now``, or None."""
-        async with self._tx() as session:
-            until = await session.scalar(
-                select(func.max(AuthFailure.locked_until)).where(AuthFailure.key.in_(keys))
-            )
-        return int(until) if until is not None and until > now else None
+    async def state(self, keys: Sequence[str], now: int) -> tuple[int | None, bool]:
+        """The end of the latest lock-out among ``keys`` still running at ``now`` (or None),
+        and whether any of them has a row (failures counted, or a lock-out, ended or not)."""
+        async with transaction(self._sessions) as session:
+            until, rows = (
+                await session.execute(
+                    select(func.max(AuthFailure.locked_until), func.count()).where(
+                        AuthFailure.key.in_(keys)
+                    )
+                )
+            ).one()
+        return (int(until) if until is not None and until > now else None), rows > 0
 
     async def record(
         self, limits: Mapping[str, int], now: int, *, window: int, lockout: int
@@ -53,7 +51,7 @@ class AuthFailureStore:
         keys = sorted(limits)  # one order for every worker: fewer lock waits
         for attempt in range(_ATTEMPTS):
             try:
-                async with self._tx() as session:
+                async with transaction(self._sessions) as session:
                     await self._record(session, keys, limits, now, window, lockout)
             except (DBAPIError, Unavailable):
                 # a concurrent first failure of the same key, or a deadlock: both retried
@@ -102,7 +100,7 @@ class AuthFailureStore:
 
     async def clear(self, keys: Sequence[str], now: int) -> None:
         """Forget the failures of ``keys`` (a successful sign-in); a running lock-out stays."""
-        async with self._tx() as session:
+        async with transaction(self._sessions) as session:
             await session.execute(
                 delete(AuthFailure).where(
                     and_(AuthFailure.key.in_(keys), AuthFailure.locked_until <= now)

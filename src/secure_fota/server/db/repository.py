@@ -40,7 +40,7 @@ from secure_fota.server.db.records import (
 )
 from secure_fota.server.errors import Unavailable
 
-__all__ = ["Repository", "db_errors"]
+__all__ = ["Repository", "db_errors", "transaction"]
 
 _Record = TypeVar("_Record", ReleaseInfo, UserInfo, TokenInfo)
 
@@ -70,6 +70,15 @@ def db_errors() -> Iterator[None]:
         raise  # a bug (or a constraint the caller handles), not an outage
 
 
+@contextlib.asynccontextmanager
+async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """One transaction of ``sessions``, committed at the end (rolled back on an exception),
+    with driver and connection failures translated (:func:`db_errors`)."""
+    with db_errors():
+        async with sessions.begin() as session:
+            yield session
+
+
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
@@ -83,11 +92,8 @@ class Repository:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
-    @contextlib.asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncSession]:
-        with db_errors():
-            async with self._sessions.begin() as session:
-                yield session
+    def _tx(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
+        return transaction(self._sessions)
 
     @staticmethod
     def _audit(
